@@ -1,0 +1,1518 @@
+/*
+ * conf.c - load msaproxy.conf (libconfig syntax) into a struct conf.
+ *
+ * Every key msaproxy knows is a row in a table: its name, its type, where it
+ * lands in the struct, its default (as text, parsed by the same code as a
+ * value from the file) and its bounds.  There is one table per section; a
+ * section key points at the next table.  Adding a section (tls, sasl, audit)
+ * means adding a struct to conf.h, a table here and one row in the parent
+ * table; nothing else in this file changes.
+ *
+ * Loading is one pass over the tree libconfig builds:
+ *   1. every key of a section gets its default;
+ *   2. every setting in the file, in file order, is looked up in the table:
+ *      unknown names, wrong types and bad values are reported, not fatal;
+ *   3. keys flagged CONF_REQUIRED that the file lacks are reported;
+ *   4. the section's check function, if any, tests keys against each other.
+ * Problems accumulate as "FILE:LINE: problem" lines; conf_load() fails if
+ * there was at least one.  Values quoted in messages are made printable
+ * first: a config file is input like any other.
+ *
+ * SECURITY: the file is read once at start (as root, before privileges are
+ * dropped) and trusted for what it says, but not for being well formed.
+ * Nothing here resolves names or touches the network.
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <assert.h>
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include <libconfig.h>
+
+#include "conf.h"
+
+/* ------------------------------------------------------------------------
+ * The tables' vocabulary
+ */
+
+enum conf_type {
+	CONF_STRING,		/* char[size]; optional validator */
+	CONF_UINT,		/* unsigned or uint64_t; an integer */
+	CONF_SIZE,		/* the same, or a string "64K", "50M" */
+	CONF_BOOL,		/* int; libconfig boolean */
+	CONF_ENUM,		/* int-sized enum; a name from arg */
+	CONF_ADDR,		/* struct conf_addr; conf_parse_addr() */
+	CONF_CIDR_LIST,		/* struct conf_cidr[]; arg: conf_array */
+	CONF_GROUP,		/* a struct; arg: its conf_section */
+	CONF_GROUP_LIST,	/* array of structs; arg: conf_list */
+};
+
+#define CONF_REQUIRED	0x01	/* no default: the file must set it */
+
+struct conf_ctx;
+
+struct conf_enum {
+	const char *name;
+	int value;
+};
+
+struct conf_key {
+	const char *name;
+	enum conf_type type;
+	size_t offset;			/* of the field in the struct */
+	size_t size;			/* sizeof the field */
+	/* Default, written as in the file without quotes ("50M", "true",
+	 * "reject"); NULL leaves the field zeroed (or empty). */
+	const char *def;
+	uint64_t min, max;		/* CONF_UINT, CONF_SIZE */
+	const void *arg;		/* enum names, section or list */
+	/* CONF_STRING: extra check of a non-default value. */
+	int (*valid)(const char *value, const char **error_r);
+	unsigned flags;
+};
+
+/* A group of keys; messages name it by its path ("limits",
+ * "listeners[1]"). */
+struct conf_section {
+	const struct conf_key *keys;	/* ends with a NULL name */
+	/* Checks across keys, after all keys are read.  group is NULL when
+	 * the file has no such section (defaults only). */
+	void (*check)(struct conf_ctx *ctx, void *obj,
+		      const config_setting_t *group, const char *path);
+};
+
+/* A list of groups: listeners = ( { ... }, { ... } ). */
+struct conf_list {
+	const struct conf_section *elem;
+	size_t elem_size;
+	size_t count_offset;		/* of the size_t counter */
+	size_t max;
+};
+
+/* A list of CIDR strings: proxy_protocol_from = [ "10.0.0.0/8" ]. */
+struct conf_array {
+	size_t count_offset;		/* of the size_t counter */
+	size_t max;
+};
+
+#define CONF_FIELD(st, f) \
+	.offset = offsetof(st, f), .size = sizeof(((st *)0)->f)
+
+#define KiB (UINT64_C(1) << 10)
+#define MiB (UINT64_C(1) << 20)
+#define GiB (UINT64_C(1) << 30)
+#define TiB (UINT64_C(1) << 40)
+
+/* ------------------------------------------------------------------------
+ * Error collection
+ */
+
+struct conf_ctx {
+	const char *file;		/* as passed to conf_load() */
+	char *errbuf;
+	size_t errbuf_size;
+	size_t errlen;
+	unsigned nerrors;
+};
+
+static void conf_error(struct conf_ctx *ctx, const config_setting_t *s,
+		       const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void
+conf_append(struct conf_ctx *ctx, const char *text)
+{
+	size_t len = strlen(text), room;
+
+	if (ctx->errbuf == NULL || ctx->errbuf_size == 0)
+		return;
+	room = ctx->errbuf_size - ctx->errlen - 1;
+	if (len <= room) {
+		memcpy(ctx->errbuf + ctx->errlen, text, len + 1);
+		ctx->errlen += len;
+		return;
+	}
+	/* Keep what fits and mark the cut, so a reader knows lines are
+	 * missing.  Later calls find room == 0 and only mark again. */
+	memcpy(ctx->errbuf + ctx->errlen, text, room);
+	ctx->errlen += room;
+	ctx->errbuf[ctx->errlen] = '\0';
+	if (ctx->errlen >= 3)
+		memcpy(ctx->errbuf + ctx->errlen - 3, "...", 3);
+}
+
+/* Report one problem at setting s ("FILE:LINE: ..."), or at the file as a
+ * whole when s is NULL or has no line ("FILE: ..."). */
+static void
+conf_error(struct conf_ctx *ctx, const config_setting_t *s,
+	   const char *fmt, ...)
+{
+	char line[1024], msg[768];
+	const char *file = ctx->file;
+	unsigned lineno = 0;
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+
+	if (s != NULL) {
+		if (config_setting_source_file(s) != NULL)
+			file = config_setting_source_file(s);
+		lineno = config_setting_source_line(s);
+	}
+	if (lineno > 0)
+		snprintf(line, sizeof(line), "%s%s:%u: %s",
+			 ctx->nerrors > 0 ? "\n" : "", file, lineno, msg);
+	else
+		snprintf(line, sizeof(line), "%s%s: %s",
+			 ctx->nerrors > 0 ? "\n" : "", file, msg);
+	conf_append(ctx, line);
+	ctx->nerrors++;
+}
+
+/* Copy s into buf as printable ASCII (others as \xNN), cut at ~60 chars. */
+static const char *
+conf_quote(const char *s, char *buf, size_t size)
+{
+	size_t o = 0;
+
+	for (; *s != '\0'; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (o + 8 >= size || o >= 60) {
+			memcpy(buf + o, "...", 3);
+			o += 3;
+			break;
+		}
+		if (c >= 0x20 && c < 0x7f && c != '\\' && c != '"')
+			buf[o++] = (char)c;
+		else
+			o += (size_t)snprintf(buf + o, size - o, "\\x%02x", c);
+	}
+	buf[o] = '\0';
+	return buf;
+}
+
+static const char *
+conf_type_name(int type)
+{
+	switch (type) {
+	case CONFIG_TYPE_GROUP:
+		return "a group { }";
+	case CONFIG_TYPE_INT:
+	case CONFIG_TYPE_INT64:
+		return "an integer";
+	case CONFIG_TYPE_FLOAT:
+		return "a float";
+	case CONFIG_TYPE_STRING:
+		return "a string";
+	case CONFIG_TYPE_BOOL:
+		return "a boolean";
+	case CONFIG_TYPE_ARRAY:
+		return "an array [ ]";
+	case CONFIG_TYPE_LIST:
+		return "a list ( )";
+	default:
+		return "unknown";
+	}
+}
+
+/* "64K" when exact, else the number: for bounds in messages. */
+static const char *
+conf_fmt_size(uint64_t v, char *buf, size_t size)
+{
+	if (v >= GiB && v % GiB == 0)
+		snprintf(buf, size, "%" PRIu64 "G", v / GiB);
+	else if (v >= MiB && v % MiB == 0)
+		snprintf(buf, size, "%" PRIu64 "M", v / MiB);
+	else if (v >= KiB && v % KiB == 0)
+		snprintf(buf, size, "%" PRIu64 "K", v / KiB);
+	else
+		snprintf(buf, size, "%" PRIu64, v);
+	return buf;
+}
+
+/* ------------------------------------------------------------------------
+ * Value parsers
+ */
+
+#define CONF_SIZE_ERROR \
+	"not a size (a number, optionally followed by K, M or G)"
+
+/* "123", "64K", "50M", "2G" (binary multiples, either case). */
+static int
+conf_parse_size(const char *text, uint64_t *size_r, const char **error_r)
+{
+	uint64_t v = 0, mult = 1;
+	const char *p = text;
+
+	if (!isdigit((unsigned char)*p)) {
+		*error_r = CONF_SIZE_ERROR;
+		return -1;
+	}
+	for (; isdigit((unsigned char)*p); p++) {
+		unsigned d = (unsigned)(*p - '0');
+
+		if (v > (UINT64_MAX - d) / 10) {
+			*error_r = "size too large";
+			return -1;
+		}
+		v = v * 10 + d;
+	}
+	switch (*p) {
+	case '\0':
+		break;
+	case 'k':
+	case 'K':
+		mult = KiB;
+		p++;
+		break;
+	case 'm':
+	case 'M':
+		mult = MiB;
+		p++;
+		break;
+	case 'g':
+	case 'G':
+		mult = GiB;
+		p++;
+		break;
+	default:
+		*error_r = CONF_SIZE_ERROR;
+		return -1;
+	}
+	if (*p != '\0') {
+		*error_r = CONF_SIZE_ERROR;
+		return -1;
+	}
+	if (v > UINT64_MAX / mult) {
+		*error_r = "size too large";
+		return -1;
+	}
+	*size_r = v * mult;
+	return 0;
+}
+
+static int
+conf_parse_port(const char *p, in_port_t *port_r, const char **error_r)
+{
+	unsigned long v = 0;
+
+	if (*p == '\0') {
+		*error_r = "missing port number after ':'";
+		return -1;
+	}
+	for (; *p != '\0'; p++) {
+		if (!isdigit((unsigned char)*p)) {
+			*error_r = "port must be a number";
+			return -1;
+		}
+		v = v * 10 + (unsigned long)(*p - '0');
+		if (v > 65535)
+			break;
+	}
+	if (v < 1 || v > 65535) {
+		*error_r = "port out of range (1..65535)";
+		return -1;
+	}
+	*port_r = htons((in_port_t)v);
+	return 0;
+}
+
+int
+conf_parse_addr(const char *text, struct conf_addr *addr,
+		const char **error_r)
+{
+	char host[INET6_ADDRSTRLEN];
+	const char *colon, *port;
+	size_t len = strlen(text), hostlen;
+
+	memset(addr, 0, sizeof(*addr));
+	if (len == 0) {
+		*error_r = "empty address";
+		return -1;
+	}
+	if (len >= sizeof(addr->text)) {
+		*error_r = "address too long";
+		return -1;
+	}
+
+	if (text[0] == '/') {
+		struct sockaddr_un *sun = (struct sockaddr_un *)&addr->ss;
+
+		/* sun_path needs room for the terminating NUL. */
+		if (len >= sizeof(sun->sun_path)) {
+			*error_r = "unix socket path too long (sun_path holds 107 bytes)";
+			return -1;
+		}
+		sun->sun_family = AF_UNIX;
+		memcpy(sun->sun_path, text, len + 1);
+		addr->is_unix = 1;
+		addr->sslen = (socklen_t)
+		    (offsetof(struct sockaddr_un, sun_path) + len + 1);
+		memcpy(addr->text, text, len + 1);
+		return 0;
+	}
+
+	if (text[0] == '[') {
+		const char *close = strchr(text, ']');
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&addr->ss;
+
+		if (close == NULL) {
+			*error_r = "missing ']' after IPv6 address";
+			return -1;
+		}
+		if (close[1] != ':') {
+			*error_r = "missing ':port' after ']'";
+			return -1;
+		}
+		hostlen = (size_t)(close - text - 1);
+		if (hostlen == 0 || hostlen >= sizeof(host)) {
+			*error_r = "not a numeric IPv6 address";
+			return -1;
+		}
+		memcpy(host, text + 1, hostlen);
+		host[hostlen] = '\0';
+		if (inet_pton(AF_INET6, host, &sin6->sin6_addr) != 1) {
+			*error_r = "not a numeric IPv6 address";
+			return -1;
+		}
+		if (conf_parse_port(close + 2, &sin6->sin6_port, error_r) < 0)
+			return -1;
+		sin6->sin6_family = AF_INET6;
+		addr->sslen = sizeof(*sin6);
+	} else {
+		struct sockaddr_in *sin = (struct sockaddr_in *)&addr->ss;
+
+		colon = strrchr(text, ':');
+		if (colon == NULL) {
+			*error_r = "missing ':port' (or a unix socket path starting with '/')";
+			return -1;
+		}
+		if (memchr(text, ':', (size_t)(colon - text)) != NULL) {
+			*error_r = "IPv6 addresses go in brackets: \"[::1]:587\"";
+			return -1;
+		}
+		hostlen = (size_t)(colon - text);
+		if (hostlen == 0 || hostlen >= sizeof(host)) {
+			*error_r = "not a numeric IPv4 address (host names are not resolved)";
+			return -1;
+		}
+		memcpy(host, text, hostlen);
+		host[hostlen] = '\0';
+		if (inet_pton(AF_INET, host, &sin->sin_addr) != 1) {
+			*error_r = "not a numeric IPv4 address (host names are not resolved)";
+			return -1;
+		}
+		port = colon + 1;
+		if (conf_parse_port(port, &sin->sin_port, error_r) < 0)
+			return -1;
+		sin->sin_family = AF_INET;
+		addr->sslen = sizeof(*sin);
+	}
+	memcpy(addr->text, text, len + 1);
+	return 0;
+}
+
+int
+conf_parse_cidr(const char *text, struct conf_cidr *cidr,
+		const char **error_r)
+{
+	char host[INET6_ADDRSTRLEN];
+	const char *slash = strchr(text, '/');
+	size_t hostlen = slash != NULL ? (size_t)(slash - text) : strlen(text);
+	unsigned long prefix, maxprefix, i;
+	int family;
+
+	memset(cidr, 0, sizeof(*cidr));
+	if (hostlen == 0 || hostlen >= sizeof(host)) {
+		*error_r = "not a numeric IP address";
+		return -1;
+	}
+	memcpy(host, text, hostlen);
+	host[hostlen] = '\0';
+	if (inet_pton(AF_INET, host, cidr->addr) == 1) {
+		family = AF_INET;
+		maxprefix = 32;
+	} else if (inet_pton(AF_INET6, host, cidr->addr) == 1) {
+		family = AF_INET6;
+		maxprefix = 128;
+	} else {
+		*error_r = "not a numeric IP address";
+		return -1;
+	}
+
+	prefix = maxprefix;
+	if (slash != NULL) {
+		const char *p = slash + 1;
+
+		if (*p == '\0') {
+			*error_r = "missing prefix length after '/'";
+			return -1;
+		}
+		prefix = 0;
+		for (; *p != '\0'; p++) {
+			if (!isdigit((unsigned char)*p) || prefix > maxprefix) {
+				*error_r = "bad prefix length";
+				return -1;
+			}
+			prefix = prefix * 10 + (unsigned long)(*p - '0');
+		}
+		if (prefix > maxprefix) {
+			*error_r = "prefix length too large (max 32 for IPv4, 128 for IPv6)";
+			return -1;
+		}
+	}
+
+	/* "10.0.0.1/8" is more likely a typo than a network: refuse rather
+	 * than widen trust silently. */
+	for (i = 0; i < maxprefix / 8; i++) {
+		unsigned bits = prefix >= (i + 1) * 8 ? 8 :
+		    prefix > i * 8 ? (unsigned)(prefix - i * 8) : 0;
+		uint8_t mask = (uint8_t)(0xff << (8 - bits));
+
+		if (bits == 8)
+			continue;
+		if ((cidr->addr[i] & (uint8_t)~mask) != 0) {
+			*error_r = "address has bits set beyond the prefix length";
+			return -1;
+		}
+	}
+	cidr->family = family;
+	cidr->prefix = (unsigned)prefix;
+	return 0;
+}
+
+static int
+conf_cidr_match(const struct conf_cidr *net, const uint8_t *addr)
+{
+	unsigned whole = net->prefix / 8, rest = net->prefix % 8;
+
+	if (memcmp(net->addr, addr, whole) != 0)
+		return 0;
+	if (rest == 0)
+		return 1;
+	return ((net->addr[whole] ^ addr[whole]) &
+		(uint8_t)(0xff << (8 - rest))) == 0;
+}
+
+int
+conf_cidr_match_any(const struct conf_cidr *nets, size_t count,
+		    const struct sockaddr *sa)
+{
+	const uint8_t *a4 = NULL, *a6 = NULL;
+	size_t i;
+
+	if (sa == NULL)
+		return 0;
+	if (sa->sa_family == AF_INET) {
+		a4 = (const uint8_t *)&((const struct sockaddr_in *)
+					(const void *)sa)->sin_addr;
+	} else if (sa->sa_family == AF_INET6) {
+		const struct in6_addr *in6 =
+		    &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
+
+		a6 = in6->s6_addr;
+		/* A dual-stack socket shows IPv4 clients as ::ffff:a.b.c.d. */
+		if (IN6_IS_ADDR_V4MAPPED(in6))
+			a4 = in6->s6_addr + 12;
+	} else {
+		return 0;
+	}
+	for (i = 0; i < count; i++) {
+		if (nets[i].family == AF_INET && a4 != NULL &&
+		    conf_cidr_match(&nets[i], a4))
+			return 1;
+		if (nets[i].family == AF_INET6 && a6 != NULL &&
+		    conf_cidr_match(&nets[i], a6))
+			return 1;
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * String validators
+ */
+
+/* A host name for the greeting, Received and EHLO: it goes on the wire, so
+ * only domain characters (RFC 5321 4.1.2 Domain, plus '_' which real host
+ * names carry) or an address literal "[192.0.2.1]", "[IPv6:2001:db8::1]". */
+static int
+conf_valid_domain(const char *value, const char **error_r)
+{
+	size_t len = strlen(value), i;
+
+	if (len == 0)
+		return 0;	/* "": the default */
+	if (value[0] == '[') {
+		if (len < 3 || value[len - 1] != ']') {
+			*error_r = "an address literal must end with ']'";
+			return -1;
+		}
+		for (i = 1; i < len - 1; i++) {
+			if (!isalnum((unsigned char)value[i]) &&
+			    value[i] != ':' && value[i] != '.') {
+				*error_r = "bad character in address literal";
+				return -1;
+			}
+		}
+		return 0;
+	}
+	for (i = 0; i < len; i++) {
+		if (!isalnum((unsigned char)value[i]) && value[i] != '-' &&
+		    value[i] != '.' && value[i] != '_') {
+			*error_r = "not a domain name (letters, digits, '-', '.', '_')";
+			return -1;
+		}
+	}
+	if (value[0] == '.' || value[0] == '-' || strstr(value, "..") != NULL) {
+		*error_r = "not a domain name";
+		return -1;
+	}
+	return 0;
+}
+
+/* Listener names appear in every log line: a plain token. */
+static int
+conf_valid_name(const char *value, const char **error_r)
+{
+	const char *p;
+
+	if (*value == '\0') {
+		*error_r = "must not be empty";
+		return -1;
+	}
+	for (p = value; *p != '\0'; p++) {
+		if (!isalnum((unsigned char)*p) && *p != '-' && *p != '_' &&
+		    *p != '.') {
+			*error_r = "only letters, digits, '-', '_' and '.' are allowed";
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* Printable ASCII without spaces: syslog ident, user and group names. */
+static int
+conf_valid_token(const char *value, const char **error_r)
+{
+	const char *p;
+
+	for (p = value; *p != '\0'; p++) {
+		if (*p <= 0x20 || *p >= 0x7f) {
+			*error_r = "only printable characters without spaces are allowed";
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int
+conf_valid_path(const char *value, const char **error_r)
+{
+	const char *p;
+
+	for (p = value; *p != '\0'; p++) {
+		if ((unsigned char)*p < 0x20 || *p == 0x7f) {
+			*error_r = "control characters are not allowed in a path";
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * The tables
+ */
+
+static const struct conf_enum conf_log_dest_names[] = {
+	{ "stderr", LOG_DEST_STDERR },
+	{ "syslog", LOG_DEST_SYSLOG },
+	{ "file", LOG_DEST_FILE },
+	{ NULL, 0 },
+};
+
+static const struct conf_enum conf_log_level_names[] = {
+	{ "err", LOG_ERR },
+	{ "warning", LOG_WARNING },
+	{ "notice", LOG_NOTICE },
+	{ "info", LOG_INFO },
+	{ "debug", LOG_DEBUG },
+	{ NULL, 0 },
+};
+
+static const struct conf_enum conf_log_facility_names[] = {
+	{ "mail", LOG_MAIL },
+	{ "daemon", LOG_DAEMON },
+	{ "user", LOG_USER },
+	{ "local0", LOG_LOCAL0 },
+	{ "local1", LOG_LOCAL1 },
+	{ "local2", LOG_LOCAL2 },
+	{ "local3", LOG_LOCAL3 },
+	{ "local4", LOG_LOCAL4 },
+	{ "local5", LOG_LOCAL5 },
+	{ "local6", LOG_LOCAL6 },
+	{ "local7", LOG_LOCAL7 },
+	{ NULL, 0 },
+};
+
+static const struct conf_enum conf_bare_newline_names[] = {
+	{ "reject", BARE_NEWLINE_REJECT },
+	{ "normalize", BARE_NEWLINE_NORMALIZE },
+	{ NULL, 0 },
+};
+
+static const struct conf_enum conf_listener_kind_names[] = {
+	{ "submission", LISTENER_SUBMISSION },
+	{ "submissions", LISTENER_SUBMISSIONS },
+	{ "smtp", LISTENER_SMTP },
+	{ "lmtp", LISTENER_LMTP },
+	{ NULL, 0 },
+};
+
+static const struct conf_enum conf_backend_proto_names[] = {
+	{ "smtp", BACKEND_SMTP },
+	{ "lmtp", BACKEND_LMTP },
+	{ NULL, 0 },
+};
+
+static void conf_check_top(struct conf_ctx *, void *, const config_setting_t *,
+			   const char *);
+static void conf_check_log(struct conf_ctx *, void *, const config_setting_t *,
+			   const char *);
+static void conf_check_listener(struct conf_ctx *, void *,
+				const config_setting_t *, const char *);
+
+static const struct conf_key conf_log_keys[] = {
+	{ .name = "destination", .type = CONF_ENUM,
+	  CONF_FIELD(struct conf_log, dest), .def = "stderr",
+	  .arg = conf_log_dest_names },
+	{ .name = "file", .type = CONF_STRING,
+	  CONF_FIELD(struct conf_log, file), .def = "",
+	  .valid = conf_valid_path },
+	{ .name = "level", .type = CONF_ENUM,
+	  CONF_FIELD(struct conf_log, level), .def = "info",
+	  .arg = conf_log_level_names },
+	{ .name = "facility", .type = CONF_ENUM,
+	  CONF_FIELD(struct conf_log, facility), .def = "mail",
+	  .arg = conf_log_facility_names },
+	{ .name = "ident", .type = CONF_STRING,
+	  CONF_FIELD(struct conf_log, ident), .def = "msaproxy",
+	  .valid = conf_valid_token },
+	{ .name = NULL },
+};
+
+static const struct conf_section conf_log_section = {
+	conf_log_keys, conf_check_log,
+};
+
+static const struct conf_key conf_listener_keys[] = {
+	{ .name = "name", .type = CONF_STRING,
+	  CONF_FIELD(struct conf_listener, name), .valid = conf_valid_name,
+	  .flags = CONF_REQUIRED },
+	{ .name = "kind", .type = CONF_ENUM,
+	  CONF_FIELD(struct conf_listener, kind), .def = "submission",
+	  .arg = conf_listener_kind_names },
+	{ .name = "address", .type = CONF_ADDR,
+	  CONF_FIELD(struct conf_listener, addr), .flags = CONF_REQUIRED },
+	{ .name = "proxy_protocol", .type = CONF_BOOL,
+	  CONF_FIELD(struct conf_listener, proxy_protocol), .def = "false" },
+	{ .name = "proxy_protocol_from", .type = CONF_CIDR_LIST,
+	  CONF_FIELD(struct conf_listener, proxy_from),
+	  .arg = &(const struct conf_array){
+		  offsetof(struct conf_listener, proxy_from_count),
+		  CONF_MAX_PROXY_FROM } },
+	{ .name = NULL },
+};
+
+static const struct conf_section conf_listener_section = {
+	conf_listener_keys, conf_check_listener,
+};
+
+static const struct conf_key conf_backend_keys[] = {
+	{ .name = "address", .type = CONF_ADDR,
+	  CONF_FIELD(struct conf_backend, addr), .flags = CONF_REQUIRED },
+	{ .name = "protocol", .type = CONF_ENUM,
+	  CONF_FIELD(struct conf_backend, proto), .def = "smtp",
+	  .arg = conf_backend_proto_names },
+	{ .name = "helo_name", .type = CONF_STRING,
+	  CONF_FIELD(struct conf_backend, helo_name), .def = "",
+	  .valid = conf_valid_domain },
+	{ .name = "chunking", .type = CONF_BOOL,
+	  CONF_FIELD(struct conf_backend, use_chunking), .def = "true" },
+	{ .name = "capability_refresh", .type = CONF_UINT,
+	  CONF_FIELD(struct conf_backend, capability_refresh), .def = "60",
+	  .min = 1, .max = 86400 },
+	{ .name = NULL },
+};
+
+static const struct conf_section conf_backend_section = {
+	conf_backend_keys, NULL,
+};
+
+static const struct conf_key conf_limits_keys[] = {
+	{ .name = "max_message_size", .type = CONF_SIZE,
+	  CONF_FIELD(struct conf_limits, max_message_size), .def = "50M",
+	  .min = KiB, .max = TiB },
+	{ .name = "max_recipients", .type = CONF_UINT,
+	  CONF_FIELD(struct conf_limits, max_recipients), .def = "100",
+	  .min = 1, .max = 100000 },
+	/* RFC 5321 4.5.3.1.4: a command line may be 512 octets. */
+	{ .name = "max_line_length", .type = CONF_SIZE,
+	  CONF_FIELD(struct conf_limits, max_line_length), .def = "512",
+	  .min = 512, .max = MiB },
+	/* RFC 5321 4.5.3.1.6: a text line may be 1000 octets. */
+	{ .name = "max_data_line_length", .type = CONF_SIZE,
+	  CONF_FIELD(struct conf_limits, max_data_line_length), .def = "65536",
+	  .min = 1000, .max = 16 * MiB },
+	{ .name = "max_pipelined", .type = CONF_UINT,
+	  CONF_FIELD(struct conf_limits, max_pipelined), .def = "64",
+	  .min = 1, .max = 1000 },
+	{ .name = "max_bad_commands", .type = CONF_UINT,
+	  CONF_FIELD(struct conf_limits, max_bad_commands), .def = "20",
+	  .min = 1, .max = 1000 },
+	{ .name = "max_connections", .type = CONF_UINT,
+	  CONF_FIELD(struct conf_limits, max_connections), .def = "4096",
+	  .min = 1, .max = 1000000 },
+	{ .name = "max_bdat_chunk", .type = CONF_SIZE,
+	  CONF_FIELD(struct conf_limits, max_bdat_chunk), .def = "64K",
+	  .min = KiB, .max = 16 * MiB },
+	{ .name = "session_buffer", .type = CONF_SIZE,
+	  CONF_FIELD(struct conf_limits, session_buffer), .def = "64K",
+	  .min = 4 * KiB, .max = 16 * MiB },
+	{ .name = NULL },
+};
+
+static const struct conf_section conf_limits_section = {
+	conf_limits_keys, NULL,
+};
+
+#define CONF_TIMEOUT(key, def_) \
+	{ .name = #key, .type = CONF_UINT, \
+	  CONF_FIELD(struct conf_timeouts, key), .def = def_, \
+	  .min = 1, .max = 86400 }
+
+static const struct conf_key conf_timeouts_keys[] = {
+	CONF_TIMEOUT(greeting, "30"),
+	CONF_TIMEOUT(command, "300"),		/* RFC 5321 4.5.3.2.7 */
+	CONF_TIMEOUT(data, "180"),		/* RFC 5321 4.5.3.2.5 */
+	CONF_TIMEOUT(backend_connect, "30"),
+	CONF_TIMEOUT(backend_command, "300"),
+	CONF_TIMEOUT(backend_data, "600"),	/* RFC 5321 4.5.3.2.6 */
+	CONF_TIMEOUT(shutdown, "30"),
+	{ .name = NULL },
+};
+
+static const struct conf_section conf_timeouts_section = {
+	conf_timeouts_keys, NULL,
+};
+
+static const struct conf_list conf_listeners_list = {
+	&conf_listener_section, sizeof(struct conf_listener),
+	offsetof(struct conf, listener_count), CONF_MAX_LISTENERS,
+};
+
+static const struct conf_key conf_top_keys[] = {
+	{ .name = "server_name", .type = CONF_STRING,
+	  CONF_FIELD(struct conf, server_name), .def = "",
+	  .valid = conf_valid_domain },
+	{ .name = "workers", .type = CONF_UINT,
+	  CONF_FIELD(struct conf, workers), .def = "0", .min = 0, .max = 256 },
+	{ .name = "user", .type = CONF_STRING,
+	  CONF_FIELD(struct conf, user), .def = "", .valid = conf_valid_token },
+	{ .name = "group", .type = CONF_STRING,
+	  CONF_FIELD(struct conf, group), .def = "",
+	  .valid = conf_valid_token },
+	{ .name = "pid_file", .type = CONF_STRING,
+	  CONF_FIELD(struct conf, pid_file), .def = "",
+	  .valid = conf_valid_path },
+	{ .name = "reverse_dns", .type = CONF_BOOL,
+	  CONF_FIELD(struct conf, reverse_dns), .def = "false" },
+	{ .name = "bare_newline", .type = CONF_ENUM,
+	  CONF_FIELD(struct conf, bare_newline), .def = "reject",
+	  .arg = conf_bare_newline_names },
+	{ .name = "log", .type = CONF_GROUP, CONF_FIELD(struct conf, log),
+	  .arg = &conf_log_section },
+	{ .name = "listeners", .type = CONF_GROUP_LIST,
+	  CONF_FIELD(struct conf, listeners), .arg = &conf_listeners_list },
+	{ .name = "backend", .type = CONF_GROUP,
+	  CONF_FIELD(struct conf, backend), .arg = &conf_backend_section },
+	{ .name = "limits", .type = CONF_GROUP,
+	  CONF_FIELD(struct conf, limits), .arg = &conf_limits_section },
+	{ .name = "timeouts", .type = CONF_GROUP,
+	  CONF_FIELD(struct conf, timeouts), .arg = &conf_timeouts_section },
+	{ .name = NULL },
+};
+
+static const struct conf_section conf_top_section = {
+	conf_top_keys, conf_check_top,
+};
+
+/* ------------------------------------------------------------------------
+ * The table walker
+ */
+
+static void conf_read_section(struct conf_ctx *ctx,
+			      const struct conf_section *sec, void *obj,
+			      const config_setting_t *group, const char *path);
+
+static void
+conf_store_uint(void *field, size_t size, uint64_t v)
+{
+	if (size == sizeof(uint32_t)) {
+		uint32_t u = (uint32_t)v;
+
+		memcpy(field, &u, sizeof(u));
+	} else {
+		assert(size == sizeof(uint64_t));
+		memcpy(field, &v, sizeof(v));
+	}
+}
+
+static void
+conf_store_int(void *field, size_t size, int v)
+{
+	assert(size == sizeof(int));
+	memcpy(field, &v, sizeof(v));
+}
+
+static const struct conf_enum *
+conf_enum_find(const struct conf_enum *names, const char *value)
+{
+	for (; names->name != NULL; names++) {
+		if (strcasecmp(names->name, value) == 0)
+			return names;
+	}
+	return NULL;
+}
+
+static void
+conf_enum_list(const struct conf_enum *names, char *buf, size_t size)
+{
+	size_t len = 0;
+
+	buf[0] = '\0';
+	for (; names->name != NULL && len < size; names++) {
+		len += (size_t)snprintf(buf + len, size - len, "%s\"%s\"",
+					len > 0 ? ", " : "", names->name);
+	}
+}
+
+/* Check v against the key's bounds and store it. */
+static void
+conf_set_number(struct conf_ctx *ctx, const struct conf_key *key,
+		void *field, const config_setting_t *s, const char *path,
+		uint64_t v)
+{
+	char lo[32], hi[32], val[32];
+
+	if (v < key->min || v > key->max) {
+		if (key->type == CONF_SIZE)
+			conf_error(ctx, s,
+				   "'%s%s' = %s is out of range (%s..%s)",
+				   path, key->name,
+				   conf_fmt_size(v, val, sizeof(val)),
+				   conf_fmt_size(key->min, lo, sizeof(lo)),
+				   conf_fmt_size(key->max, hi, sizeof(hi)));
+		else
+			conf_error(ctx, s,
+				   "'%s%s' = %" PRIu64 " is out of range "
+				   "(%" PRIu64 "..%" PRIu64 ")",
+				   path, key->name, v, key->min, key->max);
+		return;
+	}
+	conf_store_uint(field, key->size, v);
+}
+
+static void
+conf_set_string(struct conf_ctx *ctx, const struct conf_key *key,
+		void *field, const config_setting_t *s, const char *path,
+		const char *value)
+{
+	char q[80];
+	const char *error;
+
+	if (strlen(value) >= key->size) {
+		conf_error(ctx, s,
+			   "'%s%s' is too long (at most %zu characters)",
+			   path, key->name, key->size - 1);
+		return;
+	}
+	if (key->valid != NULL && key->valid(value, &error) < 0) {
+		conf_error(ctx, s, "'%s%s' = \"%s\": %s", path, key->name,
+			   conf_quote(value, q, sizeof(q)), error);
+		return;
+	}
+	memcpy(field, value, strlen(value) + 1);
+}
+
+static void
+conf_set_enum(struct conf_ctx *ctx, const struct conf_key *key, void *field,
+	      const config_setting_t *s, const char *path, const char *value)
+{
+	const struct conf_enum *e = conf_enum_find(key->arg, value);
+	char q[80], names[256];
+
+	if (e == NULL) {
+		conf_enum_list(key->arg, names, sizeof(names));
+		conf_error(ctx, s, "'%s%s' = \"%s\" is not one of %s", path,
+			   key->name, conf_quote(value, q, sizeof(q)), names);
+		return;
+	}
+	conf_store_int(field, key->size, e->value);
+}
+
+static void
+conf_set_addr(struct conf_ctx *ctx, const struct conf_key *key, void *field,
+	      const config_setting_t *s, const char *path, const char *value)
+{
+	struct conf_addr addr;
+	const char *error;
+	char q[80];
+
+	if (conf_parse_addr(value, &addr, &error) < 0) {
+		conf_error(ctx, s, "'%s%s' = \"%s\": %s", path, key->name,
+			   conf_quote(value, q, sizeof(q)), error);
+		return;
+	}
+	memcpy(field, &addr, sizeof(addr));
+}
+
+/* Give one key its default.  A default that fails its own checks is a bug
+ * in the table; it is reported like a bad value, so tests catch it. */
+static void
+conf_set_default(struct conf_ctx *ctx, const struct conf_key *key, void *obj,
+		 const char *path)
+{
+	void *field = (char *)obj + key->offset;
+	const char *error;
+	uint64_t v;
+
+	switch (key->type) {
+	case CONF_STRING:
+		if (key->def != NULL)
+			conf_set_string(ctx, key, field, NULL, path, key->def);
+		break;
+	case CONF_UINT:
+	case CONF_SIZE:
+		if (key->def == NULL)
+			break;
+		if (conf_parse_size(key->def, &v, &error) < 0) {
+			conf_error(ctx, NULL,
+				   "internal error: default of '%s%s': %s",
+				   path, key->name, error);
+			break;
+		}
+		conf_set_number(ctx, key, field, NULL, path, v);
+		break;
+	case CONF_BOOL:
+		if (key->def != NULL)
+			conf_store_int(field, key->size,
+				       strcmp(key->def, "true") == 0);
+		break;
+	case CONF_ENUM:
+		if (key->def != NULL)
+			conf_set_enum(ctx, key, field, NULL, path, key->def);
+		break;
+	case CONF_ADDR:
+		if (key->def != NULL)
+			conf_set_addr(ctx, key, field, NULL, path, key->def);
+		break;
+	case CONF_GROUP: {
+		char sub[128];
+
+		snprintf(sub, sizeof(sub), "%s%s.", path, key->name);
+		conf_read_section(ctx, key->arg, field, NULL, sub);
+		break;
+	}
+	case CONF_CIDR_LIST:
+	case CONF_GROUP_LIST:
+		break;		/* empty; calloc did it */
+	}
+}
+
+static int
+conf_expect_type(struct conf_ctx *ctx, const struct conf_key *key,
+		 const config_setting_t *s, const char *path, int ok,
+		 const char *what)
+{
+	if (ok)
+		return 1;
+	conf_error(ctx, s, "'%s%s' must be %s, not %s", path, key->name, what,
+		   conf_type_name(config_setting_type(s)));
+	return 0;
+}
+
+static void
+conf_read_cidrs(struct conf_ctx *ctx, const struct conf_key *key, void *obj,
+		const config_setting_t *s, const char *path)
+{
+	const struct conf_array *arr = key->arg;
+	struct conf_cidr *cidrs = (void *)((char *)obj + key->offset);
+	size_t *countp = (void *)((char *)obj + arr->count_offset);
+	const char *error;
+	char q[80];
+	int i, n;
+
+	if (!conf_expect_type(ctx, key, s, path,
+			      config_setting_is_array(s) ||
+			      config_setting_is_list(s),
+			      "an array of strings [ \"10.0.0.0/8\", ... ]"))
+		return;
+	n = config_setting_length(s);
+	if ((size_t)n > arr->max) {
+		conf_error(ctx, s,
+			   "'%s%s' has %d entries; at most %zu are allowed",
+			   path, key->name, n, arr->max);
+		n = (int)arr->max;
+	}
+	for (i = 0; i < n; i++) {
+		const config_setting_t *e =
+		    config_setting_get_elem(s, (unsigned)i);
+		const char *value = config_setting_get_string(e);
+
+		if (value == NULL) {
+			conf_error(ctx, e,
+				   "'%s%s' entries must be strings, not %s",
+				   path, key->name,
+				   conf_type_name(config_setting_type(e)));
+			continue;
+		}
+		if (conf_parse_cidr(value, &cidrs[*countp], &error) < 0) {
+			conf_error(ctx, e, "'%s%s' entry \"%s\": %s", path,
+				   key->name, conf_quote(value, q, sizeof(q)),
+				   error);
+			continue;
+		}
+		(*countp)++;
+	}
+}
+
+static void
+conf_read_group_list(struct conf_ctx *ctx, const struct conf_key *key,
+		     void *obj, const config_setting_t *s, const char *path)
+{
+	const struct conf_list *list = key->arg;
+	char *elems = (char *)obj + key->offset;
+	size_t *countp = (void *)((char *)obj + list->count_offset);
+	char sub[128];
+	int i, n;
+
+	if (!conf_expect_type(ctx, key, s, path, config_setting_is_list(s),
+			      "a list of groups ( { ... }, { ... } )"))
+		return;
+	n = config_setting_length(s);
+	if ((size_t)n > list->max) {
+		conf_error(ctx, s,
+			   "'%s%s' has %d entries; at most %zu are allowed",
+			   path, key->name, n, list->max);
+		n = (int)list->max;
+	}
+	for (i = 0; i < n; i++) {
+		const config_setting_t *e =
+		    config_setting_get_elem(s, (unsigned)i);
+
+		snprintf(sub, sizeof(sub), "%s%s[%d].", path, key->name, i);
+		if (!config_setting_is_group(e)) {
+			conf_error(ctx, e,
+				   "'%s%s[%d]' must be a group { }, not %s",
+				   path, key->name, i,
+				   conf_type_name(config_setting_type(e)));
+			continue;
+		}
+		conf_read_section(ctx, list->elem,
+				  elems + *countp * list->elem_size, e, sub);
+		(*countp)++;
+	}
+}
+
+/* Read setting s, known as key, into obj. */
+static void
+conf_read_key(struct conf_ctx *ctx, const struct conf_key *key, void *obj,
+	      const config_setting_t *s, const char *path)
+{
+	void *field = (char *)obj + key->offset;
+	int type = config_setting_type(s);
+	const char *error;
+	long long ll;
+	uint64_t v;
+
+	switch (key->type) {
+	case CONF_STRING:
+		if (conf_expect_type(ctx, key, s, path,
+				     type == CONFIG_TYPE_STRING, "a string"))
+			conf_set_string(ctx, key, field, s, path,
+					config_setting_get_string(s));
+		break;
+	case CONF_UINT:
+	case CONF_SIZE:
+		if (type == CONFIG_TYPE_STRING && key->type == CONF_SIZE) {
+			const char *value = config_setting_get_string(s);
+			char q[80];
+
+			if (conf_parse_size(value, &v, &error) < 0) {
+				conf_error(ctx, s, "'%s%s' = \"%s\": %s", path,
+					   key->name,
+					   conf_quote(value, q, sizeof(q)),
+					   error);
+				break;
+			}
+			conf_set_number(ctx, key, field, s, path, v);
+			break;
+		}
+		if (!conf_expect_type(ctx, key, s, path,
+				      type == CONFIG_TYPE_INT ||
+				      type == CONFIG_TYPE_INT64,
+				      key->type == CONF_SIZE ?
+				      "an integer or a size like \"50M\"" :
+				      "an integer"))
+			break;
+		ll = config_setting_get_int64(s);
+		if (ll < 0) {
+			/* libconfig 1.5 wraps integers above INT_MAX that
+			 * lack the L suffix; say so, it is the likely cause. */
+			conf_error(ctx, s, "'%s%s' = %lld must not be negative "
+				   "(write integers above 2147483647 with an L "
+				   "suffix)", path, key->name, ll);
+			break;
+		}
+		conf_set_number(ctx, key, field, s, path, (uint64_t)ll);
+		break;
+	case CONF_BOOL:
+		if (conf_expect_type(ctx, key, s, path,
+				     type == CONFIG_TYPE_BOOL,
+				     "a boolean (true or false)"))
+			conf_store_int(field, key->size,
+				       config_setting_get_bool(s));
+		break;
+	case CONF_ENUM:
+		if (conf_expect_type(ctx, key, s, path,
+				     type == CONFIG_TYPE_STRING, "a string"))
+			conf_set_enum(ctx, key, field, s, path,
+				      config_setting_get_string(s));
+		break;
+	case CONF_ADDR:
+		if (conf_expect_type(ctx, key, s, path,
+				     type == CONFIG_TYPE_STRING, "a string"))
+			conf_set_addr(ctx, key, field, s, path,
+				      config_setting_get_string(s));
+		break;
+	case CONF_CIDR_LIST:
+		conf_read_cidrs(ctx, key, obj, s, path);
+		break;
+	case CONF_GROUP: {
+		char sub[128];
+
+		if (!conf_expect_type(ctx, key, s, path,
+				      type == CONFIG_TYPE_GROUP, "a group { }"))
+			break;
+		snprintf(sub, sizeof(sub), "%s%s.", path, key->name);
+		conf_read_section(ctx, key->arg, field, s, sub);
+		break;
+	}
+	case CONF_GROUP_LIST:
+		conf_read_group_list(ctx, key, obj, s, path);
+		break;
+	}
+}
+
+/* path: "" at the top, else the section's name with a trailing '.'. */
+static void
+conf_read_section(struct conf_ctx *ctx, const struct conf_section *sec,
+		  void *obj, const config_setting_t *group, const char *path)
+{
+	const struct conf_key *key;
+	char secname[128];
+	int i, n;
+
+	/* The section's name for messages: path without its final '.'. */
+	snprintf(secname, sizeof(secname), "%.*s",
+		 (int)(strlen(path) > 0 ? strlen(path) - 1 : 0), path);
+
+	for (key = sec->keys; key->name != NULL; key++) {
+		if (group == NULL ||
+		    config_setting_get_member(group, key->name) == NULL)
+			conf_set_default(ctx, key, obj, path);
+	}
+
+	n = group != NULL ? config_setting_length(group) : 0;
+	for (i = 0; i < n; i++) {
+		const config_setting_t *s =
+		    config_setting_get_elem(group, (unsigned)i);
+		const char *name = config_setting_name(s);
+
+		for (key = sec->keys; key->name != NULL; key++) {
+			if (strcmp(key->name, name) == 0)
+				break;
+		}
+		if (key->name == NULL) {
+			if (*path == '\0')
+				conf_error(ctx, s,
+					   "unknown key '%s' at top level",
+					   name);
+			else
+				conf_error(ctx, s,
+					   "unknown key '%s' in section '%s'",
+					   name, secname);
+			continue;
+		}
+		conf_read_key(ctx, key, obj, s, path);
+	}
+
+	for (key = sec->keys; key->name != NULL; key++) {
+		if ((key->flags & CONF_REQUIRED) == 0)
+			continue;
+		if (group != NULL &&
+		    config_setting_get_member(group, key->name) != NULL)
+			continue;
+		if (*path == '\0')
+			conf_error(ctx, group, "missing key '%s'", key->name);
+		else if (group == NULL) {
+			conf_error(ctx, NULL, "missing section '%s' (it needs "
+				   "at least the key '%s')", secname,
+				   key->name);
+			break;	/* once per section is enough */
+		} else
+			conf_error(ctx, group,
+				   "missing key '%s' in section '%s'",
+				   key->name, secname);
+	}
+
+	if (sec->check != NULL)
+		sec->check(ctx, obj, group, path);
+}
+
+/* ------------------------------------------------------------------------
+ * Checks across keys
+ */
+
+static void
+conf_check_log(struct conf_ctx *ctx, void *obj,
+	       const config_setting_t *group, const char *path)
+{
+	struct conf_log *log = obj;
+
+	if (log->dest == LOG_DEST_FILE && log->file[0] == '\0')
+		conf_error(ctx, group, "'%sfile' must be set when "
+			   "'%sdestination' is \"file\"", path, path);
+	if (log->ident[0] == '\0')
+		conf_error(ctx, group, "'%sident' must not be empty", path);
+}
+
+static void
+conf_check_listener(struct conf_ctx *ctx, void *obj,
+		    const config_setting_t *group, const char *path)
+{
+	struct conf_listener *l = obj;
+
+	l->line = group != NULL ? (int)config_setting_source_line(group) : 0;
+	/* Trusting a PROXY header from anyone would let any client choose
+	 * its own address; with no trusted peer the option is a mistake. */
+	if (l->proxy_protocol && l->proxy_from_count == 0)
+		conf_error(ctx, group, "'%sproxy_protocol' is true but "
+			   "'%sproxy_protocol_from' is empty", path, path);
+}
+
+static void
+conf_check_listeners(struct conf_ctx *ctx, struct conf *conf,
+		     const config_setting_t *root)
+{
+	const config_setting_t *list = config_setting_get_member(root,
+								 "listeners");
+	size_t i = 0, j;
+	char q[80];
+	int e, n;
+
+	if (list == NULL) {
+		conf_error(ctx, NULL, "no listeners defined (add a 'listeners' "
+			   "list)");
+		return;
+	}
+	if (!config_setting_is_list(list))
+		return;		/* already reported */
+	if (config_setting_length(list) == 0) {
+		conf_error(ctx, list, "no listeners defined");
+		return;
+	}
+	/* conf->listeners[i] came from the i-th element that is a group. */
+	n = config_setting_length(list);
+	for (e = 0; e < n && i < conf->listener_count; e++) {
+		const config_setting_t *s =
+		    config_setting_get_elem(list, (unsigned)e);
+		const struct conf_listener *a = &conf->listeners[i];
+
+		if (!config_setting_is_group(s))
+			continue;
+		i++;
+		/* An empty name or address was reported already. */
+		for (j = 0; j < i - 1; j++) {
+			const struct conf_listener *b = &conf->listeners[j];
+
+			if (a->name[0] != '\0' && strcmp(a->name, b->name) == 0)
+				conf_error(ctx, s, "duplicate listener name "
+					   "'%s' (first used at line %d)",
+					   a->name, b->line);
+			/* With SO_REUSEPORT both binds would succeed and
+			 * share the connections: refuse it here. */
+			if (a->addr.sslen != 0 &&
+			    b->addr.sslen == a->addr.sslen &&
+			    memcmp(&a->addr.ss, &b->addr.ss,
+				   a->addr.sslen) == 0)
+				conf_error(ctx, s, "address \"%s\" is already "
+					   "used by the listener at line %d",
+					   conf_quote(a->addr.text, q,
+						      sizeof(q)), b->line);
+		}
+	}
+}
+
+static void
+conf_check_top(struct conf_ctx *ctx, void *obj,
+	       const config_setting_t *root, const char *path)
+{
+	struct conf *conf = obj;
+	const char *error;
+	char q[80];
+
+	(void)path;
+
+	if (conf->server_name[0] == '\0') {
+		char host[256];
+
+		if (gethostname(host, sizeof(host)) < 0) {
+			conf_error(ctx, NULL, "'server_name' is not set and "
+				   "gethostname() failed: %s", strerror(errno));
+		} else {
+			host[sizeof(host) - 1] = '\0';
+			if (host[0] == '\0' ||
+			    conf_valid_domain(host, &error) < 0)
+				conf_error(ctx, NULL, "'server_name' is not "
+					   "set and the host name \"%s\" is "
+					   "not usable; set server_name",
+					   conf_quote(host, q, sizeof(q)));
+			else
+				memcpy(conf->server_name, host,
+				       strlen(host) + 1);
+		}
+	}
+	_Static_assert(sizeof(conf->backend.helo_name) >=
+		       sizeof(conf->server_name), "helo_name too small");
+	if (conf->backend.helo_name[0] == '\0')
+		memcpy(conf->backend.helo_name, conf->server_name,
+		       sizeof(conf->server_name));
+
+	conf_check_listeners(ctx, conf, root);
+
+	/* A command line has to fit in the buffer it is parsed from. */
+	if (conf->limits.max_line_length != 0 &&
+	    conf->limits.session_buffer != 0 &&
+	    conf->limits.max_line_length > conf->limits.session_buffer) {
+		const config_setting_t *limits =
+		    config_setting_get_member(root, "limits");
+
+		conf_error(ctx, limits, "'limits.max_line_length' (%u) must "
+			   "not exceed 'limits.session_buffer' (%zu)",
+			   conf->limits.max_line_length,
+			   conf->limits.session_buffer);
+	}
+}
+
+/* ------------------------------------------------------------------------
+ * Entry points
+ */
+
+struct conf *
+conf_load(const char *file, char *errbuf, size_t errbuf_size)
+{
+	struct conf_ctx ctx;
+	struct conf *conf;
+	config_t cfg;
+	FILE *fp;
+
+	memset(&ctx, 0, sizeof(ctx));
+	ctx.file = file;
+	ctx.errbuf = errbuf;
+	ctx.errbuf_size = errbuf_size;
+	if (errbuf != NULL && errbuf_size > 0)
+		errbuf[0] = '\0';
+
+	if (strlen(file) >= sizeof(conf->path)) {
+		conf_error(&ctx, NULL, "file name too long");
+		return NULL;
+	}
+	/* libconfig says only "file I/O error"; find out why ourselves. */
+	if ((fp = fopen(file, "r")) == NULL) {
+		conf_error(&ctx, NULL, "%s", strerror(errno));
+		return NULL;
+	}
+	fclose(fp);
+
+	config_init(&cfg);
+	if (config_read_file(&cfg, file) != CONFIG_TRUE) {
+		const char *efile = config_error_file(&cfg);
+		char msg[512];
+
+		if (efile == NULL)
+			efile = file;
+		if (config_error_line(&cfg) > 0)
+			snprintf(msg, sizeof(msg), "%s:%d: %s", efile,
+				 config_error_line(&cfg),
+				 config_error_text(&cfg));
+		else
+			snprintf(msg, sizeof(msg), "%s: %s", efile,
+				 config_error_text(&cfg));
+		conf_append(&ctx, msg);
+		config_destroy(&cfg);
+		return NULL;
+	}
+
+	if ((conf = calloc(1, sizeof(*conf))) == NULL) {
+		conf_error(&ctx, NULL, "%s", strerror(errno));
+		config_destroy(&cfg);
+		return NULL;
+	}
+	memcpy(conf->path, file, strlen(file) + 1);
+	conf_read_section(&ctx, &conf_top_section, conf,
+			  config_root_setting(&cfg), "");
+	config_destroy(&cfg);
+
+	if (ctx.nerrors > 0) {
+		conf_free(&conf);
+		return NULL;
+	}
+	return conf;
+}
+
+void
+conf_free(struct conf **confp)
+{
+	if (confp == NULL || *confp == NULL)
+		return;
+	free(*confp);
+	*confp = NULL;
+}
+
+const char *
+conf_listener_kind_name(enum listener_kind kind)
+{
+	const struct conf_enum *e;
+
+	for (e = conf_listener_kind_names; e->name != NULL; e++) {
+		if (e->value == (int)kind)
+			return e->name;
+	}
+	return "unknown";
+}

@@ -1,0 +1,156 @@
+/*
+ * conf.h - msaproxy's configuration: the one struct every module reads.
+ *
+ * The file format is libconfig's (https://hyperrealm.github.io/libconfig/),
+ * parsed by conf.c from a table of known keys.  Rules the parser enforces:
+ *   - an unknown key, a wrong type or a value out of bounds is an error
+ *     reported as "FILE:LINE: problem";
+ *   - every limit has a default stated in conf.c's table and in
+ *     docs/msaproxy.conf.5;
+ *   - the result is immutable after conf_load() returns; a reload builds a
+ *     new struct conf and swaps it (never edits the live one).
+ *
+ * Ownership: conf_load() returns a struct conf owned by the caller, freed
+ * with conf_free().  Every string in it is owned by the struct.
+ */
+#ifndef MSA_CONF_H
+#define MSA_CONF_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+
+#define CONF_MAX_LISTENERS 32
+#define CONF_MAX_PROXY_FROM 32
+
+enum listener_kind {
+	LISTENER_SUBMISSION,	/* RFC 6409 port 587 semantics */
+	LISTENER_SUBMISSIONS,	/* RFC 8314 implicit TLS (issue 3) */
+	LISTENER_SMTP,		/* plain RFC 5321 */
+	LISTENER_LMTP,		/* RFC 2033: LHLO, per-recipient replies */
+};
+
+enum backend_proto {
+	BACKEND_SMTP,
+	BACKEND_LMTP,
+};
+
+enum bare_newline_policy {
+	BARE_NEWLINE_REJECT,	/* bare CR or LF in content: 550 5.6.0, nothing delivered */
+	BARE_NEWLINE_NORMALIZE,	/* bare CR or LF becomes CRLF before forwarding */
+};
+
+/* A socket address, TCP (host:port) or a unix socket path. */
+struct conf_addr {
+	int is_unix;
+	struct sockaddr_storage ss;	/* AF_INET, AF_INET6 or AF_UNIX */
+	socklen_t sslen;
+	char text[256];			/* as written in the config, for logs */
+};
+
+/* A CIDR network, for proxy_protocol_from. */
+struct conf_cidr {
+	int family;			/* AF_INET or AF_INET6 */
+	uint8_t addr[16];
+	unsigned prefix;
+};
+
+struct conf_listener {
+	char name[64];			/* unique; the "channel" in logs and policy */
+	enum listener_kind kind;
+	struct conf_addr addr;
+	int proxy_protocol;		/* expect a PROXY v1/v2 header first */
+	struct conf_cidr proxy_from[CONF_MAX_PROXY_FROM];
+	size_t proxy_from_count;	/* only these peers may send the header */
+	int line;			/* config line, for messages */
+};
+
+struct conf_backend {
+	struct conf_addr addr;
+	enum backend_proto proto;
+	char helo_name[256];		/* EHLO/LHLO name we present; default server_name */
+	int use_chunking;		/* 1 = BDAT when the backend offers CHUNKING */
+	unsigned capability_refresh;	/* seconds between background EHLO probes */
+};
+
+struct conf_limits {
+	uint64_t max_message_size;	/* octets, advertised as SIZE */
+	unsigned max_recipients;	/* per transaction: 452 4.5.3 beyond */
+	unsigned max_line_length;	/* command line incl. CRLF; >= 512 */
+	unsigned max_data_line_length;	/* content line while in DATA; >= 1000 */
+	unsigned max_pipelined;		/* commands queued before input pauses */
+	unsigned max_bad_commands;	/* 421 4.7.0 after this many errors */
+	unsigned max_connections;	/* per worker; beyond: 421 4.7.0 at connect */
+	unsigned max_bdat_chunk;	/* largest chunk we forward to the backend */
+	size_t session_buffer;		/* high-water mark of each session buffer */
+};
+
+struct conf_timeouts {			/* all in seconds */
+	unsigned greeting;		/* PROXY header / first command */
+	unsigned command;		/* between commands (RFC 5321 4.5.3.2.7: 5 min) */
+	unsigned data;			/* between data blocks (4.5.3.2.6: 3 min) */
+	unsigned backend_connect;
+	unsigned backend_command;	/* backend reply to MAIL/RCPT/...  (5 min) */
+	unsigned backend_data;		/* backend final reply after data (10 min) */
+	unsigned shutdown;		/* grace for sessions on SIGTERM */
+};
+
+enum log_dest { LOG_DEST_STDERR, LOG_DEST_SYSLOG, LOG_DEST_FILE };
+
+struct conf_log {
+	enum log_dest dest;
+	int level;			/* syslog priority: LOG_ERR .. LOG_DEBUG */
+	int facility;			/* syslog facility, e.g. LOG_MAIL */
+	char file[512];			/* LOG_DEST_FILE */
+	char ident[64];			/* syslog ident, default "msaproxy" */
+};
+
+struct conf {
+	char path[512];			/* the file this came from */
+	char server_name[256];		/* greeting, Received "by"; default gethostname() */
+	unsigned workers;		/* 0 = one per online core */
+	char user[64];			/* drop to this user after binding ("" = stay) */
+	char group[64];			/* default: user's primary group */
+	char pid_file[512];		/* "" = none */
+	int reverse_dns;		/* PTR lookup for the Received header */
+	enum bare_newline_policy bare_newline;
+	struct conf_listener listeners[CONF_MAX_LISTENERS];
+	size_t listener_count;
+	struct conf_backend backend;
+	struct conf_limits limits;
+	struct conf_timeouts timeouts;
+	struct conf_log log;
+};
+
+/*
+ * Load and check FILE.  On success returns a new struct conf.  On failure
+ * returns NULL and writes "FILE:LINE: problem" (one line per problem, at most
+ * errbuf_size bytes in all, NUL-terminated) into errbuf.  Every problem that
+ * can be found is reported, not only the first.
+ */
+struct conf *conf_load(const char *file, char *errbuf, size_t errbuf_size);
+
+/* Frees *confp and sets it to NULL. */
+void conf_free(struct conf **confp);
+
+/* "submission", "submissions", "smtp", "lmtp". */
+const char *conf_listener_kind_name(enum listener_kind kind);
+
+/* 1 if the address (AF_INET/AF_INET6 sockaddr) is inside one of the
+ * listener's proxy_from networks.  IPv4-mapped IPv6 addresses match IPv4
+ * networks. */
+int conf_cidr_match_any(const struct conf_cidr *nets, size_t count,
+			const struct sockaddr *sa);
+
+/* Parse "host:port", "[v6]:port" or "/path" (unix) into addr; numeric hosts
+ * only (no DNS at load time).  Returns 0, or -1 with *error_r set to a static
+ * string. */
+int conf_parse_addr(const char *text, struct conf_addr *addr,
+		    const char **error_r);
+
+/* Parse "a.b.c.d/n", "v6/n" or a bare address (full prefix).  0 or -1. */
+int conf_parse_cidr(const char *text, struct conf_cidr *cidr,
+		    const char **error_r);
+
+#endif

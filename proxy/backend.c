@@ -1,0 +1,475 @@
+/*
+ * backend.c - see backend.h.
+ *
+ * States: CONNECTING -> GREETING -> EHLO -> READY, and DEAD after an error.
+ * Replies are read line by line with a bounded line length, parsed by
+ * backend_reply.c, and matched to the FIFO of outstanding tags.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <event2/bufferevent.h>
+
+#include "backend.h"
+#include "conf.h"
+#include "log.h"
+
+struct backend_known backend_known;
+
+enum backend_state {
+	BS_CONNECTING, BS_GREETING, BS_EHLO, BS_READY, BS_DEAD,
+};
+
+struct backend {
+	struct event_base *base;
+	const struct conf *conf;
+	struct bufferevent *bev;
+	struct event *defer_ev;		/* reports an error out of line */
+	struct backend_cbs cbs;
+	void *ctx;
+	enum backend_state state;
+	enum smtp_reply_id defer_why;
+	struct backend_caps caps;
+	struct evbuffer *held;		/* written before READY */
+	uint32_t *fifo;			/* outstanding tags, ring buffer */
+	size_t fifo_head, fifo_len, fifo_cap;
+	struct backend_reply reply;
+	int in_callback;		/* a callback is running: defer free */
+	int free_pending;
+	char log_id[32];
+};
+
+static void backend_fail(struct backend *be, enum smtp_reply_id why);
+
+static void
+fifo_push(struct backend *be, uint32_t tag)
+{
+	if (be->fifo_len == be->fifo_cap) {
+		size_t ncap = be->fifo_cap ? be->fifo_cap * 2 : 16, i;
+		uint32_t *n = calloc(ncap, sizeof(*n));
+
+		if (n == NULL)
+			abort();	/* out of memory: nothing sane to do */
+		for (i = 0; i < be->fifo_len; i++)
+			n[i] = be->fifo[(be->fifo_head + i) % be->fifo_cap];
+		free(be->fifo);
+		be->fifo = n;
+		be->fifo_cap = ncap;
+		be->fifo_head = 0;
+	}
+	be->fifo[(be->fifo_head + be->fifo_len) % be->fifo_cap] = tag;
+	be->fifo_len++;
+}
+
+static uint32_t
+fifo_pop(struct backend *be)
+{
+	uint32_t tag = be->fifo[be->fifo_head];
+
+	be->fifo_head = (be->fifo_head + 1) % be->fifo_cap;
+	be->fifo_len--;
+	return tag;
+}
+
+static struct evbuffer *
+out_buffer(struct backend *be)
+{
+	return be->state == BS_READY ? bufferevent_get_output(be->bev) : be->held;
+}
+
+static void
+parse_caps(struct backend *be, const struct backend_reply *r)
+{
+	unsigned i;
+
+	memset(&be->caps, 0, sizeof(be->caps));
+	for (i = 1; i < r->line_count; i++) {
+		size_t len, kw;
+		const char *l = backend_reply_line(r, i, &len);
+		static const struct { const char *name; unsigned flag; } names[] = {
+			{"PIPELINING", CAP_PIPELINING}, {"SIZE", CAP_SIZE},
+			{"8BITMIME", CAP_8BITMIME},
+			{"ENHANCEDSTATUSCODES", CAP_ENHANCEDSTATUSCODES},
+			{"CHUNKING", CAP_CHUNKING}, {"BINARYMIME", CAP_BINARYMIME},
+			{"SMTPUTF8", CAP_SMTPUTF8}, {"DSN", CAP_DSN},
+			{"XCLIENT", CAP_XCLIENT}, {"STARTTLS", CAP_STARTTLS},
+			{"AUTH", CAP_AUTH}, {"ETRN", CAP_ETRN},
+			{"XFORWARD", CAP_XFORWARD},
+		};
+		size_t k;
+
+		if (l == NULL)
+			break;
+		for (kw = 0; kw < len && l[kw] != ' ' && l[kw] != '='; kw++)
+			;
+		for (k = 0; k < sizeof(names) / sizeof(names[0]); k++) {
+			if (strlen(names[k].name) == kw &&
+			    strncasecmp(l, names[k].name, kw) == 0) {
+				be->caps.flags |= names[k].flag;
+				if (names[k].flag == CAP_SIZE && kw < len)
+					be->caps.size = strtoull(l + kw + 1, NULL, 10);
+			}
+		}
+	}
+	backend_known.caps = be->caps;
+	backend_known.valid = 1;
+}
+
+/* Called with a complete reply.  Returns -1 if the backend must not be
+ * touched any more (failed or freed by the owner). */
+static int
+handle_reply(struct backend *be)
+{
+	const struct backend_reply *r = &be->reply;
+
+	switch (be->state) {
+	case BS_GREETING:
+		if (r->code != 220) {
+			log_warn("%s: backend greeting: %d %s", be->log_id,
+			    r->code, r->text);
+			backend_fail(be, R_BACKEND_UNAVAIL);
+			return -1;
+		}
+		evbuffer_add_printf(bufferevent_get_output(be->bev), "%s %s\r\n",
+		    be->conf->backend.proto == BACKEND_LMTP ? "LHLO" : "EHLO",
+		    be->conf->backend.helo_name);
+		be->state = BS_EHLO;
+		return 0;
+	case BS_EHLO:
+		if (r->code != 250) {
+			log_warn("%s: backend EHLO: %d %s", be->log_id, r->code,
+			    r->text);
+			backend_fail(be, r->code == 421 ? R_BACKEND_UNAVAIL :
+			    R_BACKEND_CONFIG);
+			return -1;
+		}
+		parse_caps(be, r);
+		be->state = BS_READY;
+		backend_set_reply_timeout(be, be->conf->timeouts.backend_command);
+		bufferevent_write_buffer(be->bev, be->held);
+		if (be->cbs.on_ready != NULL) {
+			be->in_callback = 1;
+			be->cbs.on_ready(be->ctx, &be->caps);
+			be->in_callback = 0;
+			if (be->free_pending) {
+				backend_free(&be);
+				return -1;
+			}
+		}
+		return 0;
+	case BS_READY: {
+		uint32_t tag;
+
+		if (be->fifo_len == 0) {
+			char line[200];
+			log_warn("%s: unsolicited backend reply: %d %s", be->log_id,
+			    r->code, log_sanitize(line, sizeof(line), r->text,
+			    r->text_len));
+			backend_fail(be, R_BACKEND_GARBAGE);
+			return -1;
+		}
+		tag = fifo_pop(be);
+		be->in_callback = 1;
+		be->cbs.on_reply(be->ctx, tag, r);
+		be->in_callback = 0;
+		if (be->free_pending) {
+			backend_free(&be);
+			return -1;
+		}
+		return be->state == BS_DEAD ? -1 : 0;
+	}
+	default:
+		return -1;
+	}
+}
+
+static void
+read_cb(struct bufferevent *bev, void *arg)
+{
+	struct backend *be = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+
+	while (be->state != BS_DEAD) {
+		struct evbuffer_ptr eol;
+		size_t eol_len = 0, len;
+		char line[BACKEND_LINE_MAX + 1];
+		enum backend_reply_status st;
+
+		eol = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_CRLF);
+		if (eol.pos < 0) {
+			if (evbuffer_get_length(in) > BACKEND_LINE_MAX) {
+				log_warn("%s: backend line too long", be->log_id);
+				backend_fail(be, R_BACKEND_GARBAGE);
+			}
+			return;
+		}
+		len = (size_t)eol.pos;
+		if (len > BACKEND_LINE_MAX) {
+			log_warn("%s: backend line too long", be->log_id);
+			backend_fail(be, R_BACKEND_GARBAGE);
+			return;
+		}
+		evbuffer_remove(in, line, len);
+		evbuffer_drain(in, eol_len);
+		line[len] = '\0';
+		st = backend_reply_feed(&be->reply, line, len);
+		if (st == BACKEND_REPLY_BAD) {
+			char clean[200];
+			log_warn("%s: malformed backend reply: %s", be->log_id,
+			    log_sanitize(clean, sizeof(clean), line, len));
+			backend_fail(be, R_BACKEND_GARBAGE);
+			return;
+		}
+		if (st == BACKEND_REPLY_MORE)
+			continue;
+		if (handle_reply(be) < 0)
+			return;
+		backend_reply_reset(&be->reply);
+	}
+}
+
+static void
+write_cb(struct bufferevent *bev, void *arg)
+{
+	struct backend *be = arg;
+
+	(void)bev;
+	if (be->cbs.on_drain != NULL && be->state == BS_READY) {
+		be->in_callback = 1;
+		be->cbs.on_drain(be->ctx);
+		be->in_callback = 0;
+		if (be->free_pending)
+			backend_free(&be);
+	}
+}
+
+static void
+event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct backend *be = arg;
+
+	if (what & BEV_EVENT_CONNECTED) {
+		int one = 1;
+		evutil_socket_t fd = bufferevent_getfd(bev);
+
+		if (be->conf->backend.addr.ss.ss_family != AF_UNIX)
+			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		be->state = BS_GREETING;
+		return;
+	}
+	if (what & BEV_EVENT_TIMEOUT) {
+		if (be->state == BS_READY && be->fifo_len == 0)
+			log_debug("%s: idle backend connection timed out", be->log_id);
+		else
+			log_warn("%s: backend timeout (%s)", be->log_id,
+			    be->state == BS_CONNECTING ? "connect" : "reply");
+		backend_fail(be, be->state < BS_READY ? R_BACKEND_UNAVAIL :
+		    R_BACKEND_TIMEOUT);
+		return;
+	}
+	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+		int err = EVUTIL_SOCKET_ERROR();
+
+		if (be->state == BS_READY && be->fifo_len == 0 && (what & BEV_EVENT_EOF))
+			log_debug("%s: backend closed idle connection", be->log_id);
+		else
+			log_warn("%s: backend %s %s: %s", be->log_id,
+			    be->state == BS_CONNECTING ? "connect to" : "connection to",
+			    be->conf->backend.addr.text, (what & BEV_EVENT_EOF) ?
+			    "closed" : evutil_socket_error_to_string(err));
+		backend_fail(be, be->state < BS_READY ? R_BACKEND_UNAVAIL :
+		    R_BACKEND_LOST);
+	}
+}
+
+static void
+defer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct backend *be = arg;
+
+	(void)fd;
+	(void)what;
+	backend_fail(be, be->defer_why);
+}
+
+/* Report the failure once and go DEAD.  May run the owner's on_error, which
+ * may free the backend: the caller must not touch be afterwards. */
+static void
+backend_fail(struct backend *be, enum smtp_reply_id why)
+{
+	uint32_t tags_small[64], *tags = tags_small;
+	size_t n = 0;
+
+	if (be->state == BS_DEAD)
+		return;
+	be->state = BS_DEAD;
+	bufferevent_disable(be->bev, EV_READ | EV_WRITE);
+	if (be->fifo_len > 64) {
+		tags = calloc(be->fifo_len, sizeof(*tags));
+		if (tags == NULL)
+			abort();
+	}
+	while (be->fifo_len > 0)
+		tags[n++] = fifo_pop(be);
+	be->in_callback = 1;
+	be->cbs.on_error(be->ctx, why, tags, n);
+	be->in_callback = 0;
+	if (tags != tags_small)
+		free(tags);
+	if (be->free_pending)
+		backend_free(&be);
+}
+
+struct backend *
+backend_new(struct event_base *base, const struct conf *conf,
+	    const struct backend_cbs *cbs, void *ctx, const char *log_id)
+{
+	struct backend *be = calloc(1, sizeof(*be));
+	struct timeval ct = { conf->timeouts.backend_connect, 0 };
+
+	if (be == NULL)
+		return NULL;
+	be->base = base;
+	be->conf = conf;
+	be->cbs = *cbs;
+	be->ctx = ctx;
+	be->state = BS_CONNECTING;
+	snprintf(be->log_id, sizeof(be->log_id), "%s", log_id);
+	backend_reply_reset(&be->reply);
+	be->held = evbuffer_new();
+	be->defer_ev = evtimer_new(base, defer_cb, be);
+	be->bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+	if (be->held == NULL || be->defer_ev == NULL || be->bev == NULL) {
+		backend_free(&be);
+		return NULL;
+	}
+	bufferevent_setcb(be->bev, read_cb, write_cb, event_cb, be);
+	bufferevent_setwatermark(be->bev, EV_WRITE, conf->limits.session_buffer / 2, 0);
+	/* The connect timeout applies until the greeting; then replies. */
+	bufferevent_set_timeouts(be->bev, &ct, &ct);
+	bufferevent_enable(be->bev, EV_READ | EV_WRITE);
+	if (bufferevent_socket_connect(be->bev,
+	    (const struct sockaddr *)&conf->backend.addr.ss,
+	    (int)conf->backend.addr.sslen) < 0) {
+		struct timeval zero = { 0, 0 };
+
+		log_warn("%s: cannot connect to backend %s: %s", be->log_id,
+		    conf->backend.addr.text,
+		    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+		be->defer_why = R_BACKEND_UNAVAIL;
+		evtimer_add(be->defer_ev, &zero);
+		return be;
+	}
+	return be;
+}
+
+void
+backend_free(struct backend **bep)
+{
+	struct backend *be = *bep;
+
+	if (be == NULL)
+		return;
+	*bep = NULL;
+	if (be->in_callback) {
+		/* Freed from inside one of our callbacks: finish there. */
+		be->free_pending = 1;
+		be->cbs.on_reply = NULL;
+		return;
+	}
+	if (be->bev != NULL)
+		bufferevent_free(be->bev);
+	if (be->defer_ev != NULL)
+		event_free(be->defer_ev);
+	if (be->held != NULL)
+		evbuffer_free(be->held);
+	free(be->fifo);
+	free(be);
+}
+
+int
+backend_is_ready(const struct backend *be)
+{
+	return be->state == BS_READY;
+}
+
+const struct backend_caps *
+backend_caps(const struct backend *be)
+{
+	return &be->caps;
+}
+
+int
+backend_can_pipeline(const struct backend *be)
+{
+	/* Before EHLO we don't know yet; go by what the worker learned. */
+	if (be->state == BS_READY)
+		return (be->caps.flags & CAP_PIPELINING) != 0;
+	return backend_known.valid && (backend_known.caps.flags & CAP_PIPELINING);
+}
+
+size_t
+backend_outstanding(const struct backend *be)
+{
+	return be->fifo_len;
+}
+
+void
+backend_send(struct backend *be, uint32_t tag, const char *fmt, ...)
+{
+	struct evbuffer *out;
+	va_list ap;
+
+	if (be->state == BS_DEAD)
+		return;
+	out = out_buffer(be);
+	va_start(ap, fmt);
+	evbuffer_add_vprintf(out, fmt, ap);
+	va_end(ap);
+	evbuffer_add(out, "\r\n", 2);
+	fifo_push(be, tag);
+}
+
+void
+backend_send_buffer(struct backend *be, struct evbuffer *data)
+{
+	if (be->state == BS_DEAD) {
+		evbuffer_drain(data, evbuffer_get_length(data));
+		return;
+	}
+	evbuffer_add_buffer(out_buffer(be), data);
+}
+
+void
+backend_expect(struct backend *be, uint32_t tag)
+{
+	if (be->state != BS_DEAD)
+		fifo_push(be, tag);
+}
+
+size_t
+backend_pending_output(const struct backend *be)
+{
+	return evbuffer_get_length(be->held) +
+	    evbuffer_get_length(bufferevent_get_output(be->bev));
+}
+
+void
+backend_quit(struct backend *be)
+{
+	if (be->state == BS_READY)
+		evbuffer_add(bufferevent_get_output(be->bev), "QUIT\r\n", 6);
+}
+
+void
+backend_set_reply_timeout(struct backend *be, unsigned seconds)
+{
+	struct timeval tv = { seconds, 0 };
+
+	if (be->state >= BS_GREETING && be->state != BS_DEAD)
+		bufferevent_set_timeouts(be->bev, &tv, &tv);
+}

@@ -1,0 +1,223 @@
+/*
+ * data_filter.c - see data_filter.h.
+ */
+#include <string.h>
+
+#include "data_filter.h"
+
+void
+data_filter_init(struct data_filter *f, uint64_t max_line_len, int binary)
+{
+	memset(f, 0, sizeof(*f));
+	f->state = DF_BOL;
+	f->max_line_len = max_line_len;
+	f->binary = binary;
+}
+
+static void
+emit(struct data_filter *f, struct evbuffer *out, const char *p, size_t n)
+{
+	if (n == 0)
+		return;
+	evbuffer_add(out, p, n);
+	f->out_bytes += n;
+}
+
+static void
+emit_crlf(struct data_filter *f, struct evbuffer *out)
+{
+	emit(f, out, "\r\n", 2);
+	f->line_len = 0;
+}
+
+static void
+count_line(struct data_filter *f, size_t n)
+{
+	f->line_len += n;
+	if (f->max_line_len && f->line_len + 2 > f->max_line_len)
+		f->line_too_long = 1;
+}
+
+/*
+ * Consume bytes of a line body from in[i..len): the longest run without CR
+ * or LF is emitted in one go.  Returns the new index.
+ */
+static size_t
+scan_text(struct data_filter *f, const char *in, size_t i, size_t len,
+	  struct evbuffer *out)
+{
+	size_t start = i;
+
+	while (i < len && in[i] != '\r' && in[i] != '\n')
+		i++;
+	emit(f, out, in + start, i - start);
+	count_line(f, i - start);
+	return i;
+}
+
+size_t
+data_filter_decode_dot(struct data_filter *f, const char *in, size_t len,
+		       struct evbuffer *out)
+{
+	size_t i = 0;
+
+	while (i < len) {
+		char c = in[i];
+
+		switch (f->state) {
+		case DF_BOL:
+			if (c == '.') {
+				f->state = DF_DOT;
+				i++;
+				break;
+			}
+			/* FALLTHROUGH */
+		case DF_BOL_SOFT:
+		case DF_MID:
+			if (c == '\r') {
+				f->state = DF_CR;
+				i++;
+			} else if (c == '\n') {
+				/* bare LF: never a line end we pass on as is */
+				f->bare_newlines++;
+				emit_crlf(f, out);
+				f->state = DF_BOL_SOFT;
+				i++;
+			} else {
+				f->state = DF_MID;
+				i = scan_text(f, in, i, len, out);
+			}
+			break;
+		case DF_CR:
+			if (c == '\n') {
+				emit_crlf(f, out);
+				f->state = DF_BOL;
+				i++;
+			} else {
+				/* bare CR: ends the line, softly; c is
+				 * processed again at the start of the next */
+				f->bare_newlines++;
+				emit_crlf(f, out);
+				f->state = DF_BOL_SOFT;
+			}
+			break;
+		case DF_DOT:
+			if (c == '\r') {
+				f->state = DF_DOT_CR;
+				i++;
+			} else {
+				/* The leading dot was stuffing (RFC 5321
+				 * 4.5.2): drop it, go on with the line. */
+				count_line(f, 0);
+				f->state = DF_MID;
+				if (c == '\n') {
+					f->bare_newlines++;
+					emit_crlf(f, out);
+					f->state = DF_BOL_SOFT;
+					i++;
+				}
+			}
+			break;
+		case DF_DOT_CR:
+			if (c == '\n') {
+				f->state = DF_END;
+				return i + 1;
+			}
+			/* ".\r" + something: a bare CR after a stuffing dot */
+			f->bare_newlines++;
+			emit_crlf(f, out);
+			f->state = DF_BOL_SOFT;
+			break;
+		case DF_END:
+			return i;
+		}
+	}
+	return i;
+}
+
+void
+data_filter_raw(struct data_filter *f, const char *in, size_t len,
+		struct evbuffer *out)
+{
+	size_t i = 0;
+
+	if (f->binary) {
+		emit(f, out, in, len);
+		return;
+	}
+	while (i < len) {
+		char c = in[i];
+
+		if (f->state == DF_CR) {
+			if (c == '\n') {
+				emit_crlf(f, out);
+				f->state = DF_BOL;
+				i++;
+			} else {
+				f->bare_newlines++;
+				emit_crlf(f, out);
+				f->state = DF_BOL_SOFT;
+			}
+			continue;
+		}
+		if (c == '\r') {
+			f->state = DF_CR;
+			i++;
+		} else if (c == '\n') {
+			f->bare_newlines++;
+			emit_crlf(f, out);
+			f->state = DF_BOL_SOFT;
+			i++;
+		} else {
+			f->state = DF_MID;
+			i = scan_text(f, in, i, len, out);
+		}
+	}
+}
+
+void
+data_filter_raw_end(struct data_filter *f, struct evbuffer *out)
+{
+	if (!f->binary && f->state == DF_CR) {
+		f->bare_newlines++;
+		emit_crlf(f, out);
+		f->state = DF_BOL_SOFT;
+	}
+}
+
+void
+dot_encoder_init(struct dot_encoder *e)
+{
+	e->bol = 1;
+}
+
+void
+dot_encode(struct dot_encoder *e, const char *in, size_t len,
+	   struct evbuffer *out)
+{
+	const char *p = in, *end = in + len, *nl;
+
+	while (p < end) {
+		if (e->bol && *p == '.')
+			evbuffer_add(out, ".", 1);
+		nl = memchr(p, '\n', (size_t)(end - p));
+		if (nl == NULL) {
+			evbuffer_add(out, p, (size_t)(end - p));
+			e->bol = 0;
+			return;
+		}
+		evbuffer_add(out, p, (size_t)(nl + 1 - p));
+		e->bol = 1;
+		p = nl + 1;
+	}
+}
+
+void
+dot_encode_end(struct dot_encoder *e, struct evbuffer *out)
+{
+	if (e->bol)
+		evbuffer_add(out, ".\r\n", 3);
+	else
+		evbuffer_add(out, "\r\n.\r\n", 5);
+	e->bol = 1;
+}

@@ -1,0 +1,352 @@
+/*
+ * main.c - msaproxy's master process.
+ *
+ * SECURITY: the master reads the configuration, binds the listening sockets
+ * (privileged ports need root), then gives up root for good (setgroups,
+ * setgid, setuid to conf->user) before any network input is read.  Workers
+ * are forked after that and never had root.  The master itself reads no
+ * network input: it only restarts workers and relays signals.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include "config.h"
+#include "conf.h"
+#include "listener.h"
+#include "log.h"
+#include "worker.h"
+
+#define DEFAULT_CONF SYSCONFDIR "/msaproxy/msaproxy.conf"
+
+static volatile sig_atomic_t got_term, got_hup, got_chld;
+
+static void
+sig_handler(int sig)
+{
+	switch (sig) {
+	case SIGTERM:
+	case SIGINT:
+		got_term = 1;
+		break;
+	case SIGHUP:
+		got_hup = 1;
+		break;
+	case SIGCHLD:
+		got_chld = 1;
+		break;
+	}
+}
+
+static void
+usage(FILE *f)
+{
+	fprintf(f, "usage: msaproxy [-f] [-t] [-c file] [-V] [-h]\n"
+	    "  -c file  configuration (default %s)\n"
+	    "  -f       stay in the foreground\n"
+	    "  -t       check the configuration and exit\n"
+	    "  -V       print the version and exit\n", DEFAULT_CONF);
+}
+
+static int
+drop_privileges(const struct conf *conf)
+{
+	struct passwd *pw;
+	gid_t gid;
+
+	if (conf->user[0] == '\0')
+		return 0;
+	if (getuid() != 0 && geteuid() != 0) {
+		log_warn("user = \"%s\" ignored: not running as root", conf->user);
+		return 0;
+	}
+	pw = getpwnam(conf->user);
+	if (pw == NULL) {
+		log_err("user %s: no such user", conf->user);
+		return -1;
+	}
+	gid = pw->pw_gid;
+	if (conf->group[0] != '\0') {
+		struct group *gr = getgrnam(conf->group);
+		if (gr == NULL) {
+			log_err("group %s: no such group", conf->group);
+			return -1;
+		}
+		gid = gr->gr_gid;
+	}
+	if (setgroups(1, &gid) == -1 || setresgid(gid, gid, gid) == -1 ||
+	    setresuid(pw->pw_uid, pw->pw_uid, pw->pw_uid) == -1) {
+		log_err("dropping privileges to %s: %s", conf->user, strerror(errno));
+		return -1;
+	}
+	/* No way back. */
+	if (setuid(0) == 0) {
+		log_err("could regain root after dropping privileges");
+		return -1;
+	}
+	log_info("running as %s (uid %ld, gid %ld)", conf->user,
+	    (long)pw->pw_uid, (long)gid);
+	return 0;
+}
+
+static int
+daemonize(void)
+{
+	pid_t pid = fork();
+	int fd;
+
+	if (pid < 0)
+		return -1;
+	if (pid > 0)
+		_exit(0);
+	setsid();
+	pid = fork();
+	if (pid < 0)
+		return -1;
+	if (pid > 0)
+		_exit(0);
+	if (chdir("/") == -1)
+		return -1;
+	fd = open("/dev/null", O_RDWR);
+	if (fd >= 0) {
+		dup2(fd, 0);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		if (fd > 2)
+			close(fd);
+	}
+	return 0;
+}
+
+static pid_t
+spawn_worker(const struct conf *conf, const struct listener_set *set,
+	     unsigned index)
+{
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		int *fds = calloc(set->listener_count, sizeof(int));
+		sigset_t none;
+
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		signal(SIGTERM, SIG_DFL);
+		signal(SIGINT, SIG_DFL);
+		signal(SIGHUP, SIG_DFL);
+		signal(SIGCHLD, SIG_DFL);
+		if (fds == NULL)
+			_exit(1);
+		listener_fds_for_worker(set, index, fds);
+		_exit(worker_run(conf, (int)index, fds, set->listener_count));
+	}
+	if (pid < 0)
+		log_err("fork: %s", strerror(errno));
+	return pid;
+}
+
+int
+main(int argc, char **argv)
+{
+	const char *conf_file = DEFAULT_CONF;
+	int foreground = 0, check_only = 0, ch;
+	char err[8192];
+	struct conf *conf;
+	struct listener_set set;
+	unsigned nworkers, i, alive;
+	pid_t *pids;
+	time_t *started;
+	sigset_t block, old;
+	struct sigaction sa;
+	size_t l;
+
+	while ((ch = getopt(argc, argv, "c:ftVh")) != -1) {
+		switch (ch) {
+		case 'c':
+			conf_file = optarg;
+			break;
+		case 'f':
+			foreground = 1;
+			break;
+		case 't':
+			check_only = 1;
+			break;
+		case 'V':
+			printf("msaproxy %s\n", PACKAGE_VERSION);
+			return 0;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 1;
+		}
+	}
+	if (optind != argc) {
+		usage(stderr);
+		return 1;
+	}
+	conf = conf_load(conf_file, err, sizeof(err));
+	if (conf == NULL) {
+		fprintf(stderr, "%s\n", err);
+		return 1;
+	}
+	for (l = 0; l < conf->listener_count; l++) {
+		if (conf->listeners[l].kind == LISTENER_SUBMISSIONS) {
+			fprintf(stderr, "%s:%d: listener %s: kind \"submissions\" "
+			    "(implicit TLS) needs TLS support, which this release "
+			    "does not have yet\n", conf_file,
+			    conf->listeners[l].line, conf->listeners[l].name);
+			conf_free(&conf);
+			return 1;
+		}
+	}
+	if (check_only) {
+		printf("%s: configuration OK\n", conf_file);
+		conf_free(&conf);
+		return 0;
+	}
+	if (!foreground && conf->log.dest == LOG_DEST_STDERR) {
+		/* stderr is gone once detached: fall back to syslog */
+		conf->log.dest = LOG_DEST_SYSLOG;
+	}
+	if (log_open(&conf->log, foreground) < 0)
+		return 1;
+	log_set_prefix("master");
+
+	nworkers = conf->workers;
+	if (nworkers == 0) {
+		long n = sysconf(_SC_NPROCESSORS_ONLN);
+		nworkers = n > 0 ? (unsigned)n : 1;
+	}
+	if (listener_bind_all(conf, nworkers, &set, err, sizeof(err)) < 0) {
+		log_err("%s", err);
+		fprintf(stderr, "msaproxy: %s\n", err);
+		return 1;
+	}
+	if (drop_privileges(conf) < 0)
+		return 1;
+	if (!foreground && daemonize() < 0) {
+		log_err("daemonize: %s", strerror(errno));
+		return 1;
+	}
+	if (conf->pid_file[0] != '\0') {
+		FILE *f = fopen(conf->pid_file, "w");
+		if (f == NULL) {
+			log_err("pid_file %s: %s", conf->pid_file, strerror(errno));
+		} else {
+			fprintf(f, "%ld\n", (long)getpid());
+			fclose(f);
+		}
+	}
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = sig_handler;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	sigaction(SIGCHLD, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	sigemptyset(&block);
+	sigaddset(&block, SIGTERM);
+	sigaddset(&block, SIGINT);
+	sigaddset(&block, SIGHUP);
+	sigaddset(&block, SIGCHLD);
+	sigprocmask(SIG_BLOCK, &block, &old);
+
+	pids = calloc(nworkers, sizeof(*pids));
+	started = calloc(nworkers, sizeof(*started));
+	if (pids == NULL || started == NULL)
+		return 1;
+	for (i = 0; i < nworkers; i++) {
+		pids[i] = spawn_worker(conf, &set, i);
+		started[i] = time(NULL);
+	}
+	log_info("msaproxy %s started: %u worker(s), %zu listener(s)",
+	    PACKAGE_VERSION, nworkers, conf->listener_count);
+
+	while (!got_term) {
+		sigsuspend(&old);
+		if (got_hup) {
+			got_hup = 0;
+			log_open(&conf->log, foreground);
+			for (i = 0; i < nworkers; i++)
+				if (pids[i] > 0)
+					kill(pids[i], SIGHUP);
+		}
+		if (got_chld && !got_term) {
+			pid_t pid;
+			int status;
+
+			got_chld = 0;
+			while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+				for (i = 0; i < nworkers; i++) {
+					if (pids[i] != pid)
+						continue;
+					log_err("worker %u (pid %ld) %s %d, restarting",
+					    i, (long)pid, WIFSIGNALED(status) ?
+					    "killed by signal" : "exited with status",
+					    WIFSIGNALED(status) ? WTERMSIG(status) :
+					    WEXITSTATUS(status));
+					/* no fork storm: at most one restart a second */
+					if (time(NULL) - started[i] < 1)
+						sleep(1);
+					pids[i] = spawn_worker(conf, &set, i);
+					started[i] = time(NULL);
+				}
+			}
+		}
+	}
+
+	log_info("stopping");
+	for (i = 0; i < nworkers; i++)
+		if (pids[i] > 0)
+			kill(pids[i], SIGTERM);
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	{
+		time_t deadline = time(NULL) + conf->timeouts.shutdown + 5;
+
+		for (;;) {
+			pid_t pid;
+			int status;
+
+			for (alive = 0, i = 0; i < nworkers; i++)
+				alive += pids[i] > 0;
+			if (alive == 0)
+				break;
+			pid = waitpid(-1, &status, WNOHANG);
+			if (pid > 0) {
+				for (i = 0; i < nworkers; i++)
+					if (pids[i] == pid)
+						pids[i] = 0;
+				continue;
+			}
+			if (pid < 0 && errno == ECHILD)
+				break;
+			if (time(NULL) > deadline) {
+				for (i = 0; i < nworkers; i++)
+					if (pids[i] > 0)
+						kill(pids[i], SIGKILL);
+				deadline = time(NULL) + 5;
+			}
+			usleep(50000);
+		}
+	}
+	if (conf->pid_file[0] != '\0')
+		unlink(conf->pid_file);
+	listener_close_all(&set);
+	log_info("stopped");
+	free(pids);
+	free(started);
+	conf_free(&conf);
+	return 0;
+}

@@ -1,0 +1,1079 @@
+/*
+ * session.c - client connection I/O, the session state machine, the ordered
+ * command queue, message content streaming, and the backend's replies.
+ *
+ * SECURITY: everything read here comes from the network client (or, with
+ * proxy_protocol, from a load balancer vouched for by proxy_protocol_from).
+ * Input is bounded before it is parsed: command lines by max_line_length,
+ * content lines by max_data_line_length, messages by max_message_size,
+ * buffers by session_buffer (reading pauses above it), time by the phase
+ * timeouts.  Backend replies are bounded and sanitized in backend_reply.c.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/tcp.h>
+#include <event2/buffer.h>
+#include <event2/dns.h>
+
+#include "conf.h"
+#include "log.h"
+#include "proxyproto.h"
+#include "received.h"
+#include "session.h"
+#include "util.h"
+#include "worker.h"
+
+static const char *const state_names[S_STATE_COUNT] = {
+	[S_PROXY_HDR] = "PROXY_HDR", [S_GREETING] = "GREETING",
+	[S_COMMAND] = "COMMAND", [S_DATA] = "DATA", [S_BDAT] = "BDAT",
+	[S_CLOSING] = "CLOSING",
+};
+
+static void session_run(struct session *s);
+static void relay(struct session *s, const struct backend_reply *r,
+		  enum backend_expect e);
+static void session_read_content(struct session *s);
+static void session_greet(struct session *s);
+static void set_timeout(struct session *s);
+
+static void be_on_reply(void *ctx, uint32_t tag, const struct backend_reply *r);
+static void be_on_ready(void *ctx, const struct backend_caps *caps);
+static void be_on_error(void *ctx, enum smtp_reply_id why, const uint32_t *tags,
+			size_t ntags);
+static void be_on_drain(void *ctx);
+
+static const struct backend_cbs session_backend_cbs = {
+	.on_reply = be_on_reply,
+	.on_ready = be_on_ready,
+	.on_error = be_on_error,
+	.on_drain = be_on_drain,
+};
+
+void
+session_enter_state(struct session *s, enum session_state st)
+{
+	if (s->state == st)
+		return;
+	log_debug("%s: state %s -> %s", s->id, state_names[s->state],
+	    state_names[st]);
+	s->state = st;
+	set_timeout(s);
+}
+
+struct evbuffer *
+session_output(struct session *s)
+{
+	return bufferevent_get_output(s->bev);
+}
+
+void
+session_reply(struct session *s, enum smtp_reply_id id, ...)
+{
+	char line[SMTP_REPLY_LINE_MAX];
+	va_list ap;
+	int n;
+
+	va_start(ap, id);
+	n = vsnprintf(line, sizeof(line), smtp_reply_text(id), ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	if (n > (int)sizeof(line) - 1)
+		n = sizeof(line) - 1;
+	evbuffer_add(session_output(s), line, (size_t)n);
+	evbuffer_add(session_output(s), "\r\n", 2);
+	if (smtp_reply_code(id) == 421)
+		session_close_after_reply(s);
+}
+
+int
+session_bad_command(struct session *s, enum smtp_reply_id id)
+{
+	session_reply(s, id);
+	if (++s->bad_commands >= s->conf->limits.max_bad_commands &&
+	    s->state != S_CLOSING) {
+		log_info("%s: max_bad_commands (%u) reached, disconnecting",
+		    s->id, s->conf->limits.max_bad_commands);
+		session_reply(s, R_TOO_MANY_ERRORS);
+		return 1;
+	}
+	return s->state == S_CLOSING;
+}
+
+void
+session_close_after_reply(struct session *s)
+{
+	session_enter_state(s, S_CLOSING);
+	bufferevent_disable(s->bev, EV_READ);
+	/* Once the output is flushed, write_cb frees the session; if it is
+	 * already empty, write_cb is not going to run: do it from there. */
+	if (evbuffer_get_length(session_output(s)) == 0)
+		bufferevent_trigger(s->bev, EV_WRITE, BEV_TRIG_IGNORE_WATERMARKS |
+		    BEV_TRIG_DEFER_CALLBACKS);
+}
+
+static void
+set_timeout(struct session *s)
+{
+	const struct conf_timeouts *t = &s->conf->timeouts;
+	struct timeval rt = { t->command, 0 }, wt = { t->command, 0 };
+
+	switch (s->state) {
+	case S_PROXY_HDR:
+	case S_GREETING:
+		rt.tv_sec = t->greeting;
+		break;
+	case S_DATA:
+	case S_BDAT:
+		rt.tv_sec = t->data;
+		break;
+	default:
+		break;
+	}
+	bufferevent_set_timeouts(s->bev, &rt, &wt);
+}
+
+/* ---------------------------------------------------------------- */
+/* Transactions */
+
+void
+tx_reset(struct session *s)
+{
+	struct tx *tx = &s->tx;
+	unsigned i;
+
+	free(tx->from);
+	for (i = 0; i < tx->rcpt_count; i++)
+		free(tx->rcpts[i]);
+	free(tx->rcpts);
+	free(tx->rcpt_ok);
+	free(tx->fail_reply);
+	uint8_t gen = tx->gen;
+	memset(tx, 0, sizeof(*tx));
+	tx->gen = gen + 1;
+	tx->state = TX_NONE;
+	tx->fail = R_REPLY_COUNT;
+	if (s->chunk != NULL)
+		evbuffer_drain(s->chunk, evbuffer_get_length(s->chunk));
+}
+
+const struct backend_caps *
+session_caps(const struct session *s)
+{
+	if (s->be != NULL && backend_is_ready(s->be))
+		return backend_caps(s->be);
+	if (backend_known.valid)
+		return &backend_known.caps;
+	return NULL;
+}
+
+int
+session_backend(struct session *s)
+{
+	if (s->be != NULL)
+		return 0;
+	s->be = backend_new(s->worker->base, s->conf, &session_backend_cbs, s,
+	    s->id);
+	return s->be != NULL ? 0 : -1;
+}
+
+/* The backend transaction cannot be completed: make sure nothing of it is
+ * delivered.  A DATA transfer can only be aborted by closing the connection
+ * before the final dot; a BDAT transfer by RSET before the LAST chunk. */
+void
+session_abort_backend_tx(struct session *s)
+{
+	if (s->be == NULL)
+		return;
+	if ((s->tx.backend_bdat || s->tx.state != TX_CONTENT) &&
+	    backend_is_ready(s->be)) {
+		evbuffer_drain(s->chunk, evbuffer_get_length(s->chunk));
+		backend_send(s->be, TAG(TAG_RSET, s->tx.gen, 0), "RSET");
+	} else {
+		backend_free(&s->be);
+	}
+}
+
+static void
+log_tx(struct session *s, int code, const char *what)
+{
+	char from[200];
+
+	log_info("%s: tx=%s from=<%s> nrcpt=%u/%u size=%llu result=%d %s "
+	    "queue_id=%s ms=%llu", s->id, s->tx.id,
+	    log_sanitize(from, sizeof(from), s->tx.from ? s->tx.from : "",
+	    s->tx.from ? strlen(s->tx.from) : 0), s->tx.rcpt_accepted,
+	    s->tx.rcpt_count, (unsigned long long)s->tx.filter.out_bytes, code,
+	    what, s->tx.queue_id[0] ? s->tx.queue_id : "-",
+	    (unsigned long long)(util_now_ms() - s->tx.t_start_ms));
+}
+
+/* Content starts: prepend our Received header, then stream. */
+void
+session_begin_content(struct session *s, enum session_state st)
+{
+	struct tx *tx = &s->tx;
+	struct received_info ri;
+
+	tx->state = TX_CONTENT;
+	data_filter_init(&tx->filter, s->conf->limits.max_data_line_length,
+	    tx->binary);
+	dot_encoder_init(&tx->enc);
+	memset(&ri, 0, sizeof(ri));
+	ri.helo = s->helo;
+	ri.rdns = s->rdns;
+	ri.ip = s->peer_ip;
+	ri.by = s->conf->server_name;
+	ri.id = tx->id;
+	ri.rcpt = NULL;
+	if (tx->rcpt_accepted == 1) {
+		unsigned i;
+		for (i = 0; i < tx->rcpt_count; i++)
+			if (tx->rcpt_ok[i])
+				ri.rcpt = tx->rcpts[i];
+	}
+	ri.lmtp = s->lmtp;
+	ri.esmtp = s->helo_kind != HELO_HELO;
+	ri.tls = s->tls;
+	ri.auth = s->auth;
+	ri.utf8 = tx->smtputf8;
+	ri.when = time(NULL);
+	evbuffer_drain(s->content, evbuffer_get_length(s->content));
+	received_format(&ri, s->content);
+	if (tx->backend_bdat)
+		evbuffer_add_buffer(s->chunk, s->content);
+	else {
+		/* The header is one short string: encode it in one piece. */
+		size_t len = evbuffer_get_length(s->content);
+		char *p = (char *)evbuffer_pullup(s->content, (ev_ssize_t)len);
+
+		dot_encode(&tx->enc, p, len, s->chunk);
+		evbuffer_drain(s->content, len);
+		backend_send_buffer(s->be, s->chunk);
+	}
+	session_enter_state(s, st);
+}
+
+/* Send what is in s->chunk to a BDAT backend as one chunk. */
+static void
+flush_bdat_chunk(struct session *s, int last)
+{
+	size_t n = evbuffer_get_length(s->chunk);
+
+	if (s->be == NULL)
+		return;
+	if (last) {
+		/* its reply is the first verdict on the message */
+		backend_send(s->be, TAG(TAG_FINAL, s->tx.gen, 0), "BDAT %zu LAST", n);
+	} else {
+		backend_send(s->be, TAG(TAG_CHUNK, s->tx.gen, 0), "BDAT %zu", n);
+	}
+	backend_send_buffer(s->be, s->chunk);
+}
+
+/* Forward the filtered content in s->content. */
+static void
+forward_content(struct session *s)
+{
+	struct tx *tx = &s->tx;
+
+	if (tx->discard || s->be == NULL) {
+		evbuffer_drain(s->content, evbuffer_get_length(s->content));
+		return;
+	}
+	if (tx->backend_bdat) {
+		evbuffer_add_buffer(s->chunk, s->content);
+		if (evbuffer_get_length(s->chunk) >= s->conf->limits.max_bdat_chunk)
+			flush_bdat_chunk(s, 0);
+		return;
+	}
+	{
+		/* dot-stuff for a DATA backend, one contiguous piece at a time */
+		struct evbuffer_iovec v[8];
+		int i, n = evbuffer_peek(s->content, -1, NULL, v, 8);
+
+		for (i = 0; i < n && i < 8; i++)
+			dot_encode(&tx->enc, v[i].iov_base, v[i].iov_len, s->chunk);
+		if (n > 8) {
+			/* rare: more segments than we looked at; linearize */
+			size_t done = 0;
+			for (i = 0; i < 8; i++)
+				done += v[i].iov_len;
+			evbuffer_drain(s->content, done);
+			forward_content(s);
+			return;
+		}
+		evbuffer_drain(s->content, evbuffer_get_length(s->content));
+		backend_send_buffer(s->be, s->chunk);
+	}
+}
+
+/* A content failure: stop forwarding, abort the backend side, remember why. */
+static void
+tx_fail(struct session *s, enum smtp_reply_id why)
+{
+	if (s->tx.fail == R_REPLY_COUNT)
+		s->tx.fail = why;
+	if (!s->tx.discard) {
+		s->tx.discard = 1;
+		session_abort_backend_tx(s);
+	}
+}
+
+static void
+check_content_limits(struct session *s)
+{
+	struct tx *tx = &s->tx;
+
+	if (tx->filter.out_bytes > s->conf->limits.max_message_size)
+		tx_fail(s, R_SIZE_EXCEEDED);
+	else if (tx->filter.line_too_long && !tx->binary)
+		tx_fail(s, R_DATA_LINE_TOO_LONG);
+	else if (tx->filter.bare_newlines > 0 &&
+	    s->conf->bare_newline == BARE_NEWLINE_REJECT && !tx->binary)
+		tx_fail(s, R_BARE_NEWLINE);
+}
+
+/* Tell the client the message failed: the backend's own refusal when it
+ * gave one (a refused BDAT chunk), else ours. */
+static void
+reply_failure(struct session *s, enum smtp_reply_id why)
+{
+	if (s->tx.fail_reply != NULL)
+		relay(s, s->tx.fail_reply, BE_EXPECT_DATA_END);
+	else
+		session_reply(s, why);
+}
+
+/* The client finished the message (DATA's dot or BDAT LAST). */
+static void
+end_of_content(struct session *s)
+{
+	struct tx *tx = &s->tx;
+	unsigned i, n;
+
+	if (tx->filter.bare_newlines > 0)
+		log_info("%s: tx=%s %u bare CR/LF in content (%s)", s->id, tx->id,
+		    tx->filter.bare_newlines,
+		    s->conf->bare_newline == BARE_NEWLINE_REJECT ? "rejected" :
+		    "normalized");
+	if (tx->fail != R_REPLY_COUNT || s->be == NULL) {
+		enum smtp_reply_id why = tx->fail != R_REPLY_COUNT ? tx->fail :
+		    R_BACKEND_LOST;
+
+		session_abort_backend_tx(s);
+		log_tx(s, smtp_reply_code(why), "refused");
+		n = s->lmtp ? tx->rcpt_accepted : 1;
+		for (i = 0; i < n; i++)
+			reply_failure(s, why);
+		tx_reset(s);
+		session_enter_state(s, s->state == S_CLOSING ? S_CLOSING : S_COMMAND);
+		return;
+	}
+	if (tx->backend_bdat) {
+		flush_bdat_chunk(s, 1);
+	} else {
+		dot_encode_end(&tx->enc, s->chunk);
+		backend_send_buffer(s->be, s->chunk);
+	}
+	/* The verdict: one reply from an SMTP backend, one per accepted
+	 * recipient from an LMTP backend (RFC 2033 4.2).  flush_bdat_chunk's
+	 * LAST and the dot each expect the first of them. */
+	n = s->conf->backend.proto == BACKEND_LMTP ? tx->rcpt_accepted : 1;
+	if (!tx->backend_bdat)
+		backend_expect(s->be, TAG(TAG_FINAL, tx->gen, 0));
+	for (i = 1; i < n; i++)
+		backend_expect(s->be, TAG(TAG_FINAL, tx->gen, i));
+	tx->finals_expected = n;
+	tx->finals_seen = 0;
+	tx->state = TX_FINAL;
+	s->outstanding++;
+	backend_set_reply_timeout(s->be, s->conf->timeouts.backend_data);
+	session_enter_state(s, S_COMMAND);
+}
+
+/* ---------------------------------------------------------------- */
+/* Input */
+
+/* Cut the next command line out of the input into s->line.  Returns 1 if a
+ * line (or a too-long line) is ready, 0 if more input is needed. */
+static int
+read_line(struct session *s)
+{
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	size_t max = s->conf->limits.max_line_length;
+	struct evbuffer_ptr eol;
+	size_t eol_len = 0, len;
+
+	eol = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_LF);
+	if (eol.pos < 0) {
+		/* No end of line yet.  Past the limit: drop what we have and
+		 * keep dropping until the line ends (bounded memory). */
+		if (evbuffer_get_length(in) >= max) {
+			evbuffer_drain(in, evbuffer_get_length(in));
+			s->skipping_line = 1;
+		}
+		return 0;
+	}
+	len = (size_t)eol.pos;
+	if (s->skipping_line || len + eol_len > max) {
+		evbuffer_drain(in, len + eol_len);
+		s->skipping_line = 0;
+		s->line_too_long = 1;
+		s->have_line = 1;
+		s->line_len = 0;
+		s->line[0] = '\0';
+		return 1;
+	}
+	evbuffer_remove(in, s->line, len);
+	evbuffer_drain(in, eol_len);
+	if (len > 0 && s->line[len - 1] == '\r')
+		len--;
+	s->line[len] = '\0';
+	s->line_len = len;
+	s->have_line = 1;
+	s->line_too_long = 0;
+	return 1;
+}
+
+static void
+session_run(struct session *s)
+{
+	while (s->state == S_COMMAND) {
+		struct smtp_command cmd;
+
+		/* While the backend's 354 is awaited, what follows DATA or
+		 * BDAT is content, not commands: leave it in the buffer. */
+		if (s->await_data_go)
+			break;
+		if (!s->have_line && !read_line(s))
+			break;
+		if (s->line_too_long) {
+			if (s->outstanding > 0)
+				break;
+			s->have_line = 0;
+			s->line_too_long = 0;
+			if (session_bad_command(s, R_LINE_TOO_LONG))
+				break;
+			continue;
+		}
+		/* Parse without consuming: the line may have to wait. */
+		if (smtp_parse_command(s->line, s->line_len, &cmd) < 0) {
+			if (s->outstanding > 0)
+				break;
+			s->have_line = 0;
+			if (session_bad_command(s, R_SYNTAX))
+				break;
+			continue;
+		}
+		if (s->outstanding > 0 &&
+		    (s->outstanding >= s->conf->limits.max_pipelined ||
+		    !smtp_cmd_may_pipeline(s, cmd.verb)))
+			break;
+		s->have_line = 0;
+		smtp_cmd_dispatch(s, cmd.verb, cmd.args);
+	}
+	if (s->state == S_DATA || s->state == S_BDAT)
+		session_read_content(s);
+	if (s->state == S_COMMAND && s->quit_after_tx && s->outstanding == 0 &&
+	    s->tx.state == TX_NONE)
+		session_reply(s, R_SHUTDOWN);
+}
+
+/* Stop reading from the client while the backend has a backlog. */
+static int
+backpressure(struct session *s)
+{
+	if (s->be != NULL &&
+	    backend_pending_output(s->be) > s->conf->limits.session_buffer) {
+		if (!s->input_paused) {
+			s->input_paused = 1;
+			bufferevent_disable(s->bev, EV_READ);
+		}
+		return 1;
+	}
+	return 0;
+}
+
+static void
+session_read_content(struct session *s)
+{
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	struct tx *tx = &s->tx;
+
+	while ((s->state == S_DATA || s->state == S_BDAT) && !backpressure(s)) {
+		struct evbuffer_iovec v;
+		size_t used;
+
+		if (s->state == S_BDAT && tx->bdat_remaining == 0)
+			goto chunk_done;
+		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1 || v.iov_len == 0)
+			return;
+		if (s->state == S_DATA) {
+			used = data_filter_decode_dot(&tx->filter, v.iov_base,
+			    v.iov_len, s->content);
+		} else {
+			used = v.iov_len < tx->bdat_remaining ? v.iov_len :
+			    (size_t)tx->bdat_remaining;
+			if (tx->discard)
+				tx->filter.out_bytes += used;
+			else
+				data_filter_raw(&tx->filter, v.iov_base, used,
+				    s->content);
+			tx->bdat_remaining -= used;
+		}
+		evbuffer_drain(in, used);
+		check_content_limits(s);
+		forward_content(s);
+		if (s->state == S_DATA && tx->filter.state == DF_END) {
+			end_of_content(s);
+			return;
+		}
+		continue;
+chunk_done:
+		/* A whole BDAT chunk was read. */
+		if (tx->bdat_last) {
+			if (!tx->discard)
+				data_filter_raw_end(&tx->filter, s->content);
+			check_content_limits(s);
+			forward_content(s);
+			if (tx->chunk_quiet) {
+				/* the reply was given at the command */
+				session_enter_state(s, S_COMMAND);
+				if (tx->state == TX_CONTENT)
+					tx->state = TX_FAILED;
+				continue;
+			}
+			end_of_content(s);
+			return;
+		}
+		session_enter_state(s, S_COMMAND);
+		if (tx->chunk_quiet)
+			continue;
+		if (tx->fail != R_REPLY_COUNT) {
+			/* RFC 3030 3: the chunk fails, and with it the
+			 * transaction, until RSET. */
+			reply_failure(s, tx->fail);
+			log_tx(s, smtp_reply_code(tx->fail), "refused");
+			tx->state = TX_FAILED;
+		} else {
+			session_reply(s, R_BDAT_CHUNK_OK,
+			    (unsigned long long)tx->bdat_chunk_size);
+		}
+	}
+}
+
+/* BDAT's chunk follows the command at once (RFC 3030 2): read it. */
+void
+session_bdat_start_chunk(struct session *s, uint64_t size, int last, int discard)
+{
+	struct tx *tx = &s->tx;
+
+	tx->bdat_remaining = size;
+	tx->bdat_chunk_size = size;
+	tx->bdat_last = last;
+	tx->chunk_quiet = discard;
+	if (discard)
+		tx->discard = 1;
+	if (tx->state == TX_CONTENT || discard)
+		session_enter_state(s, S_BDAT);
+}
+
+/* ---------------------------------------------------------------- */
+/* Backend replies */
+
+static void
+relay(struct session *s, const struct backend_reply *r, enum backend_expect e)
+{
+	enum smtp_reply_id id = backend_reply_map(r, e);
+
+	if (id == R_REPLY_COUNT) {
+		backend_reply_relay(r, e, session_output(s));
+		return;
+	}
+	{
+		char clean[200];
+		log_warn("%s: backend reply %d %s replaced by %d", s->id, r->code,
+		    log_sanitize(clean, sizeof(clean), r->text, r->text_len),
+		    smtp_reply_code(id));
+	}
+	session_reply(s, id);
+	if (r->code == 421)
+		backend_free(&s->be);
+}
+
+static void
+final_reply(struct session *s, const struct backend_reply *r)
+{
+	struct tx *tx = &s->tx;
+	int backend_lmtp = s->conf->backend.proto == BACKEND_LMTP;
+	unsigned i;
+
+	tx->finals_seen++;
+	if (r->code / 100 == 2 && tx->queue_id[0] == '\0')
+		backend_reply_queue_id(r, tx->queue_id, sizeof(tx->queue_id));
+	if (s->lmtp && backend_lmtp) {
+		/* one verdict per recipient on both sides, in order */
+		relay(s, r, BE_EXPECT_DATA_END);
+	} else if (s->lmtp) {
+		for (i = 0; i < tx->rcpt_accepted; i++)
+			relay(s, r, BE_EXPECT_DATA_END);
+	} else if (backend_lmtp) {
+		/* An SMTP client gets one verdict: 250 only if every
+		 * recipient was accepted, otherwise the first failure, so
+		 * that nothing is acknowledged that was not delivered. */
+		if (r->code / 100 != 2 || tx->fail_reply == NULL) {
+			if (tx->fail_reply == NULL ||
+			    (tx->fail_reply->code / 100 == 2 && r->code / 100 != 2)) {
+				if (tx->fail_reply == NULL)
+					tx->fail_reply = malloc(sizeof(*tx->fail_reply));
+				if (tx->fail_reply != NULL)
+					*tx->fail_reply = *r;
+			}
+		}
+		if (tx->finals_seen == tx->finals_expected && tx->fail_reply)
+			relay(s, tx->fail_reply, BE_EXPECT_DATA_END);
+	} else {
+		relay(s, r, BE_EXPECT_DATA_END);
+	}
+	if (tx->finals_seen < tx->finals_expected)
+		return;
+	log_tx(s, r->code, r->code / 100 == 2 ? "delivered" : "refused");
+	s->messages++;
+	s->outstanding--;
+	if (s->be != NULL)
+		backend_set_reply_timeout(s->be, s->conf->timeouts.backend_command);
+	tx_reset(s);
+}
+
+static void
+be_on_reply(void *ctx, uint32_t tag, const struct backend_reply *r)
+{
+	struct session *s = ctx;
+	struct tx *tx = &s->tx;
+	int current = TAG_GEN(tag) == tx->gen;
+
+	switch (TAG_KIND(tag)) {
+	case TAG_MAIL:
+		s->outstanding--;
+		relay(s, r, BE_EXPECT_MAIL);
+		if (r->code / 100 != 2 && current && tx->state == TX_ENVELOPE) {
+			/* The transaction did not start.  Pipelined RCPTs
+			 * already sent get the backend's own 503s. */
+			tx->state = TX_NONE;
+		}
+		break;
+	case TAG_RCPT:
+		s->outstanding--;
+		relay(s, r, BE_EXPECT_RCPT);
+		if (r->code / 100 == 2 && current && TAG_N(tag) < tx->rcpt_count) {
+			tx->rcpt_ok[TAG_N(tag)] = 1;
+			tx->rcpt_accepted++;
+		}
+		break;
+	case TAG_DATA_CMD:
+		s->outstanding--;
+		s->await_data_go = 0;
+		if (r->code == 354 && current) {
+			if (tx->client_bdat) {
+				/* the first BDAT chunk can flow now */
+				session_begin_content(s, S_BDAT);
+			} else {
+				session_reply(s, R_DATA_GO);
+				session_begin_content(s, S_DATA);
+			}
+		} else {
+			if (tx->client_bdat) {
+				/* The reply is given now; the chunk that
+				 * follows is read and dropped. */
+				relay(s, r, BE_EXPECT_DATA);
+				session_abort_backend_tx(s);
+				tx->state = TX_FAILED;
+				session_bdat_start_chunk(s, tx->bdat_chunk_size,
+				    tx->bdat_last, 1);
+			} else {
+				relay(s, r, BE_EXPECT_DATA);
+				session_abort_backend_tx(s);
+				log_tx(s, r->code, "refused at DATA");
+				tx_reset(s);
+			}
+		}
+		break;
+	case TAG_FINAL:
+		if (current && tx->state == TX_FINAL)
+			final_reply(s, r);
+		break;
+	case TAG_CHUNK:
+		if (r->code / 100 != 2 && current && tx->fail_reply == NULL &&
+		    tx->state == TX_CONTENT) {
+			/* the backend refused a chunk: the message fails */
+			tx->fail_reply = malloc(sizeof(*tx->fail_reply));
+			if (tx->fail_reply != NULL)
+				*tx->fail_reply = *r;
+			tx_fail(s, R_BACKEND_GARBAGE);
+		}
+		break;
+	default:
+		break;
+	}
+	if (s->state != S_CLOSING)
+		session_run(s);
+}
+
+static void
+be_on_ready(void *ctx, const struct backend_caps *caps)
+{
+	(void)ctx;
+	(void)caps;
+}
+
+static void
+be_on_error(void *ctx, enum smtp_reply_id why, const uint32_t *tags,
+	    size_t ntags)
+{
+	struct session *s = ctx;
+	struct tx *tx = &s->tx;
+	size_t i;
+	int final_done = 0;
+
+	for (i = 0; i < ntags; i++) {
+		enum tag_kind k = TAG_KIND(tags[i]);
+
+		switch (k) {
+		case TAG_DATA_CMD:
+			s->await_data_go = 0;
+			if (tx->client_bdat) {
+				/* answer now, drop the chunk that follows */
+				s->outstanding--;
+				session_reply(s, why);
+				tx->state = TX_FAILED;
+				session_bdat_start_chunk(s, tx->bdat_chunk_size,
+				    tx->bdat_last, 1);
+				break;
+			}
+			/* FALLTHROUGH */
+		case TAG_MAIL:
+		case TAG_RCPT:
+			s->outstanding--;
+			session_reply(s, why);
+			break;
+		case TAG_FINAL:
+			if (final_done || tx->state != TX_FINAL)
+				break;
+			final_done = 1;
+			{
+				unsigned n = s->lmtp ? tx->rcpt_accepted : 1, j;
+				for (j = 0; j < n; j++)
+					session_reply(s, why == R_BACKEND_UNAVAIL ?
+					    R_BACKEND_LOST : why);
+			}
+			log_tx(s, smtp_reply_code(why), "backend failed");
+			s->outstanding--;
+			break;
+		default:
+			break;
+		}
+	}
+	backend_free(&s->be);
+	if (tx->state == TX_CONTENT) {
+		/* mid-content: read the rest, then say 4xx (never 250) */
+		if (tx->fail == R_REPLY_COUNT)
+			tx->fail = why == R_BACKEND_UNAVAIL ? R_BACKEND_LOST : why;
+		tx->discard = 1;
+	} else if (tx->state != TX_NONE && tx->state != TX_FAILED) {
+		tx_reset(s);
+	}
+	if (s->state != S_CLOSING)
+		session_run(s);
+}
+
+static void
+be_on_drain(void *ctx)
+{
+	struct session *s = ctx;
+
+	if (s->input_paused) {
+		s->input_paused = 0;
+		if (s->state != S_CLOSING)
+			bufferevent_enable(s->bev, EV_READ);
+		session_run(s);
+	}
+}
+
+/* ---------------------------------------------------------------- */
+/* Client connection */
+
+static void
+read_proxy_header(struct session *s)
+{
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	size_t avail = evbuffer_get_length(in), hlen = 0;
+	struct proxyproto_info info;
+	const char *error = NULL;
+	enum proxyproto_result res;
+	unsigned char *p;
+
+	if (avail > PROXYPROTO_MAX_LEN)
+		avail = PROXYPROTO_MAX_LEN;
+	p = evbuffer_pullup(in, (ev_ssize_t)avail);
+	res = proxyproto_parse(p, avail, &hlen, &info, &error);
+	if (res == PROXYPROTO_NEED_MORE)
+		return;
+	if (res == PROXYPROTO_INVALID) {
+		log_warn("%s: bad PROXY header from %s: %s", s->id, s->peer_ip,
+		    error ? error : "invalid");
+		session_free(&s);
+		return;
+	}
+	evbuffer_drain(in, hlen);
+	if (info.has_addrs) {
+		char lb[64];
+		snprintf(lb, sizeof(lb), "%s", s->peer_ip);
+		s->peer = info.src;
+		s->local = info.dst;
+		util_sockaddr_ip((struct sockaddr *)&s->peer, s->peer_ip,
+		    sizeof(s->peer_ip), &s->peer_port);
+		util_sockaddr_ip((struct sockaddr *)&s->local, s->local_ip,
+		    sizeof(s->local_ip), &s->local_port);
+		log_info("%s: PROXY v%d from %s: client %s:%d", s->id,
+		    info.version, lb, s->peer_ip, s->peer_port);
+	}
+	session_greet(s);
+}
+
+static void
+read_cb(struct bufferevent *bev, void *arg)
+{
+	struct session *s = arg;
+
+	(void)bev;
+	switch (s->state) {
+	case S_PROXY_HDR:
+		read_proxy_header(s);
+		return;
+	case S_GREETING:
+		return;		/* input waits in the buffer */
+	case S_CLOSING:
+		evbuffer_drain(bufferevent_get_input(s->bev),
+		    evbuffer_get_length(bufferevent_get_input(s->bev)));
+		return;
+	default:
+		session_run(s);
+	}
+}
+
+static void
+write_cb(struct bufferevent *bev, void *arg)
+{
+	struct session *s = arg;
+
+	if (s->state == S_CLOSING &&
+	    evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+		session_free(&s);
+}
+
+static void
+event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct session *s = arg;
+
+	if (what & BEV_EVENT_TIMEOUT) {
+		if ((what & BEV_EVENT_READING) && s->outstanding > 0 &&
+		    s->state == S_COMMAND) {
+			/* The client waits for us; the backend timeout
+			 * governs.  Keep reading. */
+			bufferevent_enable(bev, EV_READ);
+			return;
+		}
+		if (s->state == S_CLOSING) {
+			session_free(&s);
+			return;
+		}
+		log_info("%s: timeout in state %s", s->id, state_names[s->state]);
+		if (s->tx.state == TX_CONTENT)
+			session_abort_backend_tx(s);
+		if (s->state == S_PROXY_HDR) {
+			session_free(&s);
+			return;
+		}
+		session_reply(s, R_TIMEOUT);
+		return;
+	}
+	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+		if (s->tx.state == TX_CONTENT || s->tx.state == TX_FINAL)
+			log_info("%s: client %s during %s, message abandoned",
+			    s->id, (what & BEV_EVENT_EOF) ? "disconnected" :
+			    "connection error", s->tx.state == TX_CONTENT ?
+			    "content" : "final reply");
+		else
+			log_debug("%s: client disconnected", s->id);
+		session_free(&s);
+	}
+}
+
+static void
+session_greet(struct session *s)
+{
+	session_enter_state(s, S_COMMAND);
+	session_reply(s, R_GREETING, s->conf->server_name);
+	session_run(s);		/* input may already be waiting */
+}
+
+static void
+dns_reverse_cb(int result, char type, int count, int ttl, void *addrs,
+	       void *arg)
+{
+	struct session *s = arg;
+
+	(void)ttl;
+	s->dns_req = NULL;
+	if (result == DNS_ERR_NONE && type == DNS_PTR && count > 0) {
+		const char *name = *(char **)addrs;
+		if (smtp_helo_valid(name))
+			s->rdns = strdup(name);
+	}
+	if (s->rdns == NULL)
+		s->rdns = strdup("unknown");
+	if (result == DNS_ERR_CANCEL)
+		return;
+	session_greet(s);
+}
+
+static void
+start_greeting(struct session *s)
+{
+	if (s->worker->dns != NULL && (s->peer.ss_family == AF_INET ||
+	    s->peer.ss_family == AF_INET6)) {
+		session_enter_state(s, S_GREETING);
+		if (s->peer.ss_family == AF_INET)
+			s->dns_req = evdns_base_resolve_reverse(s->worker->dns,
+			    &((struct sockaddr_in *)&s->peer)->sin_addr, 0,
+			    dns_reverse_cb, s);
+		else
+			s->dns_req = evdns_base_resolve_reverse_ipv6(s->worker->dns,
+			    &((struct sockaddr_in6 *)&s->peer)->sin6_addr, 0,
+			    dns_reverse_cb, s);
+		if (s->dns_req != NULL)
+			return;
+	}
+	session_greet(s);
+}
+
+struct session *
+session_new(struct worker *w, const struct conf_listener *lc,
+	    evutil_socket_t fd, const struct sockaddr *peer, socklen_t peerlen)
+{
+	struct session *s = calloc(1, sizeof(*s));
+	socklen_t llen = sizeof(s->local);
+
+	if (s == NULL)
+		return NULL;
+	s->worker = w;
+	s->conf = w->conf;
+	s->lc = lc;
+	s->state = S_COMMAND;
+	s->lmtp = lc->kind == LISTENER_LMTP;
+	util_session_id(s->id);
+	memcpy(&s->peer, peer, peerlen < sizeof(s->peer) ? peerlen : sizeof(s->peer));
+	getsockname(fd, (struct sockaddr *)&s->local, &llen);
+	util_sockaddr_ip((const struct sockaddr *)&s->peer, s->peer_ip,
+	    sizeof(s->peer_ip), &s->peer_port);
+	util_sockaddr_ip((const struct sockaddr *)&s->local, s->local_ip,
+	    sizeof(s->local_ip), &s->local_port);
+	if (s->peer.ss_family == AF_UNIX)
+		snprintf(s->peer_ip, sizeof(s->peer_ip), "127.0.0.1");
+	s->line = malloc(s->conf->limits.max_line_length + 1);
+	s->content = evbuffer_new();
+	s->chunk = evbuffer_new();
+	s->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (s->line == NULL || s->content == NULL || s->chunk == NULL ||
+	    s->bev == NULL) {
+		if (s->bev == NULL)
+			close(fd);
+		session_free(&s);
+		return NULL;
+	}
+	if (s->peer.ss_family != AF_UNIX) {
+		int one = 1;
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	}
+	tx_reset(s);
+	bufferevent_setcb(s->bev, read_cb, write_cb, event_cb, s);
+	/* Stop reading when this much input waits unprocessed. */
+	bufferevent_setwatermark(s->bev, EV_READ, 0, s->conf->limits.session_buffer);
+	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	TAILQ_INSERT_TAIL(&w->sessions, s, entry);
+	w->session_count++;
+	log_info("%s: connect from %s:%d to %s (%s)", s->id, s->peer_ip,
+	    s->peer_port, lc->name, conf_listener_kind_name(lc->kind));
+	if (lc->proxy_protocol) {
+		if (!conf_cidr_match_any(lc->proxy_from, lc->proxy_from_count,
+		    (const struct sockaddr *)&s->peer)) {
+			log_warn("%s: %s may not send a PROXY header on %s: "
+			    "dropped", s->id, s->peer_ip, lc->name);
+			session_free(&s);
+			return NULL;
+		}
+		s->state = S_PROXY_HDR;
+		set_timeout(s);
+		return s;
+	}
+	set_timeout(s);
+	start_greeting(s);
+	return s;
+}
+
+void
+session_shutdown(struct session *s, int force)
+{
+	if (s->state == S_CLOSING)
+		return;
+	if (force) {
+		if (s->tx.state == TX_CONTENT)
+			session_abort_backend_tx(s);
+		session_reply(s, R_SHUTDOWN);
+		return;
+	}
+	s->quit_after_tx = 1;
+	if (s->state == S_COMMAND && s->outstanding == 0 &&
+	    s->tx.state == TX_NONE && !s->have_line)
+		session_reply(s, R_SHUTDOWN);
+	else if (s->state == S_PROXY_HDR || s->state == S_GREETING)
+		session_free(&s);
+}
+
+void
+session_free(struct session **sp)
+{
+	struct session *s = *sp;
+
+	if (s == NULL)
+		return;
+	*sp = NULL;
+	if (s->dns_req != NULL)
+		evdns_cancel_request(s->worker->dns, s->dns_req);
+	if (s->be != NULL) {
+		if (s->tx.state == TX_NONE)
+			backend_quit(s->be);
+		backend_free(&s->be);
+	}
+	log_debug("%s: disconnect, %u message(s)", s->id, s->messages);
+	tx_reset(s);
+	if (s->bev != NULL)
+		bufferevent_free(s->bev);
+	if (s->content != NULL)
+		evbuffer_free(s->content);
+	if (s->chunk != NULL)
+		evbuffer_free(s->chunk);
+	free(s->line);
+	free(s->rdns);
+	if (s->worker != NULL && s->entry.tqe_prev != NULL)
+		worker_session_closed(s->worker, s);
+	free(s);
+}

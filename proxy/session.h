@@ -1,0 +1,176 @@
+/*
+ * session.h - one client connection: an explicit state machine.
+ *
+ * States (only session_enter_state() assigns s->state, and logs the change):
+ *
+ *   PROXY_HDR --> GREETING --> COMMAND <--> DATA / BDAT
+ *       (PROXY header)  (rDNS)      |
+ *                                    +--> CLOSING (flush replies, then free)
+ *
+ * PIPELINING (RFC 2920): commands are taken from the input buffer one at a
+ * time, in order.  A command that needs the backend (MAIL, RCPT, DATA, the
+ * end of data) is forwarded and counted in s->outstanding; the next command
+ * only starts once the replies before it are out, except RCPTs behind a
+ * MAIL/RCPT when the backend itself pipelines, which are forwarded at once.
+ * Replies are written to the output buffer in command order, so a pipelined
+ * batch is answered in one write and costs no client round trips.
+ *
+ * Ownership: the worker owns sessions (session_new/session_free); a session
+ * owns its bufferevent, its backend connection, its line buffer and its
+ * transaction.  Every callback that can outlive a command (backend, DNS,
+ * timers) is cancelled by session_free().
+ */
+#ifndef MSA_SESSION_H
+#define MSA_SESSION_H
+
+#include <stdint.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <event2/event.h>
+#include <event2/bufferevent.h>
+
+#include "backend.h"
+#include "data_filter.h"
+#include "smtp_parse.h"
+#include "smtp_reply.h"
+
+struct conf;
+struct conf_listener;
+struct worker;
+
+enum session_state {
+	S_PROXY_HDR,	/* waiting for the load balancer's PROXY header */
+	S_GREETING,	/* reverse DNS lookup before the 220 */
+	S_COMMAND,	/* reading commands */
+	S_DATA,		/* reading DATA content (dot-stuffed) */
+	S_BDAT,		/* reading a BDAT chunk (raw, counted) */
+	S_CLOSING,	/* no more input; close once the output is flushed */
+	S_STATE_COUNT
+};
+
+enum tx_state {
+	TX_NONE,	/* no MAIL yet */
+	TX_ENVELOPE,	/* MAIL sent; RCPTs may follow */
+	TX_CONTENT,	/* DATA/BDAT content being read and forwarded */
+	TX_FINAL,	/* end of content sent; awaiting the backend's verdict */
+	TX_FAILED,	/* a BDAT transaction failed: only RSET clears it */
+};
+
+enum helo_kind { HELO_NONE, HELO_HELO, HELO_EHLO, HELO_LHLO };
+
+/* What a backend reply is for: tag = kind << 24 | tx generation << 16 | n. */
+enum tag_kind {
+	TAG_MAIL = 1,
+	TAG_RCPT,	/* n = recipient index */
+	TAG_DATA_CMD,	/* the backend's 354 to our DATA */
+	TAG_FINAL,	/* the verdict on the message (one per recipient on LMTP) */
+	TAG_CHUNK,	/* a non-LAST BDAT chunk: internal */
+	TAG_RSET,	/* internal RSET after an aborted transaction */
+};
+#define TAG(kind, gen, n) (((uint32_t)(kind) << 24) | (((uint32_t)(gen) & 0xff) << 16) | ((uint32_t)(n) & 0xffff))
+#define TAG_KIND(t) ((enum tag_kind)((t) >> 24))
+#define TAG_GEN(t) (((t) >> 16) & 0xff)
+#define TAG_N(t) ((t) & 0xffff)
+
+struct tx {
+	enum tx_state state;
+	uint8_t gen;			/* tells stale backend replies apart */
+	char id[16];			/* for the Received header and logs */
+	char *from;			/* reverse-path, malloc'd */
+	int smtputf8;
+	int binary;			/* BODY=BINARYMIME */
+	int client_bdat;		/* the client uses BDAT (not DATA) */
+	int backend_bdat;		/* we send BDAT to the backend */
+	char **rcpts;			/* addresses as sent, malloc'd */
+	uint8_t *rcpt_ok;
+	unsigned rcpt_count, rcpt_accepted;
+	/* content */
+	struct data_filter filter;
+	struct dot_encoder enc;
+	uint64_t bdat_remaining;	/* bytes of the current client chunk */
+	uint64_t bdat_chunk_size;
+	int bdat_last;
+	int discard;			/* read content but forward nothing */
+	int chunk_quiet;		/* the BDAT reply was already sent */
+	enum smtp_reply_id fail;	/* why the message fails (R_REPLY_COUNT: it doesn't) */
+	struct backend_reply *fail_reply; /* a backend reply to give instead */
+	unsigned finals_expected, finals_seen;
+	uint64_t t_start_ms;
+	char queue_id[64];
+};
+
+struct session {
+	struct worker *worker;
+	const struct conf *conf;
+	const struct conf_listener *lc;
+	char id[16];
+	enum session_state state;
+	struct bufferevent *bev;
+	struct backend *be;
+	struct event *dns_timer;
+	struct evdns_request *dns_req;
+
+	struct sockaddr_storage peer, local;
+	char peer_ip[64], local_ip[64];
+	int peer_port, local_port;
+	char *rdns;
+
+	enum helo_kind helo_kind;
+	char helo[256];
+	int lmtp;
+	int tls, auth;			/* set by TLS/AUTH (later releases) */
+
+	char *line;			/* the next command, max_line_length + 1 */
+	size_t line_len;
+	int have_line, line_too_long, skipping_line;
+
+	unsigned outstanding;		/* client replies awaited from the backend */
+	unsigned bad_commands;
+	int input_paused;		/* backpressure from the backend */
+	int await_data_go;		/* our DATA awaits the backend's 354 */
+	int quit_after_tx;		/* shutting down: 421 once idle */
+
+	struct tx tx;
+	struct evbuffer *content;	/* scratch: filtered content */
+	struct evbuffer *chunk;		/* content awaiting the backend */
+
+	TAILQ_ENTRY(session) entry;
+	unsigned messages;
+};
+
+/* Take over an accepted connection fd (the worker checked the limits). */
+struct session *session_new(struct worker *w, const struct conf_listener *lc,
+			    evutil_socket_t fd, const struct sockaddr *peer,
+			    socklen_t peerlen);
+void session_free(struct session **sp);
+
+/* Worker shutdown: idle sessions get 421 4.3.2 now, busy ones after their
+ * transaction.  force = close everything now. */
+void session_shutdown(struct session *s, int force);
+
+/* --- internal API between session.c and smtp_cmds.c --- */
+
+void session_enter_state(struct session *s, enum session_state st);
+void session_reply(struct session *s, enum smtp_reply_id id, ...);
+/* Count a client error; after max_bad_commands the session ends (421).
+ * Returns 1 if the session is now closing. */
+int session_bad_command(struct session *s, enum smtp_reply_id id);
+void session_close_after_reply(struct session *s);
+struct evbuffer *session_output(struct session *s);
+
+/* Run one command line (s->line).  Defined in smtp_cmds.c. */
+void smtp_cmd_dispatch(struct session *s, enum smtp_verb verb, char *args);
+/* May `verb` start while replies are outstanding?  smtp_cmds.c. */
+int smtp_cmd_may_pipeline(const struct session *s, enum smtp_verb verb);
+
+/* Transaction helpers (session.c). */
+void tx_reset(struct session *s);
+int session_backend(struct session *s);		/* connect if needed; 0/-1 */
+const struct backend_caps *session_caps(const struct session *s);
+void session_begin_content(struct session *s, enum session_state st);
+void session_abort_backend_tx(struct session *s);
+void session_bdat_start_chunk(struct session *s, uint64_t size, int last,
+			      int discard);
+
+#endif

@@ -1,0 +1,633 @@
+/*
+ * smtp_cmds.c - the SMTP commands: one table, one handler per verb.
+ *
+ * The table says what a command needs before it may run (a greeting, no
+ * open transaction, ...); the handler does it.  EHLO's capability list is
+ * built from the same facts the handlers check (ehlo_caps()), so what we
+ * advertise and what we accept never disagree.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "conf.h"
+#include "log.h"
+#include "session.h"
+#include "util.h"
+
+enum cmd_flags {
+	CMD_NEEDS_HELO = 1 << 0,	/* 503 before EHLO/HELO/LHLO */
+	CMD_NO_ARGS = 1 << 1,		/* 501 if arguments are given */
+	CMD_BAD = 1 << 2,		/* counts as a client error */
+};
+
+struct cmd_def {
+	unsigned flags;
+	void (*run)(struct session *s, char *args);
+};
+
+/* What the client may use, derived from our config and the backend's EHLO. */
+enum ehlo_cap {
+	EC_SMTPUTF8 = 1 << 0,
+	EC_DSN = 1 << 1,
+	EC_BINARYMIME = 1 << 2,
+};
+
+static unsigned
+ehlo_caps(const struct session *s)
+{
+	const struct backend_caps *bc = session_caps(s);
+	unsigned caps = 0;
+
+	if (bc == NULL)
+		return 0;
+	if (bc->flags & CAP_SMTPUTF8)
+		caps |= EC_SMTPUTF8;
+	if (bc->flags & CAP_DSN)
+		caps |= EC_DSN;
+	/* BINARYMIME needs BDAT all the way (RFC 3030 3). */
+	if ((bc->flags & CAP_BINARYMIME) && (bc->flags & CAP_CHUNKING) &&
+	    s->conf->backend.use_chunking)
+		caps |= EC_BINARYMIME;
+	return caps;
+}
+
+static uint64_t
+advertised_size(const struct session *s)
+{
+	const struct backend_caps *bc = session_caps(s);
+	uint64_t size = s->conf->limits.max_message_size;
+
+	if (bc != NULL && bc->size > 0 && bc->size < size)
+		size = bc->size;
+	return size;
+}
+
+/* EHLO, HELO and LHLO reset the transaction (RFC 5321 4.1.4). */
+static void
+greeting_reset(struct session *s)
+{
+	if (s->tx.state != TX_NONE) {
+		session_abort_backend_tx(s);
+		tx_reset(s);
+	}
+}
+
+static int
+greeting_common(struct session *s, char *args, enum helo_kind kind)
+{
+	if (!smtp_helo_valid(args)) {
+		session_bad_command(s, R_SYNTAX);
+		return -1;
+	}
+	greeting_reset(s);
+	snprintf(s->helo, sizeof(s->helo), "%s", args);
+	s->helo_kind = kind;
+	return 0;
+}
+
+static void
+ehlo_reply(struct session *s)
+{
+	struct evbuffer *out = session_output(s);
+	unsigned caps = ehlo_caps(s);
+
+	/* RFC 2034 3: no enhanced codes in the EHLO reply. */
+	evbuffer_add_printf(out, "250-%s\r\n", s->conf->server_name);
+	evbuffer_add_printf(out, "250-PIPELINING\r\n250-SIZE %llu\r\n",
+	    (unsigned long long)advertised_size(s));
+	evbuffer_add(out, "250-8BITMIME\r\n", 14);
+	if (caps & EC_BINARYMIME)
+		evbuffer_add(out, "250-BINARYMIME\r\n", 16);
+	if (caps & EC_DSN)
+		evbuffer_add(out, "250-DSN\r\n", 9);
+	if (caps & EC_SMTPUTF8)
+		evbuffer_add(out, "250-SMTPUTF8\r\n", 14);
+	evbuffer_add(out, "250-ENHANCEDSTATUSCODES\r\n", 25);
+	evbuffer_add(out, "250 CHUNKING\r\n", 14);
+}
+
+static void
+cmd_ehlo(struct session *s, char *args)
+{
+	if (s->lmtp) {
+		session_bad_command(s, R_HELO_IN_LMTP);
+		return;
+	}
+	if (greeting_common(s, args, HELO_EHLO) == 0)
+		ehlo_reply(s);
+}
+
+static void
+cmd_lhlo(struct session *s, char *args)
+{
+	if (!s->lmtp) {
+		session_bad_command(s, R_LHLO_IN_SMTP);
+		return;
+	}
+	if (greeting_common(s, args, HELO_LHLO) == 0)
+		ehlo_reply(s);
+}
+
+static void
+cmd_helo(struct session *s, char *args)
+{
+	if (s->lmtp) {
+		session_bad_command(s, R_HELO_IN_LMTP);
+		return;
+	}
+	if (greeting_common(s, args, HELO_HELO) == 0)
+		evbuffer_add_printf(session_output(s), "250 %s\r\n",
+		    s->conf->server_name);
+}
+
+static int
+has_8bit(const char *p)
+{
+	for (; *p; p++)
+		if ((unsigned char)*p > 127)
+			return 1;
+	return 0;
+}
+
+/*
+ * Check MAIL's parameters and rebuild the ones we pass on in params_out.
+ * Returns R_REPLY_COUNT when fine, else the reply to give.
+ */
+static enum smtp_reply_id
+mail_params(struct session *s, const struct smtp_path_args *pa,
+	    char *params_out, size_t outsize)
+{
+	unsigned caps = ehlo_caps(s);
+	int seen_size = 0, seen_body = 0, seen_utf8 = 0, seen_ret = 0,
+	    seen_envid = 0, seen_auth = 0;
+	size_t i, o = 0;
+
+	params_out[0] = '\0';
+	for (i = 0; i < pa->param_count; i++) {
+		const char *k = pa->params[i].key, *v = pa->params[i].value;
+		int pass = 1;
+
+		if (strcasecmp(k, "SIZE") == 0) {
+			/* RFC 1870: SIZE=digits */
+			char *end;
+			unsigned long long n;
+
+			if (seen_size++ || v == NULL || strlen(v) > 20)
+				return R_SYNTAX;
+			n = strtoull(v, &end, 10);
+			if (*end != '\0' || v[0] < '0' || v[0] > '9')
+				return R_SYNTAX;
+			if (n > s->conf->limits.max_message_size)
+				return R_SIZE_EXCEEDED;
+		} else if (strcasecmp(k, "BODY") == 0) {
+			if (seen_body++ || v == NULL)
+				return R_SYNTAX;
+			if (strcasecmp(v, "BINARYMIME") == 0) {
+				if (!(caps & EC_BINARYMIME))
+					return R_PARAM_UNKNOWN;
+				s->tx.binary = 1;
+			} else if (strcasecmp(v, "7BIT") != 0 &&
+			    strcasecmp(v, "8BITMIME") != 0) {
+				return R_SYNTAX;
+			}
+		} else if (strcasecmp(k, "SMTPUTF8") == 0) {
+			if (seen_utf8++ || v != NULL)
+				return R_SYNTAX;
+			if (!(caps & EC_SMTPUTF8))
+				return R_SMTPUTF8_UNAVAIL;
+			s->tx.smtputf8 = 1;
+		} else if (strcasecmp(k, "RET") == 0) {
+			if (!(caps & EC_DSN))
+				return R_PARAM_UNKNOWN;
+			if (seen_ret++ || v == NULL || (strcasecmp(v, "FULL") != 0 &&
+			    strcasecmp(v, "HDRS") != 0))
+				return R_SYNTAX;
+		} else if (strcasecmp(k, "ENVID") == 0) {
+			if (!(caps & EC_DSN))
+				return R_PARAM_UNKNOWN;
+			if (seen_envid++ || v == NULL || strlen(v) > 100 ||
+			    !smtp_xtext_valid(v))
+				return R_SYNTAX;
+		} else if (strcasecmp(k, "AUTH") == 0) {
+			/* RFC 4954 5: the client's claim is not passed on;
+			 * the proxy vouches for identities itself. */
+			if (seen_auth++ || v == NULL || !smtp_xtext_valid(v))
+				return R_SYNTAX;
+			pass = 0;
+		} else {
+			return R_PARAM_UNKNOWN;
+		}
+		if (pass) {
+			int n = snprintf(params_out + o, outsize - o, " %s%s%s", k,
+			    v ? "=" : "", v ? v : "");
+			if (n < 0 || (size_t)n >= outsize - o)
+				return R_SYNTAX;
+			o += (size_t)n;
+		}
+	}
+	return R_REPLY_COUNT;
+}
+
+static void
+cmd_mail(struct session *s, char *args)
+{
+	struct smtp_path_args pa;
+	char params[512];
+	enum smtp_parse_error pe;
+	enum smtp_reply_id r;
+
+	if (s->tx.state != TX_NONE) {
+		session_bad_command(s, R_SEQ_NESTED_MAIL);
+		return;
+	}
+	/* Parse with UTF-8 allowed, then insist on SMTPUTF8 if it is used. */
+	pe = smtp_parse_path_args(args, "FROM:", 1, 1, &pa);
+	if (pe == SMTP_PARSE_BAD_PATH) {
+		session_bad_command(s, R_SYNTAX_PATH);
+		return;
+	}
+	if (pe != SMTP_PARSE_OK) {
+		session_bad_command(s, R_SYNTAX);
+		return;
+	}
+	tx_reset(s);
+	r = mail_params(s, &pa, params, sizeof(params));
+	if (r == R_REPLY_COUNT && has_8bit(pa.path) && !s->tx.smtputf8)
+		r = R_SYNTAX_PATH;
+	if (r != R_REPLY_COUNT) {
+		tx_reset(s);
+		if (r == R_SIZE_EXCEEDED || r == R_SMTPUTF8_UNAVAIL)
+			session_reply(s, r);
+		else
+			session_bad_command(s, r);
+		return;
+	}
+	if (session_backend(s) < 0) {
+		tx_reset(s);
+		session_reply(s, R_LOCAL_ERROR);
+		return;
+	}
+	s->tx.from = strdup(pa.path);
+	util_session_id(s->tx.id);
+	s->tx.t_start_ms = util_now_ms();
+	s->tx.state = TX_ENVELOPE;
+	s->outstanding++;
+	backend_send(s->be, TAG(TAG_MAIL, s->tx.gen, 0), "MAIL FROM:<%s>%s",
+	    pa.path, params);
+}
+
+static enum smtp_reply_id
+rcpt_params(struct session *s, const struct smtp_path_args *pa,
+	    char *params_out, size_t outsize)
+{
+	unsigned caps = ehlo_caps(s);
+	int seen_notify = 0, seen_orcpt = 0;
+	size_t i, o = 0;
+
+	params_out[0] = '\0';
+	for (i = 0; i < pa->param_count; i++) {
+		const char *k = pa->params[i].key, *v = pa->params[i].value;
+		int n;
+
+		if (strcasecmp(k, "NOTIFY") == 0) {
+			/* RFC 3461 4.1: NEVER, or a list of SUCCESS/FAILURE/DELAY */
+			char buf[64], *tok, *save = NULL;
+
+			if (!(caps & EC_DSN))
+				return R_PARAM_UNKNOWN;
+			if (seen_notify++ || v == NULL || strlen(v) >= sizeof(buf))
+				return R_SYNTAX;
+			snprintf(buf, sizeof(buf), "%s", v);
+			if (strcasecmp(buf, "NEVER") != 0) {
+				for (tok = strtok_r(buf, ",", &save); tok != NULL;
+				    tok = strtok_r(NULL, ",", &save))
+					if (strcasecmp(tok, "SUCCESS") != 0 &&
+					    strcasecmp(tok, "FAILURE") != 0 &&
+					    strcasecmp(tok, "DELAY") != 0)
+						return R_SYNTAX;
+				if (v[strlen(v) - 1] == ',' || v[0] == ',')
+					return R_SYNTAX;
+			}
+		} else if (strcasecmp(k, "ORCPT") == 0) {
+			/* addr-type ";" xtext */
+			const char *semi;
+
+			if (!(caps & EC_DSN))
+				return R_PARAM_UNKNOWN;
+			if (seen_orcpt++ || v == NULL || strlen(v) > 500 ||
+			    (semi = strchr(v, ';')) == NULL || semi == v ||
+			    !smtp_xtext_valid(semi + 1))
+				return R_SYNTAX;
+		} else {
+			return R_PARAM_UNKNOWN;
+		}
+		n = snprintf(params_out + o, outsize - o, " %s%s%s", k,
+		    v ? "=" : "", v ? v : "");
+		if (n < 0 || (size_t)n >= outsize - o)
+			return R_SYNTAX;
+		o += (size_t)n;
+	}
+	return R_REPLY_COUNT;
+}
+
+static void
+cmd_rcpt(struct session *s, char *args)
+{
+	struct smtp_path_args pa;
+	char params[600];
+	enum smtp_parse_error pe;
+	enum smtp_reply_id r;
+	struct tx *tx = &s->tx;
+	char **nr;
+	uint8_t *nok;
+
+	if (tx->state != TX_ENVELOPE) {
+		session_bad_command(s, tx->state == TX_NONE ? R_SEQ_NEED_MAIL :
+		    R_SEQ_NESTED_MAIL);
+		return;
+	}
+	pe = smtp_parse_path_args(args, "TO:", 0, tx->smtputf8, &pa);
+	if (pe == SMTP_PARSE_BAD_PATH) {
+		session_bad_command(s, R_SYNTAX_RCPT);
+		return;
+	}
+	if (pe != SMTP_PARSE_OK) {
+		session_bad_command(s, R_SYNTAX);
+		return;
+	}
+	r = rcpt_params(s, &pa, params, sizeof(params));
+	if (r != R_REPLY_COUNT) {
+		session_bad_command(s, r);
+		return;
+	}
+	if (tx->rcpt_count >= s->conf->limits.max_recipients) {
+		session_reply(s, R_TOO_MANY_RCPTS);
+		return;
+	}
+	if (s->be == NULL) {
+		/* the backend went away since MAIL */
+		session_reply(s, R_BACKEND_LOST);
+		return;
+	}
+	nr = realloc(tx->rcpts, (tx->rcpt_count + 1) * sizeof(*nr));
+	if (nr == NULL) {
+		session_reply(s, R_LOCAL_ERROR);
+		return;
+	}
+	tx->rcpts = nr;
+	nok = realloc(tx->rcpt_ok, tx->rcpt_count + 1);
+	if (nok == NULL) {
+		session_reply(s, R_LOCAL_ERROR);
+		return;
+	}
+	tx->rcpt_ok = nok;
+	tx->rcpts[tx->rcpt_count] = strdup(pa.path);
+	tx->rcpt_ok[tx->rcpt_count] = 0;
+	if (tx->rcpts[tx->rcpt_count] == NULL) {
+		session_reply(s, R_LOCAL_ERROR);
+		return;
+	}
+	s->outstanding++;
+	backend_send(s->be, TAG(TAG_RCPT, tx->gen, tx->rcpt_count),
+	    "RCPT TO:<%s>%s", pa.path, params);
+	tx->rcpt_count++;
+}
+
+/* Shared by DATA and the first BDAT: is there a transaction to fill? */
+static enum smtp_reply_id
+content_allowed(struct session *s)
+{
+	struct tx *tx = &s->tx;
+
+	if (tx->state == TX_NONE)
+		return R_SEQ_NEED_MAIL;
+	if (tx->rcpt_count == 0)
+		return R_SEQ_NEED_RCPT;
+	if (tx->rcpt_accepted == 0)
+		return R_NO_VALID_RCPT;
+	if (s->be == NULL)
+		return R_BACKEND_LOST;
+	return R_REPLY_COUNT;
+}
+
+static int
+use_backend_bdat(struct session *s)
+{
+	return s->conf->backend.use_chunking && s->be != NULL &&
+	    backend_is_ready(s->be) &&
+	    (backend_caps(s->be)->flags & CAP_CHUNKING);
+}
+
+static void
+cmd_data(struct session *s, char *args)
+{
+	struct tx *tx = &s->tx;
+	enum smtp_reply_id r;
+
+	if (tx->client_bdat || tx->state == TX_FAILED) {
+		session_bad_command(s, R_SEQ_DATA_BDAT);
+		return;
+	}
+	r = content_allowed(s);
+	if (r == R_REPLY_COUNT && tx->binary)
+		r = R_SEQ_DATA_BDAT;	/* RFC 3030 3: BINARYMIME needs BDAT */
+	if (r != R_REPLY_COUNT) {
+		if (r == R_NO_VALID_RCPT || r == R_BACKEND_LOST) {
+			session_reply(s, r);
+			if (r == R_BACKEND_LOST)
+				tx_reset(s);
+		} else {
+			session_bad_command(s, r);
+		}
+		return;
+	}
+	tx->backend_bdat = use_backend_bdat(s);
+	if (tx->backend_bdat) {
+		session_reply(s, R_DATA_GO);
+		session_begin_content(s, S_DATA);
+	} else {
+		s->outstanding++;
+		s->await_data_go = 1;
+		backend_send(s->be, TAG(TAG_DATA_CMD, tx->gen, 0), "DATA");
+	}
+}
+
+static void
+cmd_bdat(struct session *s, char *args)
+{
+	struct tx *tx = &s->tx;
+	uint64_t size;
+	int last;
+	enum smtp_reply_id r;
+
+	if (smtp_parse_bdat(args, &size, &last) < 0) {
+		/* We cannot know how many octets follow: the bytes will be
+		 * read as commands and fail as such. */
+		session_bad_command(s, R_SYNTAX);
+		return;
+	}
+	if (tx->state == TX_FAILED) {
+		session_reply(s, R_SEQ_BDAT_FAILED);
+		session_bdat_start_chunk(s, size, last, 1);
+		return;
+	}
+	if (tx->state == TX_CONTENT && tx->client_bdat) {
+		/* a further chunk of the message */
+		if (tx->discard) {
+			session_bdat_start_chunk(s, size, last, 0);
+			return;
+		}
+		session_bdat_start_chunk(s, size, last, 0);
+		return;
+	}
+	r = tx->client_bdat ? R_SEQ_DATA_BDAT : content_allowed(s);
+	if (r != R_REPLY_COUNT) {
+		/* The reply now; the chunk is read and dropped (RFC 3030 2). */
+		if (r == R_NO_VALID_RCPT || r == R_BACKEND_LOST)
+			session_reply(s, r);
+		else
+			session_bad_command(s, r);
+		if (s->state != S_CLOSING)
+			session_bdat_start_chunk(s, size, last, 1);
+		return;
+	}
+	tx->client_bdat = 1;
+	tx->backend_bdat = use_backend_bdat(s);
+	tx->bdat_remaining = size;
+	tx->bdat_chunk_size = size;
+	tx->bdat_last = last;
+	if (tx->backend_bdat) {
+		session_begin_content(s, S_BDAT);
+	} else {
+		/* A DATA backend: its 354 first (be_on_reply starts the
+		 * chunk); until then the chunk waits in the input buffer. */
+		s->outstanding++;
+		s->await_data_go = 1;
+		backend_send(s->be, TAG(TAG_DATA_CMD, tx->gen, 0), "DATA");
+	}
+}
+
+static void
+cmd_rset(struct session *s, char *args)
+{
+	if (s->tx.state != TX_NONE) {
+		/* a backend transaction is open (or failed): end it */
+		if (s->be != NULL && backend_is_ready(s->be))
+			backend_send(s->be, TAG(TAG_RSET, s->tx.gen, 0), "RSET");
+		else
+			backend_free(&s->be);
+		tx_reset(s);
+	}
+	session_reply(s, R_RSET);
+}
+
+static void
+cmd_noop(struct session *s, char *args)
+{
+	session_reply(s, R_NOOP);
+}
+
+static void
+cmd_quit(struct session *s, char *args)
+{
+	session_reply(s, R_BYE);
+	session_close_after_reply(s);
+}
+
+static void
+cmd_help(struct session *s, char *args)
+{
+	session_reply(s, R_HELP);
+}
+
+static void
+cmd_vrfy(struct session *s, char *args)
+{
+	if (*args == '\0') {
+		session_bad_command(s, R_SYNTAX);
+		return;
+	}
+	session_reply(s, R_VRFY);
+}
+
+static void
+cmd_expn(struct session *s, char *args)
+{
+	session_reply(s, R_EXPN);
+}
+
+static void
+cmd_not_implemented(struct session *s, char *args)
+{
+	session_bad_command(s, R_NOT_IMPL);
+}
+
+static void
+cmd_unknown(struct session *s, char *args)
+{
+	session_bad_command(s, R_UNKNOWN_CMD);
+}
+
+static const struct cmd_def commands[V_VERB_COUNT] = {
+	[V_UNKNOWN] = { 0, cmd_unknown },
+	[V_EHLO] = { 0, cmd_ehlo },
+	[V_HELO] = { 0, cmd_helo },
+	[V_LHLO] = { 0, cmd_lhlo },
+	[V_MAIL] = { CMD_NEEDS_HELO, cmd_mail },
+	[V_RCPT] = { CMD_NEEDS_HELO, cmd_rcpt },
+	[V_DATA] = { CMD_NEEDS_HELO | CMD_NO_ARGS, cmd_data },
+	[V_BDAT] = { CMD_NEEDS_HELO, cmd_bdat },
+	[V_RSET] = { CMD_NO_ARGS, cmd_rset },
+	[V_NOOP] = { 0, cmd_noop },		/* RFC 5321 4.1.1.9: args ignored */
+	[V_QUIT] = { CMD_NO_ARGS, cmd_quit },
+	[V_HELP] = { 0, cmd_help },
+	[V_VRFY] = { 0, cmd_vrfy },
+	[V_EXPN] = { 0, cmd_expn },
+	[V_STARTTLS] = { 0, cmd_not_implemented },
+	[V_AUTH] = { 0, cmd_not_implemented },
+	[V_BURL] = { 0, cmd_not_implemented },
+	[V_ETRN] = { 0, cmd_not_implemented },
+};
+
+int
+smtp_cmd_may_pipeline(const struct session *s, enum smtp_verb verb)
+{
+	/* RCPTs behind MAIL/RCPT go to a pipelining backend at once; all
+	 * else waits until the replies before it are out. */
+	return verb == V_RCPT && s->tx.state == TX_ENVELOPE && s->be != NULL &&
+	    backend_can_pipeline(s->be);
+}
+
+void
+smtp_cmd_dispatch(struct session *s, enum smtp_verb verb, char *args)
+{
+	const struct cmd_def *def = &commands[verb];
+
+	if (verb == V_BDAT) {
+		/* BDAT's chunk follows even when the command fails: its
+		 * checks live in cmd_bdat, which reads the chunk either way. */
+		if (s->helo_kind == HELO_NONE) {
+			uint64_t size;
+			int last;
+
+			session_bad_command(s, s->lmtp ? R_SEQ_LHLO : R_SEQ_HELO);
+			if (s->state != S_CLOSING &&
+			    smtp_parse_bdat(args, &size, &last) == 0)
+				session_bdat_start_chunk(s, size, last, 1);
+			return;
+		}
+		def->run(s, args);
+		return;
+	}
+	if ((def->flags & CMD_NEEDS_HELO) && s->helo_kind == HELO_NONE) {
+		session_bad_command(s, s->lmtp ? R_SEQ_LHLO : R_SEQ_HELO);
+		return;
+	}
+	if ((def->flags & CMD_NO_ARGS) && *args != '\0') {
+		session_bad_command(s, R_SYNTAX);
+		return;
+	}
+	def->run(s, args);
+}

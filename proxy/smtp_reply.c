@@ -1,0 +1,136 @@
+/*
+ * smtp_reply.c - the proxy's own reply texts and the reply writer.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "smtp_reply.h"
+
+/* Texts carry their code and enhanced code; "%s"/"%llu" where noted in the
+ * header.  Keep them short: they are sent a lot. */
+static const char *const reply_texts[R_REPLY_COUNT] = {
+	[R_GREETING] = "220 %s ESMTP msaproxy",
+	[R_BYE] = "221 2.0.0 Bye",
+	[R_OKAY] = "250 2.0.0 OK",
+	[R_NOOP] = "250 2.0.0 OK",
+	[R_RSET] = "250 2.0.0 Reset state",
+	[R_HELP] = "214 2.0.0 See RFC 5321; commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT HELP VRFY",
+	[R_VRFY] = "252 2.5.0 Cannot VRFY user, but will accept message and attempt delivery",
+	[R_DATA_GO] = "354 End data with <CR><LF>.<CR><LF>",
+	[R_BDAT_CHUNK_OK] = "250 2.0.0 %llu octets received",
+	[R_LINE_TOO_LONG] = "500 5.5.2 Line too long",
+	[R_UNKNOWN_CMD] = "500 5.5.1 Command unrecognized",
+	[R_SYNTAX] = "501 5.5.4 Syntax error in parameters or arguments",
+	[R_SYNTAX_PATH] = "501 5.1.7 Bad sender address syntax",
+	[R_SYNTAX_RCPT] = "501 5.1.3 Bad recipient address syntax",
+	[R_PARAM_UNKNOWN] = "555 5.5.4 Unsupported parameter",
+	[R_NOT_IMPL] = "502 5.5.1 Command not implemented",
+	[R_EXPN] = "502 5.5.1 EXPN not available",
+	[R_SEQ_HELO] = "503 5.5.1 Send EHLO or HELO first",
+	[R_SEQ_LHLO] = "503 5.5.1 Send LHLO first",
+	[R_SEQ_NESTED_MAIL] = "503 5.5.1 Nested MAIL command",
+	[R_SEQ_NEED_MAIL] = "503 5.5.1 Need MAIL before RCPT",
+	[R_SEQ_NEED_RCPT] = "503 5.5.1 Need RCPT before DATA",
+	[R_SEQ_DATA_BDAT] = "503 5.5.1 DATA and BDAT cannot be mixed in one transaction",
+	[R_SEQ_BDAT_FAILED] = "503 5.5.1 Transaction failed, send RSET",
+	[R_NO_VALID_RCPT] = "554 5.5.1 No valid recipients",
+	[R_HELO_IN_LMTP] = "500 5.5.1 Use LHLO on an LMTP listener",
+	[R_LHLO_IN_SMTP] = "500 5.5.1 LHLO is for LMTP listeners only",
+	[R_SIZE_EXCEEDED] = "552 5.3.4 Message size exceeds fixed limit",
+	[R_TOO_MANY_RCPTS] = "452 4.5.3 Too many recipients",
+	[R_BARE_NEWLINE] = "550 5.6.0 Message contains bare CR or LF, refused (RFC 5321 2.3.8)",
+	[R_DATA_LINE_TOO_LONG] = "554 5.6.0 Message line too long",
+	[R_8BIT_IN_7BIT] = "554 5.6.3 Conversion required but not supported",
+	[R_SMTPUTF8_UNAVAIL] = "555 5.6.7 SMTPUTF8 is not available here",
+	[R_BACKEND_UNAVAIL] = "451 4.4.1 Backend temporarily unavailable, try again later",
+	[R_BACKEND_LOST] = "451 4.4.2 Backend connection lost, try again later",
+	[R_BACKEND_TIMEOUT] = "451 4.4.2 Backend timed out, try again later",
+	[R_BACKEND_CONFIG] = "451 4.3.5 Backend refused the proxy, try again later",
+	[R_BACKEND_GARBAGE] = "451 4.4.2 Backend protocol error, try again later",
+	[R_BACKEND_GONE_421] = "421 4.4.2 Backend unavailable, closing connection",
+	[R_TOO_MANY_ERRORS] = "421 4.7.0 Too many errors, closing connection",
+	[R_TOO_MANY_CONN] = "421 4.7.0 Too many connections, try again later",
+	[R_TIMEOUT] = "421 4.4.2 Timeout, closing connection",
+	[R_SHUTDOWN] = "421 4.3.2 Service shutting down, closing connection",
+	[R_LOCAL_ERROR] = "451 4.3.0 Local error, try again later",
+};
+
+const char *
+smtp_reply_text(enum smtp_reply_id id)
+{
+	return reply_texts[id];
+}
+
+int
+smtp_reply_code(enum smtp_reply_id id)
+{
+	const char *t = reply_texts[id];
+
+	return (t[0] - '0') * 100 + (t[1] - '0') * 10 + (t[2] - '0');
+}
+
+void
+smtp_reply_add(struct evbuffer *out, enum smtp_reply_id id, ...)
+{
+	char line[SMTP_REPLY_LINE_MAX];
+	va_list ap;
+	int n;
+
+	va_start(ap, id);
+	n = vsnprintf(line, sizeof(line) - 2, reply_texts[id], ap);
+	va_end(ap);
+	if (n < 0)
+		n = 0;
+	if (n > (int)sizeof(line) - 3)
+		n = sizeof(line) - 3;
+	line[n++] = '\r';
+	line[n++] = '\n';
+	evbuffer_add(out, line, (size_t)n);
+}
+
+void
+smtp_reply_add_lines(struct evbuffer *out, int code, const char *const *lines,
+		     size_t count)
+{
+	size_t i;
+
+	if (count == 0) {
+		evbuffer_add_printf(out, "%03d \r\n", code);
+		return;
+	}
+	if (count > SMTP_REPLY_MAX_LINES)
+		count = SMTP_REPLY_MAX_LINES;
+	for (i = 0; i < count; i++) {
+		/* 3 digits + separator + text + CRLF within SMTP_REPLY_LINE_MAX */
+		int maxtext = SMTP_REPLY_LINE_MAX - 6;
+		evbuffer_add_printf(out, "%03d%c%.*s\r\n", code,
+		    i + 1 < count ? '-' : ' ', maxtext, lines[i]);
+	}
+}
+
+size_t
+smtp_enhanced_code_len(const char *s)
+{
+	const char *p = s;
+	int digits;
+
+	/* class "." subject "." detail; class is 2, 4 or 5; subject and
+	 * detail are 1-3 digits (RFC 3463 section 2). */
+	if (*p != '2' && *p != '4' && *p != '5')
+		return 0;
+	p++;
+	if (*p++ != '.')
+		return 0;
+	for (digits = 0; *p >= '0' && *p <= '9'; p++)
+		digits++;
+	if (digits < 1 || digits > 3 || *p++ != '.')
+		return 0;
+	for (digits = 0; *p >= '0' && *p <= '9'; p++)
+		digits++;
+	if (digits < 1 || digits > 3)
+		return 0;
+	if (*p != ' ' && *p != '\0')
+		return 0;
+	return (size_t)(p - s);
+}

@@ -1,0 +1,95 @@
+/*
+ * smtp_reply.h - every reply msaproxy itself makes, in one table, and the one
+ * function that formats a reply onto the wire.
+ *
+ * RFC 2034 section 3: every reply carries an RFC 3463 enhanced status code,
+ * except the 220 greeting and the replies to EHLO/HELO/LHLO, which RFC 2034
+ * exempts (the client has not yet learned that the server has codes).
+ * Replies relayed from the backend go through backend_reply.c, which checks
+ * their form, strips what is unprintable and supplies an enhanced code when
+ * the backend sent none.
+ */
+#ifndef MSA_SMTP_REPLY_H
+#define MSA_SMTP_REPLY_H
+
+#include <stddef.h>
+#include <event2/buffer.h>
+
+/* Longest reply line we emit: RFC 5321 4.5.3.1.5 allows 512 with CRLF. */
+#define SMTP_REPLY_LINE_MAX 512
+/* Most lines in one multi-line reply we build or relay. */
+#define SMTP_REPLY_MAX_LINES 32
+
+enum smtp_reply_id {
+	R_GREETING,		/* 220 <name> ESMTP msaproxy */
+	R_BYE,			/* 221 2.0.0 Bye */
+	R_OKAY,			/* 250 2.0.0 OK */
+	R_NOOP,			/* 250 2.0.0 OK */
+	R_RSET,			/* 250 2.0.0 Reset state */
+	R_HELP,			/* 214 2.0.0 ... */
+	R_VRFY,			/* 252 2.5.0 Cannot VRFY user, ... */
+	R_DATA_GO,		/* 354 End data with <CR><LF>.<CR><LF> */
+	R_BDAT_CHUNK_OK,	/* 250 2.0.0 %llu octets received */
+	R_LINE_TOO_LONG,	/* 500 5.5.2 Line too long */
+	R_UNKNOWN_CMD,		/* 500 5.5.1 Command unrecognized */
+	R_SYNTAX,		/* 501 5.5.4 Syntax error in parameters or arguments */
+	R_SYNTAX_PATH,		/* 501 5.1.7 Bad sender address syntax */
+	R_SYNTAX_RCPT,		/* 501 5.1.3 Bad recipient address syntax */
+	R_PARAM_UNKNOWN,	/* 555 5.5.4 Unsupported parameter */
+	R_NOT_IMPL,		/* 502 5.5.1 Command not implemented */
+	R_EXPN,			/* 502 5.5.1 EXPN not available */
+	R_SEQ_HELO,		/* 503 5.5.1 Send EHLO/HELO first */
+	R_SEQ_LHLO,		/* 503 5.5.1 Send LHLO first */
+	R_SEQ_NESTED_MAIL,	/* 503 5.5.1 Nested MAIL command */
+	R_SEQ_NEED_MAIL,	/* 503 5.5.1 Need MAIL before RCPT */
+	R_SEQ_NEED_RCPT,	/* 503 5.5.1 Need RCPT before DATA */
+	R_SEQ_DATA_BDAT,	/* 503 5.5.1 DATA and BDAT cannot be mixed */
+	R_SEQ_BDAT_FAILED,	/* 503 5.5.1 Transaction failed, send RSET */
+	R_NO_VALID_RCPT,	/* 554 5.5.1 No valid recipients */
+	R_HELO_IN_LMTP,		/* 500 5.5.1 Use LHLO on an LMTP listener */
+	R_LHLO_IN_SMTP,		/* 500 5.5.1 LHLO only on LMTP listeners */
+	R_SIZE_EXCEEDED,	/* 552 5.3.4 Message size exceeds fixed limit */
+	R_TOO_MANY_RCPTS,	/* 452 4.5.3 Too many recipients */
+	R_BARE_NEWLINE,		/* 550 5.6.0 Message contains bare CR or LF */
+	R_DATA_LINE_TOO_LONG,	/* 554 5.6.0 Message line too long */
+	R_8BIT_IN_7BIT,		/* reserved */
+	R_SMTPUTF8_UNAVAIL,	/* 555 5.6.7 SMTPUTF8 not supported by the backend */
+	R_BACKEND_UNAVAIL,	/* 451 4.4.1 Backend temporarily unavailable */
+	R_BACKEND_LOST,		/* 451 4.4.2 Backend connection lost, try again */
+	R_BACKEND_TIMEOUT,	/* 451 4.4.2 Backend timed out, try again */
+	R_BACKEND_CONFIG,	/* 451 4.3.5 Backend refused the proxy */
+	R_BACKEND_GARBAGE,	/* 451 4.4.2 Backend protocol error, try again */
+	R_BACKEND_GONE_421,	/* 421 4.4.2 Backend unavailable, closing connection */
+	R_TOO_MANY_ERRORS,	/* 421 4.7.0 Too many errors, closing connection */
+	R_TOO_MANY_CONN,	/* 421 4.7.0 Too many connections, try later */
+	R_TIMEOUT,		/* 421 4.4.2 Timeout, closing connection */
+	R_SHUTDOWN,		/* 421 4.3.2 Service shutting down */
+	R_LOCAL_ERROR,		/* 451 4.3.0 Local error, try again */
+	R_REPLY_COUNT
+};
+
+/* The fixed text of a reply: "250 2.0.0 OK" style, without CRLF.  May contain
+ * one printf conversion, documented above per id. */
+const char *smtp_reply_text(enum smtp_reply_id id);
+
+/* The three-digit code of a reply id. */
+int smtp_reply_code(enum smtp_reply_id id);
+
+/* Append reply id (formatted with the optional argument) + CRLF to out. */
+void smtp_reply_add(struct evbuffer *out, enum smtp_reply_id id, ...);
+
+/*
+ * Append a reply of `code` whose lines are lines[0..count) (no CRLF in them)
+ * to out, as "code-line" ... "code line".  Lines are cut at
+ * SMTP_REPLY_LINE_MAX and at SMTP_REPLY_MAX_LINES.  No enhanced code is added
+ * here: callers pass lines that already start with one where required.
+ */
+void smtp_reply_add_lines(struct evbuffer *out, int code,
+			  const char *const *lines, size_t count);
+
+/* Is `s` (NUL-terminated) of the form "d.ddd.ddd" with d in 2,4,5 as RFC 3463
+ * requires?  Returns the length of the code (excluding the following space),
+ * or 0. */
+size_t smtp_enhanced_code_len(const char *s);
+
+#endif

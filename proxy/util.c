@@ -1,0 +1,93 @@
+/*
+ * util.c - see util.h.
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "util.h"
+
+void
+util_sockaddr_ip(const struct sockaddr *sa, char *ip, size_t ipsize, int *port_r)
+{
+	*port_r = 0;
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *sin = (const struct sockaddr_in *)sa;
+		inet_ntop(AF_INET, &sin->sin_addr, ip, ipsize);
+		*port_r = ntohs(sin->sin_port);
+	} else if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)sa;
+		/* Show IPv4-mapped addresses as plain IPv4. */
+		if (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr))
+			inet_ntop(AF_INET, &sin6->sin6_addr.s6_addr[12], ip, ipsize);
+		else
+			inet_ntop(AF_INET6, &sin6->sin6_addr, ip, ipsize);
+		*port_r = ntohs(sin6->sin6_port);
+	} else {
+		snprintf(ip, ipsize, "unix");
+	}
+}
+
+size_t
+util_rfc5322_date(time_t t, char *out, size_t outsize)
+{
+	static const char *const days[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+	static const char *const months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+	    "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+	struct tm tm;
+	long off;
+	int n;
+
+	localtime_r(&t, &tm);
+	off = tm.tm_gmtoff / 60;
+	n = snprintf(out, outsize, "%s, %d %s %d %02d:%02d:%02d %c%02ld%02ld",
+	    days[tm.tm_wday], tm.tm_mday, months[tm.tm_mon], tm.tm_year + 1900,
+	    tm.tm_hour, tm.tm_min, tm.tm_sec, off < 0 ? '-' : '+',
+	    (off < 0 ? -off : off) / 60, (off < 0 ? -off : off) % 60);
+	return n < 0 ? 0 : (size_t)n;
+}
+
+static void
+base62(uint64_t v, char *out, int width)
+{
+	static const char digits[] =
+	    "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+	int i;
+
+	for (i = width - 1; i >= 0; i--) {
+		out[i] = digits[v % 62];
+		v /= 62;
+	}
+}
+
+void
+util_session_id(char out[16])
+{
+	static uint32_t counter;
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	/* 6 chars of seconds (62^6 s ~ 1800 years), 3 of pid, 3 of counter. */
+	base62((uint64_t)ts.tv_sec, out, 6);
+	base62((uint64_t)getpid() % (62 * 62 * 62), out + 6, 3);
+	base62(counter++ % (62 * 62 * 62), out + 9, 3);
+	out[12] = '\0';
+}
+
+int
+util_strncaseeq(const char *a, const char *b, size_t n)
+{
+	return strncasecmp(a, b, n) == 0;
+}
+
+uint64_t
+util_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}

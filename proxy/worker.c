@@ -1,0 +1,291 @@
+/*
+ * worker.c - see worker.h.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <event2/dns.h>
+#include <event2/listener.h>
+
+#include "backend.h"
+#include "conf.h"
+#include "log.h"
+#include "session.h"
+#include "smtp_reply.h"
+#include "worker.h"
+
+struct accept_ctx {
+	struct worker *w;
+	const struct conf_listener *lc;
+};
+
+static void
+accept_cb(struct evconnlistener *el, evutil_socket_t fd,
+	  struct sockaddr *sa, int salen, void *arg)
+{
+	struct accept_ctx *ac = arg;
+	struct worker *w = ac->w;
+
+	(void)el;
+	if (w->shutting_down) {
+		close(fd);
+		return;
+	}
+	evutil_make_socket_nonblocking(fd);
+	if (w->session_count >= w->conf->limits.max_connections) {
+		const char *t = smtp_reply_text(R_TOO_MANY_CONN);
+
+		log_warn("max_connections (%u) reached: refusing a connection "
+		    "on %s", w->conf->limits.max_connections, ac->lc->name);
+		/* best effort: one non-blocking write, then close */
+		(void)!write(fd, t, strlen(t));
+		(void)!write(fd, "\r\n", 2);
+		close(fd);
+		return;
+	}
+	session_new(w, ac->lc, fd, sa, (socklen_t)salen);
+}
+
+static void
+accept_error_cb(struct evconnlistener *el, void *arg)
+{
+	int err = EVUTIL_SOCKET_ERROR();
+
+	(void)el;
+	(void)arg;
+	/* EMFILE and friends: log and go on; the listener stays enabled. */
+	log_warn("accept: %s", evutil_socket_error_to_string(err));
+}
+
+/* --- backend capability probe --- */
+
+static void probe_start(struct worker *w);
+
+static void
+probe_on_reply(void *ctx, uint32_t tag, const struct backend_reply *r)
+{
+	(void)ctx;
+	(void)tag;
+	(void)r;
+}
+
+static void
+probe_on_ready(void *ctx, const struct backend_caps *caps)
+{
+	struct worker *w = ctx;
+
+	log_debug("backend probe: capabilities 0x%x size %llu", caps->flags,
+	    (unsigned long long)caps->size);
+	backend_quit(w->probe);
+	backend_free(&w->probe);
+}
+
+static void
+probe_on_error(void *ctx, enum smtp_reply_id why, const uint32_t *tags,
+	       size_t ntags)
+{
+	struct worker *w = ctx;
+
+	(void)tags;
+	(void)ntags;
+	log_warn("backend probe of %s failed: %s", w->conf->backend.addr.text,
+	    smtp_reply_text(why));
+	backend_free(&w->probe);
+}
+
+static const struct backend_cbs probe_cbs = {
+	.on_reply = probe_on_reply,
+	.on_ready = probe_on_ready,
+	.on_error = probe_on_error,
+};
+
+static void
+probe_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+	struct timeval tv = { w->conf->backend.capability_refresh, 0 };
+
+	(void)fd;
+	(void)what;
+	probe_start(w);
+	evtimer_add(w->probe_timer, &tv);
+}
+
+static void
+probe_start(struct worker *w)
+{
+	if (w->probe != NULL || w->shutting_down)
+		return;
+	w->probe = backend_new(w->base, w->conf, &probe_cbs, w, "probe");
+}
+
+/* --- shutdown --- */
+
+static void
+check_done(struct worker *w)
+{
+	if (w->shutting_down && w->session_count == 0)
+		event_base_loopexit(w->base, NULL);
+}
+
+static void
+shutdown_force_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+	struct session *s, *next;
+
+	(void)fd;
+	(void)what;
+	log_info("shutdown: closing %u remaining session(s)", w->session_count);
+	for (s = TAILQ_FIRST(&w->sessions); s != NULL; s = next) {
+		next = TAILQ_NEXT(s, entry);
+		session_shutdown(s, 1);
+	}
+	/* sessions still unable to flush are dropped a little later */
+	{
+		struct timeval tv = { 2, 0 };
+		event_base_loopexit(w->base, &tv);
+	}
+}
+
+static void
+worker_shutdown(struct worker *w)
+{
+	struct session *s, *next;
+	struct timeval tv = { w->conf->timeouts.shutdown, 0 };
+	size_t i;
+
+	if (w->shutting_down)
+		return;
+	w->shutting_down = 1;
+	log_info("shutting down, %u session(s) open", w->session_count);
+	for (i = 0; i < w->listener_count; i++)
+		evconnlistener_disable(w->listeners[i]);
+	if (w->probe != NULL)
+		backend_free(&w->probe);
+	evtimer_del(w->probe_timer);
+	for (s = TAILQ_FIRST(&w->sessions); s != NULL; s = next) {
+		next = TAILQ_NEXT(s, entry);
+		session_shutdown(s, 0);
+	}
+	w->shutdown_timer = evtimer_new(w->base, shutdown_force_cb, w);
+	evtimer_add(w->shutdown_timer, &tv);
+	check_done(w);
+}
+
+static void
+signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct worker *w = arg;
+
+	(void)what;
+	if (sig == SIGHUP) {
+		log_open(&w->conf->log, 1);
+		log_info("SIGHUP: log reopened");
+		return;
+	}
+	worker_shutdown(w);
+}
+
+void
+worker_session_closed(struct worker *w, struct session *s)
+{
+	TAILQ_REMOVE(&w->sessions, s, entry);
+	w->session_count--;
+	check_done(w);
+}
+
+int
+worker_run(const struct conf *conf, int index, const int *fds, size_t count)
+{
+	struct worker w;
+	struct accept_ctx *acs;
+	char prefix[32];
+	size_t i;
+	int status = 0;
+
+	memset(&w, 0, sizeof(w));
+	w.index = index;
+	w.conf = conf;
+	TAILQ_INIT(&w.sessions);
+	snprintf(prefix, sizeof(prefix), "worker %d", index);
+	log_set_prefix(prefix);
+	signal(SIGPIPE, SIG_IGN);
+
+	w.base = event_base_new();
+	if (w.base == NULL) {
+		log_err("event_base_new failed");
+		return 1;
+	}
+	if (conf->reverse_dns) {
+		w.dns = evdns_base_new(w.base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
+		if (w.dns == NULL)
+			log_warn("reverse_dns: no resolver configured, disabled");
+		else {
+			char tv[16];
+			snprintf(tv, sizeof(tv), "%u", conf->timeouts.greeting);
+			evdns_base_set_option(w.dns, "timeout:", tv);
+			evdns_base_set_option(w.dns, "attempts:", "1");
+		}
+	}
+	acs = calloc(count, sizeof(*acs));
+	w.listeners = calloc(count, sizeof(*w.listeners));
+	if (acs == NULL || w.listeners == NULL) {
+		log_err("out of memory");
+		return 1;
+	}
+	for (i = 0; i < count; i++) {
+		acs[i].w = &w;
+		acs[i].lc = &conf->listeners[i];
+		w.listeners[i] = evconnlistener_new(w.base, accept_cb, &acs[i],
+		    LEV_OPT_CLOSE_ON_EXEC, -1, fds[i]);
+		if (w.listeners[i] == NULL) {
+			log_err("listener %s: cannot accept", conf->listeners[i].name);
+			return 1;
+		}
+		evconnlistener_set_error_cb(w.listeners[i], accept_error_cb);
+		w.listener_count++;
+	}
+	w.sig_term = evsignal_new(w.base, SIGTERM, signal_cb, &w);
+	w.sig_int = evsignal_new(w.base, SIGINT, signal_cb, &w);
+	w.sig_hup = evsignal_new(w.base, SIGHUP, signal_cb, &w);
+	evsignal_add(w.sig_term, NULL);
+	evsignal_add(w.sig_int, NULL);
+	evsignal_add(w.sig_hup, NULL);
+	w.probe_timer = evtimer_new(w.base, probe_timer_cb, &w);
+	{
+		struct timeval now = { 0, 0 };
+		evtimer_add(w.probe_timer, &now);
+	}
+	log_info("started, %zu listener(s)", count);
+
+	event_base_dispatch(w.base);
+
+	log_info("stopped");
+	{
+		struct session *s, *next;
+		for (s = TAILQ_FIRST(&w.sessions); s != NULL; s = next) {
+			next = TAILQ_NEXT(s, entry);
+			session_free(&s);
+		}
+	}
+	if (w.probe != NULL)
+		backend_free(&w.probe);
+	for (i = 0; i < w.listener_count; i++)
+		evconnlistener_free(w.listeners[i]);
+	event_free(w.sig_term);
+	event_free(w.sig_int);
+	event_free(w.sig_hup);
+	event_free(w.probe_timer);
+	if (w.shutdown_timer != NULL)
+		event_free(w.shutdown_timer);
+	if (w.dns != NULL)
+		evdns_base_free(w.dns, 1);
+	event_base_free(w.base);
+	free(w.listeners);
+	free(acs);
+	return status;
+}

@@ -1,0 +1,37 @@
+/*
+ * worker.h - one worker process: one libevent loop, its listeners (its own
+ * SO_REUSEPORT socket per TCP listener, the shared socket of a unix
+ * listener), its sessions, and the backend capability probe.
+ */
+#ifndef MSA_WORKER_H
+#define MSA_WORKER_H
+
+#include <sys/queue.h>
+#include <event2/event.h>
+
+struct conf;
+struct session;
+struct evdns_base;
+
+struct worker {
+	int index;
+	const struct conf *conf;
+	struct event_base *base;
+	struct evdns_base *dns;		/* NULL unless reverse_dns */
+	struct evconnlistener **listeners;
+	size_t listener_count;
+	TAILQ_HEAD(, session) sessions;
+	unsigned session_count;
+	int shutting_down;
+	struct event *sig_term, *sig_int, *sig_hup, *shutdown_timer;
+	struct event *probe_timer;
+	struct backend *probe;
+};
+
+/* Run worker `index` on the listening fds fds[0..count) (one per configured
+ * listener, same order).  Returns the process exit status. */
+int worker_run(const struct conf *conf, int index, const int *fds, size_t count);
+
+void worker_session_closed(struct worker *w, struct session *s);
+
+#endif
