@@ -146,7 +146,6 @@ struct sess {
 	int			 tx_sent_dot;	/* empty body after a refusal */
 	/* current reply */
 	int			 rcode;		/* 0: no reply line seen */
-	int			 rlines;
 	/* pending replies: ring of enum cmd */
 	unsigned char		*pend;
 	size_t			 pend_head;
@@ -1059,12 +1058,10 @@ reply_line(struct sess *s, const char *line, size_t len)
 	else if (s->pend[s->pend_head] == CMD_EHLO)
 		ehlo_capability(s, line + 4, len > 4 ? len - 4 : 0);
 	s->rcode = code;
-	s->rlines++;
 	if (!last)
 		return 0;
 	/* Last line of the reply. */
 	s->rcode = 0;
-	s->rlines = 0;
 	pend_pop(s, &c);
 	/*
 	 * Our next command is written only after this point, so anything

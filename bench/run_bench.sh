@@ -31,9 +31,10 @@
 # msaproxy process tree from /proc/PID/smaps_rollup.
 #
 # Everything listens on 127.0.0.1, ports 20000-20999 (SINK_PORT, default
-# 20025, and PROXY_PORT, default 20150, or the next free ones), runs from a
-# temp dir and is stopped on exit.  msaload, smtp-sink and msaproxy each
-# run in their own session (setsid), i.e. their own scheduler autogroup.
+# 20825, and PROXY_PORT, default 20850, or the next free ones; the team's
+# peers use 20025-20300), runs from a temp dir and is stopped on exit.
+# msaload, smtp-sink and msaproxy each run in their own session (setsid),
+# i.e. their own scheduler autogroup.  msaproxy runs from a copy in OUTDIR.
 set -u
 
 TOP=$(cd "$(dirname "$0")/.." && pwd)
@@ -117,6 +118,13 @@ fi
 [ -x "$LOAD" ] || die "no msaload at $LOAD"
 if [ "$CEILING_ONLY" = 0 ]; then
 	[ -x "$PROXY" ] || die "no msaproxy at $PROXY (scripts/build.sh)"
+	# Run a private copy: a rebuild during the run must not change
+	# what is measured.
+	cp "$PROXY" "$W/msaproxy" || die "cannot copy $PROXY"
+	PROXY_ORIG=$PROXY
+	PROXY=$W/msaproxy
+	PROXY_VERSION="$("$PROXY" -V 2>&1 | head -1),"
+	PROXY_VERSION="$PROXY_VERSION sha256 $(sha256sum "$PROXY" | cut -c1-12)"
 fi
 
 CLK_TCK=$(getconf CLK_TCK)
@@ -141,8 +149,8 @@ pick_port() { # preferred, avoid
 	return 1
 }
 
-SINK_PORT=${SINK_PORT:-$(pick_port 20025 0)} || die "no free port"
-PROXY_PORT=${PROXY_PORT:-$(pick_port 20150 "$SINK_PORT")} ||
+SINK_PORT=${SINK_PORT:-$(pick_port 20825 0)} || die "no free port"
+PROXY_PORT=${PROXY_PORT:-$(pick_port 20850 "$SINK_PORT")} ||
     die "no free port"
 for p in "$SINK_PORT" "$PROXY_PORT"; do
 	[ "$p" -ge 20000 ] && [ "$p" -le 20999 ] ||
@@ -411,7 +419,7 @@ T1=$(date -u '+%H:%M')
 	echo
 	echo "Machine: $(nproc) vCPU ($(sed -n 's/^model name[^:]*: //p' \
 	    /proc/cpuinfo | head -1)), $(awk '/MemTotal/ { printf "%.0f GB", $2 / 1048576 }' \
-	    /proc/meminfo) RAM, kernel $(uname -r).  msaproxy workers=$WORKERS," \
+	    /proc/meminfo) RAM, kernel $(uname -r).  ${PROXY_VERSION:+$PROXY_VERSION (from $PROXY_ORIG),} workers=$WORKERS," \
 	    "$ROUNDS rounds, $CONC sessions, $SIZE-byte messages, DATA," \
 	    "no pipelining; A = 100 msgs/session ($A_MSGS per run)," \
 	    "B = 1 msg/session ($B_MSGS per run), cap ${DUR}s per run."
@@ -495,8 +503,8 @@ END {
 	}
 	if (("A" SUBSEP "ratio") in res) {
 		print ""
-		printf "TARGET A throughput >= 0.80 x ceiling: median ratio %s -> %s\n", res["A", "ratio"], res["A", "ratio"] >= 0.80 ? "MET" : "NOT MET"
-		printf "TARGET A p99 <= 2 x ceiling p99: median ratio %s -> %s\n", res["A", "pratio"], res["A", "pratio"] <= 2 ? "MET" : "NOT MET"
+		printf "TARGET A throughput >= 0.80 x ceiling: median ratio %s -> %s\n", res["A", "ratio"], (res["A", "ratio"] >= 0.80 ? "MET" : "NOT MET")
+		printf "TARGET A p99 <= 2 x ceiling p99: median ratio %s -> %s\n", res["A", "pratio"], (res["A", "pratio"] <= 2 ? "MET" : "NOT MET")
 	}
 }
 EOF
@@ -506,7 +514,7 @@ EOF
 		echo "|---|---|---|---|---|---|---|---|---|"
 		awk -F'\t' 'NR > 1 { printf "| %s | %s / %s | %s -> %s | %s -> %s | %s -> %s | %.1f | %.1f | %s | %s |\n", $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14 }' \
 		    "$IDLE_RES"
-		awk -F'\t' 'NR > 1 { printf "\nTARGET idle Rss per session < 64 KB: %.1f kB (Pss %.1f kB) -> %s\n", $11, $12, ($11 < 64 && $4 == 0) ? "MET" : "NOT MET" }' \
+		awk -F'\t' 'NR > 1 { printf "\nTARGET idle Rss per session < 64 KB: %.1f kB (Pss %.1f kB) -> %s\n", $11, $12, (($11 < 64 && $4 == 0) ? "MET" : "NOT MET") }' \
 		    "$IDLE_RES"
 	fi
 } >"$SUM"

@@ -1320,8 +1320,10 @@ conf_check_listener(struct conf_ctx *ctx, void *obj,
 
 	l->line = group != NULL ? (int)config_setting_source_line(group) : 0;
 	/* Trusting a PROXY header from anyone would let any client choose
-	 * its own address; with no trusted peer the option is a mistake. */
-	if (l->proxy_protocol && l->proxy_from_count == 0)
+	 * its own address; with no trusted peer the option is a mistake.
+	 * A unix socket is the exception: its file permissions say who may
+	 * connect, and every peer on it is trusted to send the header. */
+	if (l->proxy_protocol && l->proxy_from_count == 0 && !l->addr.is_unix)
 		conf_error(ctx, group, "'%sproxy_protocol' is true but "
 			   "'%sproxy_protocol_from' is empty", path, path);
 }

@@ -89,7 +89,7 @@ struct conf_limits {
 struct conf_timeouts {			/* all in seconds */
 	unsigned greeting;		/* PROXY header / first command */
 	unsigned command;		/* between commands (RFC 5321 4.5.3.2.7: 5 min) */
-	unsigned data;			/* between data blocks (4.5.3.2.6: 3 min) */
+	unsigned data;			/* between data blocks (4.5.3.2.5: 3 min) */
 	unsigned backend_connect;
 	unsigned backend_command;	/* backend reply to MAIL/RCPT/...  (5 min) */
 	unsigned backend_data;		/* backend final reply after data (10 min) */

@@ -12,10 +12,9 @@
 #include <strings.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <event2/bufferevent.h>
-
 #include "backend.h"
 #include "conf.h"
+#include "conn.h"
 #include "log.h"
 
 struct backend_known backend_known;
@@ -27,7 +26,7 @@ enum backend_state {
 struct backend {
 	struct event_base *base;
 	const struct conf *conf;
-	struct bufferevent *bev;
+	struct conn *conn;
 	struct event *defer_ev;		/* reports an error out of line */
 	struct backend_cbs cbs;
 	void *ctx;
@@ -78,7 +77,7 @@ fifo_pop(struct backend *be)
 static struct evbuffer *
 out_buffer(struct backend *be)
 {
-	return be->state == BS_READY ? bufferevent_get_output(be->bev) : be->held;
+	return be->state == BS_READY ? conn_output(be->conn) : be->held;
 }
 
 static void
@@ -134,9 +133,10 @@ handle_reply(struct backend *be)
 			backend_fail(be, R_BACKEND_UNAVAIL);
 			return -1;
 		}
-		evbuffer_add_printf(bufferevent_get_output(be->bev), "%s %s\r\n",
+		evbuffer_add_printf(conn_output(be->conn), "%s %s\r\n",
 		    be->conf->backend.proto == BACKEND_LMTP ? "LHLO" : "EHLO",
 		    be->conf->backend.helo_name);
+		conn_flush(be->conn);
 		be->state = BS_EHLO;
 		return 0;
 	case BS_EHLO:
@@ -150,7 +150,8 @@ handle_reply(struct backend *be)
 		parse_caps(be, r);
 		be->state = BS_READY;
 		backend_set_reply_timeout(be, be->conf->timeouts.backend_command);
-		bufferevent_write_buffer(be->bev, be->held);
+		evbuffer_add_buffer(conn_output(be->conn), be->held);
+		conn_flush(be->conn);
 		if (be->cbs.on_ready != NULL) {
 			be->in_callback = 1;
 			be->cbs.on_ready(be->ctx, &be->caps);
@@ -188,10 +189,10 @@ handle_reply(struct backend *be)
 }
 
 static void
-read_cb(struct bufferevent *bev, void *arg)
+read_cb(void *arg)
 {
 	struct backend *be = arg;
-	struct evbuffer *in = bufferevent_get_input(bev);
+	struct evbuffer *in = conn_input(be->conn);
 
 	while (be->state != BS_DEAD) {
 		struct evbuffer_ptr eol;
@@ -233,35 +234,25 @@ read_cb(struct bufferevent *bev, void *arg)
 }
 
 static void
-write_cb(struct bufferevent *bev, void *arg)
+event_cb(void *arg, int what)
 {
 	struct backend *be = arg;
 
-	(void)bev;
-	if (be->cbs.on_drain != NULL && be->state == BS_READY) {
-		be->in_callback = 1;
-		be->cbs.on_drain(be->ctx);
-		be->in_callback = 0;
-		if (be->free_pending)
-			backend_free(&be);
-	}
-}
-
-static void
-event_cb(struct bufferevent *bev, short what, void *arg)
-{
-	struct backend *be = arg;
-
-	if (what & BEV_EVENT_CONNECTED) {
-		int one = 1;
-		evutil_socket_t fd = bufferevent_getfd(bev);
-
-		if (be->conf->backend.addr.ss.ss_family != AF_UNIX)
-			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (what & CONN_CONNECTED) {
 		be->state = BS_GREETING;
 		return;
 	}
-	if (what & BEV_EVENT_TIMEOUT) {
+	if (what & CONN_DRAINED) {
+		if (be->cbs.on_drain != NULL && be->state == BS_READY) {
+			be->in_callback = 1;
+			be->cbs.on_drain(be->ctx);
+			be->in_callback = 0;
+			if (be->free_pending)
+				backend_free(&be);
+		}
+		return;
+	}
+	if (what & CONN_TIMEOUT) {
 		if (be->state == BS_READY && be->fifo_len == 0)
 			log_debug("%s: idle backend connection timed out", be->log_id);
 		else
@@ -271,16 +262,14 @@ event_cb(struct bufferevent *bev, short what, void *arg)
 		    R_BACKEND_TIMEOUT);
 		return;
 	}
-	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
-		int err = EVUTIL_SOCKET_ERROR();
-
-		if (be->state == BS_READY && be->fifo_len == 0 && (what & BEV_EVENT_EOF))
+	if (what & (CONN_EOF | CONN_ERROR)) {
+		if (be->state == BS_READY && be->fifo_len == 0 && (what & CONN_EOF))
 			log_debug("%s: backend closed idle connection", be->log_id);
 		else
 			log_warn("%s: backend %s %s: %s", be->log_id,
 			    be->state == BS_CONNECTING ? "connect to" : "connection to",
-			    be->conf->backend.addr.text, (what & BEV_EVENT_EOF) ?
-			    "closed" : evutil_socket_error_to_string(err));
+			    be->conf->backend.addr.text, (what & CONN_EOF) ?
+			    "closed" : strerror(conn_errno(be->conn)));
 		backend_fail(be, be->state < BS_READY ? R_BACKEND_UNAVAIL :
 		    R_BACKEND_LOST);
 	}
@@ -307,7 +296,6 @@ backend_fail(struct backend *be, enum smtp_reply_id why)
 	if (be->state == BS_DEAD)
 		return;
 	be->state = BS_DEAD;
-	bufferevent_disable(be->bev, EV_READ | EV_WRITE);
 	if (be->fifo_len > 64) {
 		tags = calloc(be->fifo_len, sizeof(*tags));
 		if (tags == NULL)
@@ -329,7 +317,6 @@ backend_new(struct event_base *base, const struct conf *conf,
 	    const struct backend_cbs *cbs, void *ctx, const char *log_id)
 {
 	struct backend *be = calloc(1, sizeof(*be));
-	struct timeval ct = { conf->timeouts.backend_connect, 0 };
 
 	if (be == NULL)
 		return NULL;
@@ -342,28 +329,28 @@ backend_new(struct event_base *base, const struct conf *conf,
 	backend_reply_reset(&be->reply);
 	be->held = evbuffer_new();
 	be->defer_ev = evtimer_new(base, defer_cb, be);
-	be->bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
-	if (be->held == NULL || be->defer_ev == NULL || be->bev == NULL) {
+	if (be->held == NULL || be->defer_ev == NULL) {
 		backend_free(&be);
 		return NULL;
 	}
-	bufferevent_setcb(be->bev, read_cb, write_cb, event_cb, be);
-	bufferevent_setwatermark(be->bev, EV_WRITE, conf->limits.session_buffer / 2, 0);
-	/* The connect timeout applies until the greeting; then replies. */
-	bufferevent_set_timeouts(be->bev, &ct, &ct);
-	bufferevent_enable(be->bev, EV_READ | EV_WRITE);
-	if (bufferevent_socket_connect(be->bev,
-	    (const struct sockaddr *)&conf->backend.addr.ss,
-	    (int)conf->backend.addr.sslen) < 0) {
+	{
+		static const struct conn_cbs io_cbs = { read_cb, event_cb };
+
+		be->conn = conn_connect(base,
+		    (const struct sockaddr *)&conf->backend.addr.ss,
+		    conf->backend.addr.sslen, conf->timeouts.backend_connect,
+		    &io_cbs, be);
+	}
+	if (be->conn == NULL) {
 		struct timeval zero = { 0, 0 };
 
 		log_warn("%s: cannot connect to backend %s: %s", be->log_id,
-		    conf->backend.addr.text,
-		    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+		    conf->backend.addr.text, strerror(errno));
 		be->defer_why = R_BACKEND_UNAVAIL;
 		evtimer_add(be->defer_ev, &zero);
 		return be;
 	}
+	conn_set_max_input(be->conn, BACKEND_LINE_MAX * 4);
 	return be;
 }
 
@@ -381,8 +368,7 @@ backend_free(struct backend **bep)
 		be->cbs.on_reply = NULL;
 		return;
 	}
-	if (be->bev != NULL)
-		bufferevent_free(be->bev);
+	conn_free(&be->conn);
 	if (be->defer_ev != NULL)
 		event_free(be->defer_ev);
 	if (be->held != NULL)
@@ -455,21 +441,28 @@ size_t
 backend_pending_output(const struct backend *be)
 {
 	return evbuffer_get_length(be->held) +
-	    evbuffer_get_length(bufferevent_get_output(be->bev));
+	    (be->conn != NULL ? conn_pending_output(be->conn) : 0);
 }
 
 void
 backend_quit(struct backend *be)
 {
-	if (be->state == BS_READY)
-		evbuffer_add(bufferevent_get_output(be->bev), "QUIT\r\n", 6);
+	if (be->state == BS_READY) {
+		evbuffer_add(conn_output(be->conn), "QUIT\r\n", 6);
+		conn_flush(be->conn);
+	}
 }
 
 void
 backend_set_reply_timeout(struct backend *be, unsigned seconds)
 {
-	struct timeval tv = { seconds, 0 };
-
 	if (be->state >= BS_GREETING && be->state != BS_DEAD)
-		bufferevent_set_timeouts(be->bev, &tv, &tv);
+		conn_set_timeout(be->conn, seconds);
+}
+
+void
+backend_flush(struct backend *be)
+{
+	if (be->state == BS_READY)
+		conn_flush(be->conn);
 }

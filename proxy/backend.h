@@ -103,6 +103,9 @@ void backend_expect(struct backend *be, uint32_t tag);
 /* Bytes queued for the backend and not yet written (backpressure). */
 size_t backend_pending_output(const struct backend *be);
 
+/* Write what was queued now (the end of each piece of work). */
+void backend_flush(struct backend *be);
+
 /* Send QUIT without waiting for the reply; the owner then frees it. */
 void backend_quit(struct backend *be);
 

@@ -40,7 +40,10 @@ backend_reply_feed(struct backend_reply *r, const char *line, size_t len)
 	r->code = code;
 	last = (len == 3 || line[3] == ' ');
 	r->lines_seen++;
-	if (r->line_count < SMTP_REPLY_MAX_LINES) {
+	/* Keep a line only if its '\n' separator fits, or the line count
+	 * would not match the text and backend_reply_line() would fail. */
+	if (r->line_count < SMTP_REPLY_MAX_LINES &&
+	    (r->line_count == 0 || r->text_len + 1 < sizeof(r->text))) {
 		size_t avail = sizeof(r->text) - r->text_len - 1;
 		size_t tlen = len > 4 ? len - 4 : 0;
 

@@ -42,14 +42,37 @@ count_line(struct data_filter *f, size_t n)
  * Consume bytes of a line body from in[i..len): the longest run without CR
  * or LF is emitted in one go.  Returns the new index.
  */
+/* Index of the first CR or LF in p[i..len), or len.  Eight bytes at a time:
+ * content is mostly long runs of text, and this is the per-byte hot path. */
+static size_t
+find_crlf(const char *p, size_t i, size_t len)
+{
+	const uint64_t ones = 0x0101010101010101ULL, highs = ones << 7;
+	const uint64_t cr = ones * '\r', lf = ones * '\n';
+
+	while (i + 8 <= len) {
+		uint64_t w, a, b;
+
+		memcpy(&w, p + i, 8);
+		a = w ^ cr;
+		b = w ^ lf;
+		/* a byte of a or b is zero where w has CR or LF */
+		if (((a - ones) & ~a & highs) | ((b - ones) & ~b & highs))
+			break;
+		i += 8;
+	}
+	while (i < len && p[i] != '\r' && p[i] != '\n')
+		i++;
+	return i;
+}
+
 static size_t
 scan_text(struct data_filter *f, const char *in, size_t i, size_t len,
 	  struct evbuffer *out)
 {
 	size_t start = i;
 
-	while (i < len && in[i] != '\r' && in[i] != '\n')
-		i++;
+	i = find_crlf(in, i, len);
 	emit(f, out, in + start, i - start);
 	count_line(f, i - start);
 	return i;

@@ -22,6 +22,7 @@
 #include <event2/dns.h>
 
 #include "conf.h"
+#include "conn.h"
 #include "log.h"
 #include "proxyproto.h"
 #include "received.h"
@@ -69,7 +70,7 @@ session_enter_state(struct session *s, enum session_state st)
 struct evbuffer *
 session_output(struct session *s)
 {
-	return bufferevent_get_output(s->bev);
+	return conn_output(s->conn);
 }
 
 void
@@ -109,34 +110,43 @@ session_bad_command(struct session *s, enum smtp_reply_id id)
 void
 session_close_after_reply(struct session *s)
 {
+	/* session_flush() writes the last replies; the session is freed
+	 * once they are out (CONN_DEFERRED or CONN_DRAINED). */
 	session_enter_state(s, S_CLOSING);
-	bufferevent_disable(s->bev, EV_READ);
-	/* Once the output is flushed, write_cb frees the session; if it is
-	 * already empty, write_cb is not going to run: do it from there. */
-	if (evbuffer_get_length(session_output(s)) == 0)
-		bufferevent_trigger(s->bev, EV_WRITE, BEV_TRIG_IGNORE_WATERMARKS |
-		    BEV_TRIG_DEFER_CALLBACKS);
+	conn_pause_read(s->conn, 1);
+}
+
+/* The end of every piece of work: write what was queued for the backend and
+ * the client, in one write each. */
+static void
+session_flush(struct session *s)
+{
+	if (s->be != NULL)
+		backend_flush(s->be);
+	conn_flush(s->conn);
+	if (s->state == S_CLOSING && conn_pending_output(s->conn) == 0)
+		conn_defer(s->conn);
 }
 
 static void
 set_timeout(struct session *s)
 {
 	const struct conf_timeouts *t = &s->conf->timeouts;
-	struct timeval rt = { t->command, 0 }, wt = { t->command, 0 };
+	unsigned secs = t->command;
 
 	switch (s->state) {
 	case S_PROXY_HDR:
 	case S_GREETING:
-		rt.tv_sec = t->greeting;
+		secs = t->greeting;
 		break;
 	case S_DATA:
 	case S_BDAT:
-		rt.tv_sec = t->data;
+		secs = t->data;
 		break;
 	default:
 		break;
 	}
-	bufferevent_set_timeouts(s->bev, &rt, &wt);
+	conn_set_timeout(s->conn, secs);
 }
 
 /* ---------------------------------------------------------------- */
@@ -255,7 +265,7 @@ session_begin_content(struct session *s, enum session_state st)
 
 		dot_encode(&tx->enc, p, len, s->chunk);
 		evbuffer_drain(s->content, len);
-		backend_send_buffer(s->be, s->chunk);
+		/* it leaves with the first content, in the same write */
 	}
 	session_enter_state(s, st);
 }
@@ -406,7 +416,7 @@ end_of_content(struct session *s)
 static int
 read_line(struct session *s)
 {
-	struct evbuffer *in = bufferevent_get_input(s->bev);
+	struct evbuffer *in = conn_input(s->conn);
 	size_t max = s->conf->limits.max_line_length;
 	struct evbuffer_ptr eol;
 	size_t eol_len = 0, len;
@@ -484,6 +494,9 @@ session_run(struct session *s)
 	if (s->state == S_COMMAND && s->quit_after_tx && s->outstanding == 0 &&
 	    s->tx.state == TX_NONE)
 		session_reply(s, R_SHUTDOWN);
+	if (s->state != S_CLOSING)
+		conn_pause_read(s->conn, s->input_paused);
+	session_flush(s);
 }
 
 /* Stop reading from the client while the backend has a backlog. */
@@ -494,7 +507,7 @@ backpressure(struct session *s)
 	    backend_pending_output(s->be) > s->conf->limits.session_buffer) {
 		if (!s->input_paused) {
 			s->input_paused = 1;
-			bufferevent_disable(s->bev, EV_READ);
+			conn_pause_read(s->conn, 1);
 		}
 		return 1;
 	}
@@ -504,7 +517,7 @@ backpressure(struct session *s)
 static void
 session_read_content(struct session *s)
 {
-	struct evbuffer *in = bufferevent_get_input(s->bev);
+	struct evbuffer *in = conn_input(s->conn);
 	struct tx *tx = &s->tx;
 
 	while ((s->state == S_DATA || s->state == S_BDAT) && !backpressure(s)) {
@@ -800,8 +813,6 @@ be_on_drain(void *ctx)
 
 	if (s->input_paused) {
 		s->input_paused = 0;
-		if (s->state != S_CLOSING)
-			bufferevent_enable(s->bev, EV_READ);
 		session_run(s);
 	}
 }
@@ -812,7 +823,7 @@ be_on_drain(void *ctx)
 static void
 read_proxy_header(struct session *s)
 {
-	struct evbuffer *in = bufferevent_get_input(s->bev);
+	struct evbuffer *in = conn_input(s->conn);
 	size_t avail = evbuffer_get_length(in), hlen = 0;
 	struct proxyproto_info info;
 	const char *error = NULL;
@@ -848,11 +859,10 @@ read_proxy_header(struct session *s)
 }
 
 static void
-read_cb(struct bufferevent *bev, void *arg)
+read_cb(void *arg)
 {
 	struct session *s = arg;
 
-	(void)bev;
 	switch (s->state) {
 	case S_PROXY_HDR:
 		read_proxy_header(s);
@@ -860,8 +870,8 @@ read_cb(struct bufferevent *bev, void *arg)
 	case S_GREETING:
 		return;		/* input waits in the buffer */
 	case S_CLOSING:
-		evbuffer_drain(bufferevent_get_input(s->bev),
-		    evbuffer_get_length(bufferevent_get_input(s->bev)));
+		evbuffer_drain(conn_input(s->conn),
+		    evbuffer_get_length(conn_input(s->conn)));
 		return;
 	default:
 		session_run(s);
@@ -869,52 +879,41 @@ read_cb(struct bufferevent *bev, void *arg)
 }
 
 static void
-write_cb(struct bufferevent *bev, void *arg)
+event_cb(void *arg, int what)
 {
 	struct session *s = arg;
 
-	if (s->state == S_CLOSING &&
-	    evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+	if (what & (CONN_EOF | CONN_ERROR)) {
+		if (s->tx.state == TX_CONTENT || s->tx.state == TX_FINAL)
+			log_info("%s: client %s during %s, message abandoned",
+			    s->id, (what & CONN_EOF) ? "disconnected" :
+			    "connection error", s->tx.state == TX_CONTENT ?
+			    "content" : "final reply");
+		else if (s->state != S_CLOSING)
+			log_debug("%s: client disconnected", s->id);
 		session_free(&s);
-}
-
-static void
-event_cb(struct bufferevent *bev, short what, void *arg)
-{
-	struct session *s = arg;
-
-	if (what & BEV_EVENT_TIMEOUT) {
-		if ((what & BEV_EVENT_READING) && s->outstanding > 0 &&
-		    s->state == S_COMMAND) {
-			/* The client waits for us; the backend timeout
-			 * governs.  Keep reading. */
-			bufferevent_enable(bev, EV_READ);
+		return;
+	}
+	if (what & CONN_TIMEOUT) {
+		if (s->outstanding > 0 && s->state == S_COMMAND) {
+			/* The client waits for us; the backend's timeout
+			 * governs. */
 			return;
 		}
-		if (s->state == S_CLOSING) {
+		if (s->state == S_CLOSING || s->state == S_PROXY_HDR) {
 			session_free(&s);
 			return;
 		}
 		log_info("%s: timeout in state %s", s->id, state_names[s->state]);
 		if (s->tx.state == TX_CONTENT)
 			session_abort_backend_tx(s);
-		if (s->state == S_PROXY_HDR) {
-			session_free(&s);
-			return;
-		}
 		session_reply(s, R_TIMEOUT);
+		session_flush(s);
 		return;
 	}
-	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
-		if (s->tx.state == TX_CONTENT || s->tx.state == TX_FINAL)
-			log_info("%s: client %s during %s, message abandoned",
-			    s->id, (what & BEV_EVENT_EOF) ? "disconnected" :
-			    "connection error", s->tx.state == TX_CONTENT ?
-			    "content" : "final reply");
-		else
-			log_debug("%s: client disconnected", s->id);
+	if ((what & (CONN_DEFERRED | CONN_DRAINED)) && s->state == S_CLOSING &&
+	    conn_pending_output(s->conn) == 0)
 		session_free(&s);
-	}
 }
 
 static void
@@ -991,29 +990,30 @@ session_new(struct worker *w, const struct conf_listener *lc,
 	s->line = malloc(s->conf->limits.max_line_length + 1);
 	s->content = evbuffer_new();
 	s->chunk = evbuffer_new();
-	s->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	{
+		static const struct conn_cbs io_cbs = { read_cb, event_cb };
+
+		s->conn = conn_new(w->base, fd, &io_cbs, s);
+	}
 	if (s->line == NULL || s->content == NULL || s->chunk == NULL ||
-	    s->bev == NULL) {
-		if (s->bev == NULL)
+	    s->conn == NULL) {
+		if (s->conn == NULL)
 			close(fd);
 		session_free(&s);
 		return NULL;
 	}
-	if (s->peer.ss_family != AF_UNIX) {
-		int one = 1;
-		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	}
 	tx_reset(s);
-	bufferevent_setcb(s->bev, read_cb, write_cb, event_cb, s);
-	/* Stop reading when this much input waits unprocessed. */
-	bufferevent_setwatermark(s->bev, EV_READ, 0, s->conf->limits.session_buffer);
-	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	/* Read up to a buffer's worth at once; stop reading while that much
+	 * input waits unprocessed. */
+	conn_set_read_size(s->conn, s->conf->limits.session_buffer);
+	conn_set_max_input(s->conn, s->conf->limits.session_buffer);
 	TAILQ_INSERT_TAIL(&w->sessions, s, entry);
 	w->session_count++;
 	log_info("%s: connect from %s:%d to %s (%s)", s->id, s->peer_ip,
 	    s->peer_port, lc->name, conf_listener_kind_name(lc->kind));
 	if (lc->proxy_protocol) {
-		if (!conf_cidr_match_any(lc->proxy_from, lc->proxy_from_count,
+		/* A unix socket's peers are vouched for by its permissions. */
+		if (s->peer.ss_family != AF_UNIX && !conf_cidr_match_any(lc->proxy_from, lc->proxy_from_count,
 		    (const struct sockaddr *)&s->peer)) {
 			log_warn("%s: %s may not send a PROXY header on %s: "
 			    "dropped", s->id, s->peer_ip, lc->name);
@@ -1038,14 +1038,17 @@ session_shutdown(struct session *s, int force)
 		if (s->tx.state == TX_CONTENT)
 			session_abort_backend_tx(s);
 		session_reply(s, R_SHUTDOWN);
+		session_flush(s);
 		return;
 	}
 	s->quit_after_tx = 1;
 	if (s->state == S_COMMAND && s->outstanding == 0 &&
-	    s->tx.state == TX_NONE && !s->have_line)
+	    s->tx.state == TX_NONE && !s->have_line) {
 		session_reply(s, R_SHUTDOWN);
-	else if (s->state == S_PROXY_HDR || s->state == S_GREETING)
+		session_flush(s);
+	} else if (s->state == S_PROXY_HDR || s->state == S_GREETING) {
 		session_free(&s);
+	}
 }
 
 void
@@ -1065,8 +1068,7 @@ session_free(struct session **sp)
 	}
 	log_debug("%s: disconnect, %u message(s)", s->id, s->messages);
 	tx_reset(s);
-	if (s->bev != NULL)
-		bufferevent_free(s->bev);
+	conn_free(&s->conn);
 	if (s->content != NULL)
 		evbuffer_free(s->content);
 	if (s->chunk != NULL)

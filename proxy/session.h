@@ -16,7 +16,7 @@
  * batch is answered in one write and costs no client round trips.
  *
  * Ownership: the worker owns sessions (session_new/session_free); a session
- * owns its bufferevent, its backend connection, its line buffer and its
+ * owns its connection (conn.h), its backend connection, its line buffer and its
  * transaction.  Every callback that can outlive a command (backend, DNS,
  * timers) is cancelled by session_free().
  */
@@ -28,7 +28,6 @@
 #include <sys/socket.h>
 #include <netinet/in.h>
 #include <event2/event.h>
-#include <event2/bufferevent.h>
 
 #include "backend.h"
 #include "data_filter.h"
@@ -106,7 +105,7 @@ struct session {
 	const struct conf_listener *lc;
 	char id[16];
 	enum session_state state;
-	struct bufferevent *bev;
+	struct conn *conn;
 	struct backend *be;
 	struct event *dns_timer;
 	struct evdns_request *dns_req;

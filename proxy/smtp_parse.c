@@ -221,7 +221,7 @@ smtp_parse_path_args(char *args, const char *keyword, int is_mail, int utf8,
 		return SMTP_PARSE_BAD_PATH;
 	*close = '\0';
 	if (*mbox == '\0') {
-		if (!is_mail)
+		if (!is_mail || mbox != p + 1)	/* "<>", not "<@route:>" */
 			return SMTP_PARSE_BAD_PATH;
 	} else if (!is_mail && strcasecmp(mbox, "postmaster") == 0) {
 		/* RFC 5321 4.1.1.3: <Postmaster> without a domain. */

@@ -67,12 +67,15 @@ void
 util_session_id(char out[16])
 {
 	static uint32_t counter;
+	static pid_t pid;	/* only workers make ids: cached after fork */
 	struct timespec ts;
 
+	if (pid == 0)
+		pid = getpid();
 	clock_gettime(CLOCK_REALTIME, &ts);
 	/* 6 chars of seconds (62^6 s ~ 1800 years), 3 of pid, 3 of counter. */
 	base62((uint64_t)ts.tv_sec, out, 6);
-	base62((uint64_t)getpid() % (62 * 62 * 62), out + 6, 3);
+	base62((uint64_t)pid % (62 * 62 * 62), out + 6, 3);
 	base62(counter++ % (62 * 62 * 62), out + 9, 3);
 	out[12] = '\0';
 }

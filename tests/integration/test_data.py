@@ -174,7 +174,7 @@ def test_bdat_mixed_with_data_refused(fake, proxy_factory):
     p = proxy_factory(fake)
     with p.client() as c:
         start(c)
-        c.send(b"MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>\r\nBDAT 3\r\nab\n")
+        c.send(b"MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>\r\nBDAT 4\r\nab\r\n")
         assert [r.code for r in c.replies(3)] == [250, 250, 250]
         chk(c.cmd("DATA"), 503, "5.5.1", "R_SEQ_DATA_BDAT")
         chk(c.cmd("RSET"), 250, "2.0.0")

@@ -51,7 +51,9 @@ def test_ehlo_capabilities_backend_without_utf8_dsn(proxy_factory):
             r = ehlo(c)
         for kw in CORE_CAPS:
             assert kw in r.keywords, r.raw
-        assert r.cap("SIZE") == "SIZE 52428800", r.raw    # default 50M
+        # the proxy advertises the smaller of its own limit (default 50M) and
+        # the backend's SIZE
+        assert r.cap("SIZE") == "SIZE 10000000", r.raw
         assert "SMTPUTF8" not in r.keywords, r.raw
         assert "DSN" not in r.keywords, r.raw
 
@@ -269,6 +271,18 @@ def test_pipelined_across_transactions(fake, proxy_factory, marker):
     assert [t["accepted"] for t in ts] == [["b@example.net"], ["c@example.net"], ["e@example.net"]]
     for i, t in enumerate(ts, 1):
         assert f"{marker}-{i}\r\n".encode() in t["content"]
+
+
+def test_pipelined_reply_order_with_local_errors(fake, proxy_factory):
+    """Replies made locally (syntax errors) must not overtake replies still
+    waiting for the backend (RFC 2920 3.1: replies in command order)."""
+    p = proxy_factory(fake)
+    with p.client() as c:
+        ehlo(c)
+        c.send("MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>\r\nRCPT TO:bad\r\n"
+               "RCPT TO:<c@example.net>\r\nFOO\r\nNOOP\r\nRSET\r\n")
+        rs = c.replies(7)
+        assert [r.code for r in rs] == [250, 250, 501, 250, 500, 250, 250], rs
 
 
 def test_long_pipeline_beyond_max_pipelined(fake, proxy_factory):

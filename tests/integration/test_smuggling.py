@@ -64,9 +64,25 @@ def test_smuggling_normalized(postfix, proxy_factory, marker, sep):
     assert len(postfix.find(marker)) == 1
     assert harness.header_values(msg, "Subject") == [f"Subject: legit-{marker}"]
     body = harness.body_of(msg)
-    assert body == (f"legit body\n.\nMAIL FROM:<evil@example.org>\nRCPT TO:<victim@example.net>\n"
-                    f"DATA\nSubject: smuggled-{marker}\n\nsmuggled body\n").encode(), body
+    # the smuggled commands are content of the one message
+    assert body.split(b"\n", 2)[0] == b"legit body", body
+    assert body.split(b"\n", 2)[2] == (
+        f"MAIL FROM:<evil@example.org>\nRCPT TO:<victim@example.net>\n"
+        f"DATA\nSubject: smuggled-{marker}\n\nsmuggled body\n").encode(), body
     assert b"victim@example.net" not in msg.split(b"\n\n", 1)[0]
+
+
+@pytest.mark.parametrize("sep", list(SEPARATORS.values()), ids=list(SEPARATORS))
+def test_normalize_keeps_the_dot_line(fake, proxy_factory, marker, sep):
+    """Under normalize, a line of one '.' followed by a bare LF is content
+    (it is no terminator): the '.' must survive, whichever side the bare LF
+    is on, as it does for LF.LF."""
+    p = proxy_factory(fake, {"bare_newline": "normalize"})
+    with p.client() as c:
+        r = run(c, attack(marker, sep))
+        assert r.code == 250, r
+    [t] = fake.wait_transactions(1)
+    assert b"legit body\r\n.\r\nMAIL FROM:<evil@example.org>\r\n" in t["content"], t["content"]
 
 
 def test_smuggling_normalized_wire_has_no_bare_lf(fake, proxy_factory, marker):
