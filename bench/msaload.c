@@ -105,13 +105,15 @@ enum err {
 	ERR_STARTTLS,
 	ERR_AUTH,
 	ERR_CAPABILITY,
+	ERR_CLOSED,
 	ERR_ABORTED,
 	ERR_COUNT
 };
 
 static const char *const err_names[ERR_COUNT] = {
 	"connect", "tls", "timeout", "eof", "io", "protocol", "greeting",
-	"ehlo", "starttls", "auth", "missing_capability", "aborted",
+	"ehlo", "starttls", "auth", "missing_capability", "closed_421",
+	"aborted",
 };
 
 enum phase {
@@ -284,6 +286,7 @@ static void	tx_send_content(struct sess *);
 static void	tx_end(struct sess *, int);
 static void	sess_quit(struct sess *);
 static int	tls_start(struct sess *);
+static int	unasked_421(struct evbuffer *);
 static int	reply_line(struct sess *, const char *, size_t);
 static int	reply_done(struct sess *, enum cmd, int);
 static void	ehlo_capability(struct sess *, const char *, size_t);
@@ -735,7 +738,8 @@ sess_fail(struct sess *s, enum err e, const char *fmt, ...)
 		run.sess_aborted++;
 	else
 		run.sess_failed++;
-	if (!opt.quiet && run.sess_failed <= 10 && e != ERR_ABORTED) {
+	/* The first few, even with -q: they say what went wrong. */
+	if (run.sess_failed <= 10 && e != ERR_ABORTED) {
 		fputs("msaload: session error: ", stderr);
 		va_start(ap, fmt);
 		vfprintf(stderr, fmt, ap);
@@ -1018,6 +1022,17 @@ ehlo_capability(struct sess *s, const char *text, size_t len)
 	}
 }
 
+/* Does the input start with a 421 line (see reply_line())? */
+static int
+unasked_421(struct evbuffer *in)
+{
+	char buf[4];
+
+	if (evbuffer_copyout(in, buf, sizeof(buf)) != (ev_ssize_t)sizeof(buf))
+		return 0;
+	return memcmp(buf, "421", 3) == 0 && (buf[3] == ' ' || buf[3] == '\r');
+}
+
 /*
  * One reply line without its CRLF.  Returns -1 if the session is gone.
  * RFC 5321 4.2: Reply-line = *( Reply-code "-" [ textstring ] CRLF )
@@ -1030,6 +1045,16 @@ reply_line(struct sess *s, const char *line, size_t len)
 	enum cmd c;
 	int code, last;
 
+	/*
+	 * RFC 5321 3.8: a server that must shut down may say 421 at any
+	 * time, also unasked, and close.  Not a protocol error.
+	 */
+	if (len >= 3 && memcmp(line, "421", 3) == 0 && s->rcode == 0 &&
+	    (len == 3 || line[3] == ' ')) {
+		sess_fail(s, ERR_CLOSED, "421 from the server: \"%.*s\"",
+		    (int)(len > 80 ? 80 : len), line);
+		return -1;
+	}
 	if (s->pend_len == 0) {
 		if (s->counted_ready && opt.idle > 0)
 			sess_fail(s, ERR_EOF, "idle session: server said "
@@ -1062,13 +1087,17 @@ reply_line(struct sess *s, const char *line, size_t len)
 		return 0;
 	/* Last line of the reply. */
 	s->rcode = 0;
-	pend_pop(s, &c);
+	if (pend_pop(s, &c) == -1) {	/* checked above; keeps c defined */
+		sess_fail(s, ERR_PROTOCOL, "unsolicited reply");
+		return -1;
+	}
 	/*
 	 * Our next command is written only after this point, so anything
 	 * already received now was sent before the server saw it.
 	 */
 	if (s->pend_len == 0 &&
-	    evbuffer_get_length(bufferevent_get_input(s->bev)) > 0) {
+	    evbuffer_get_length(bufferevent_get_input(s->bev)) > 0 &&
+	    !unasked_421(bufferevent_get_input(s->bev))) {
 		sess_fail(s, ERR_PROTOCOL, "unsolicited data after the %s "
 		    "reply", cmd_names[c]);
 		return -1;

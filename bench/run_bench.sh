@@ -2,39 +2,48 @@
 # run_bench.sh - msaproxy throughput, latency and idle memory, measured
 # against the smtp-sink ceiling in one run.
 #
-# usage: bench/run_bench.sh [-r ROUNDS] [-w WORKERS] [-o OUTDIR] [-a MSGS]
-#                           [-b MSGS] [-d SECS] [-i IDLE] [--ceiling-only]
-#                           [--proxy PATH] [--load PATH] [--peer-matrix]
+# usage: bench/run_bench.sh [-r ROUNDS] [-w WORKERS[,WORKERS...]] [-o OUTDIR]
+#                           [-a MSGS] [-b MSGS] [-d SECS] [-i IDLE]
+#                           [--ceiling-only] [--proxy PATH] [--load PATH]
+#                           [--peer-matrix]
 #
-#   -r ROUNDS   rounds (3); each round runs, per profile, a ceiling run
+#   -r ROUNDS   rounds (3).  Each round runs, per profile, a ceiling run
 #               (msaload -> smtp-sink) immediately followed by a proxy run
-#               (msaload -> msaproxy -> smtp-sink)
-#   -w WORKERS  msaproxy "workers" setting (1; 2 was measured slower, see
-#               docs/PERFORMANCE.md)
+#               (msaload -> msaproxy -> smtp-sink) for each WORKERS value
+#               (in -w order in odd rounds, reversed in even ones).
+#   -w LIST     msaproxy "workers" settings, e.g. 1 or 1,2 (default 1, the
+#               faster one on a 2-vCPU machine, see docs/PERFORMANCE.md);
+#               one msaproxy per value, each on its own port
 #   -o OUTDIR   where results.tsv, idle.tsv, summary.md and logs go
-#               (default: a new /tmp/msaproxy-bench.XXXXXX)
+#               (default: a new /tmp/mpbench.XXXXXX)
 #   -a / -b     messages per run for profile A (100000) / B (40000)
 #   -d SECS     cap per run (60); msgs/s stays valid when it is hit
 #   -i IDLE     idle sessions for the memory test (2000; 0 = skip)
 #   --ceiling-only   no proxy at all: ceiling runs only (tests the setup)
 #   --proxy / --load paths of msaproxy (TOP/msaproxy) and msaload
-#               (TOP/bench/msaload, else compiled into OUTDIR)
+#               (TOP/bench/msaload if up to date, else compiled into OUTDIR)
 #   --peer-matrix    afterwards, if the team's bench directory exists
-#               (PEER_BENCH, default TOP/../shared/bench), also measure this
-#               msaproxy with its smtpload/bench_matrix.sh ("ext" peer);
-#               needs port 20025 free.  Optional: a fresh clone has none.
+#               (PEER_BENCH, default TOP/../shared/bench), also measure the
+#               first msaproxy with its smtpload/bench_matrix.sh as peer
+#               "ext"; needs port 20025.  Optional: a fresh clone has none.
 #
 # Profiles (10 KB messages, 1 recipient, DATA, no pipelining, 50 sessions):
 #   A  100 messages per session      B  1 message per session
+# ratio = proxy msgs/s / msgs/s of the ceiling run just before it, median
+# over the rounds; likewise for p99.
 # Memory: a fresh msaproxy, 50 warm-up sessions, then IDLE sessions that
 # stop after EHLO; (Rss|Pss during - before) / IDLE, summed over the
 # msaproxy process tree from /proc/PID/smaps_rollup.
 #
 # Everything listens on 127.0.0.1, ports 20000-20999 (SINK_PORT, default
-# 20825, and PROXY_PORT, default 20850, or the next free ones; the team's
-# peers use 20025-20300), runs from a temp dir and is stopped on exit.
-# msaload, smtp-sink and msaproxy each run in their own session (setsid),
-# i.e. their own scheduler autogroup.  msaproxy runs from a copy in OUTDIR.
+# 20825, and PROXY_PORT, default 20850 and up, or the next free ones; the
+# team's peers use 20025-20300), runs from a temp dir and is stopped on
+# exit.  msaload, smtp-sink and msaproxy each run in their own session
+# (setsid), i.e. their own scheduler autogroup.  msaproxy runs from a
+# private copy (OUTDIR/work/mpbench-proxy): a rebuild, or a "pkill
+# msaproxy" elsewhere on the machine, must not change or stop what is
+# being measured.  If it dies anyway, how it ended is recorded in
+# OUTDIR/events.txt and it is restarted for the next run.
 set -u
 
 TOP=$(cd "$(dirname "$0")/.." && pwd)
@@ -47,7 +56,7 @@ DUR=60
 IDLE=2000
 CEILING_ONLY=0
 PEER_MATRIX=0
-PROXY=$TOP/msaproxy
+PROXY_SRC=$TOP/msaproxy
 LOAD=
 CONC=50
 SIZE=10240
@@ -59,17 +68,17 @@ usage() {
 
 while [ $# -gt 0 ]; do
 	case $1 in
-	-r) ROUNDS=$2; shift ;;
-	-w) WORKERS=$2; shift ;;
-	-o) OUT=$2; shift ;;
-	-a) A_MSGS=$2; shift ;;
-	-b) B_MSGS=$2; shift ;;
-	-d) DUR=$2; shift ;;
-	-i) IDLE=$2; shift ;;
+	-r) ROUNDS=${2:-}; shift ;;
+	-w) WORKERS=${2:-}; shift ;;
+	-o) OUT=${2:-}; shift ;;
+	-a) A_MSGS=${2:-}; shift ;;
+	-b) B_MSGS=${2:-}; shift ;;
+	-d) DUR=${2:-}; shift ;;
+	-i) IDLE=${2:-}; shift ;;
 	--ceiling-only) CEILING_ONLY=1 ;;
 	--peer-matrix) PEER_MATRIX=1 ;;
-	--proxy) PROXY=$2; shift ;;
-	--load) LOAD=$2; shift ;;
+	--proxy) PROXY_SRC=${2:-}; shift ;;
+	--load) LOAD=${2:-}; shift ;;
 	*) usage ;;
 	esac
 	shift
@@ -80,19 +89,28 @@ die() {
 	exit 1
 }
 
-for v in "$ROUNDS" "$WORKERS" "$A_MSGS" "$B_MSGS" "$DUR" "$IDLE"; do
-	case $v in
-	''|*[!0-9]*) die "not a number: '$v'" ;;
+isnum() {
+	case $1 in
+	''|*[!0-9]*) return 1 ;;
 	esac
+	return 0
+}
+
+read -r -a WLIST <<<"${WORKERS//,/ }"
+for v in "$ROUNDS" "$A_MSGS" "$B_MSGS" "$DUR" "$IDLE" "${WLIST[@]}"; do
+	isnum "$v" || die "not a number: '$v'"
 done
 [ "$ROUNDS" -ge 1 ] || die "-r: at least 1"
+[ "${#WLIST[@]}" -ge 1 ] || die "-w: no value"
+NP=${#WLIST[@]}
+[ "$CEILING_ONLY" = 1 ] && NP=0
 
 SINK=$(command -v smtp-sink || echo /usr/sbin/smtp-sink)
 [ -x "$SINK" ] || die "smtp-sink not found (Debian package postfix)"
 command -v ss >/dev/null || die "ss not found (iproute2)"
 
 if [ -z "$OUT" ]; then
-	OUT=$(mktemp -d /tmp/msaproxy-bench.XXXXXX) || die "mktemp failed"
+	OUT=$(mktemp -d /tmp/mpbench.XXXXXX) || die "mktemp failed"
 else
 	mkdir -p "$OUT" || die "cannot create $OUT"
 	OUT=$(cd "$OUT" && pwd)
@@ -102,8 +120,10 @@ mkdir -p "$W" || die "cannot create $W"
 RES=$OUT/results.tsv
 IDLE_RES=$OUT/idle.tsv
 SUM=$OUT/summary.md
+EVENTS=$OUT/events.txt
+: >"$EVENTS"
 
-# The generator: the tree's build, else compiled here.
+# The generator: the tree's build if up to date, else compiled here.
 if [ -z "$LOAD" ]; then
 	if [ -x "$TOP/bench/msaload" ] &&
 	    [ "$TOP/bench/msaload" -nt "$TOP/bench/msaload.c" ]; then
@@ -116,15 +136,14 @@ if [ -z "$LOAD" ]; then
 	fi
 fi
 [ -x "$LOAD" ] || die "no msaload at $LOAD"
-if [ "$CEILING_ONLY" = 0 ]; then
-	[ -x "$PROXY" ] || die "no msaproxy at $PROXY (scripts/build.sh)"
-	# Run a private copy: a rebuild during the run must not change
-	# what is measured.
-	cp "$PROXY" "$W/msaproxy" || die "cannot copy $PROXY"
-	PROXY_ORIG=$PROXY
-	PROXY=$W/msaproxy
-	PROXY_VERSION="$("$PROXY" -V 2>&1 | head -1),"
-	PROXY_VERSION="$PROXY_VERSION sha256 $(sha256sum "$PROXY" | cut -c1-12)"
+
+PROXY=$W/mpbench-proxy
+PROXY_VERSION=
+if [ "$NP" -gt 0 ]; then
+	[ -x "$PROXY_SRC" ] || die "no msaproxy at $PROXY_SRC (scripts/build.sh)"
+	cp "$PROXY_SRC" "$PROXY" || die "cannot copy $PROXY_SRC"
+	PROXY_VERSION="$("$PROXY" -V 2>&1 | head -1), sha256"
+	PROXY_VERSION="$PROXY_VERSION $(sha256sum "$PROXY" | cut -c1-12)"
 fi
 
 CLK_TCK=$(getconf CLK_TCK)
@@ -137,10 +156,13 @@ port_free() {
 	[ -z "$(ss -Htan "sport = :$1" 2>/dev/null)" ]
 }
 
-pick_port() { # preferred, avoid
+USED_PORTS=" "
+pick_port() { # preferred
 	local p=$1
 	while [ "$p" -le 20999 ]; do
-		if [ "$p" != "$2" ] && port_free "$p"; then
+		if [ "${USED_PORTS#* $p }" = "$USED_PORTS" ] && port_free "$p"
+		then
+			USED_PORTS="$USED_PORTS$p "
 			echo "$p"
 			return 0
 		fi
@@ -149,15 +171,34 @@ pick_port() { # preferred, avoid
 	return 1
 }
 
-SINK_PORT=${SINK_PORT:-$(pick_port 20825 0)} || die "no free port"
-PROXY_PORT=${PROXY_PORT:-$(pick_port 20850 "$SINK_PORT")} ||
-    die "no free port"
-for p in "$SINK_PORT" "$PROXY_PORT"; do
-	[ "$p" -ge 20000 ] && [ "$p" -le 20999 ] ||
-	    die "port $p outside 20000-20999"
+in_range() {
+	isnum "$1" && [ "$1" -ge 20000 ] && [ "$1" -le 20999 ] ||
+	    die "port '$1' outside 20000-20999"
+}
+
+if [ -n "${SINK_PORT:-}" ]; then
+	in_range "$SINK_PORT"
+	USED_PORTS=" $SINK_PORT "
+else
+	SINK_PORT=$(pick_port 20825) || die "no free port"
+	USED_PORTS=" $SINK_PORT "
+fi
+declare -a PPORT PPID_ PSTARTS
+next=${PROXY_PORT:-20850}
+in_range "$next"
+for ((i = 0; i < NP; i++)); do
+	if [ -n "${PROXY_PORT:-}" ]; then
+		PPORT[i]=$((PROXY_PORT + i))
+		in_range "${PPORT[i]}"
+	else
+		PPORT[i]=$(pick_port "$next") || die "no free port"
+		next=$((PPORT[i] + 1))
+	fi
+	PPID_[i]=
+	PSTARTS[i]=0
 done
 
-wait_listen() { # port, seconds
+wait_listen() { # port seconds
 	local i=0
 	while [ "$i" -lt $(($2 * 10)) ]; do
 		[ -n "$(ss -Htln "sport = :$1" 2>/dev/null)" ] && return 0
@@ -171,11 +212,10 @@ wait_listen() { # port, seconds
 
 # Start "$@" in its own session; its PID (after exec) lands in file $1.
 spawn() { # pidfile logfile cmd...
-	local pidf=$1 log=$2
+	local pidf=$1 log=$2 i=0
 	shift 2
 	rm -f "$pidf"
 	setsid sh -c 'echo $$ >"$0"; exec "$@"' "$pidf" "$@" >"$log" 2>&1 &
-	local i=0
 	while [ ! -s "$pidf" ] && [ "$i" -lt 50 ]; do
 		sleep 0.1
 		i=$((i + 1))
@@ -183,7 +223,24 @@ spawn() { # pidfile logfile cmd...
 	[ -s "$pidf" ] && cat "$pidf"
 }
 
-tree() { # pid: the pid and all its descendants
+# Like spawn, but a shell stays behind as the parent and records the exit
+# status ("128+N" = killed by signal N) in $1.status; core files land in
+# the working directory $W.
+spawn_watched() { # pidfile logfile cmd...
+	local pidf=$1 log=$2 i=0
+	shift 2
+	rm -f "$pidf" "$pidf.status"
+	(cd "$W" && exec setsid sh -c 'ulimit -c unlimited 2>/dev/null
+	    "$@" </dev/null & echo $! >"$0"; wait $!; echo $? >"$0.status"' \
+	    "$pidf" "$@" >>"$log" 2>&1) &
+	while [ ! -s "$pidf" ] && [ "$i" -lt 50 ]; do
+		sleep 0.1
+		i=$((i + 1))
+	done
+	[ -s "$pidf" ] && cat "$pidf"
+}
+
+tree() { # pid...: the pids and all their descendants
 	local p c
 	for p in "$@"; do
 		[ -d "/proc/$p" ] || continue
@@ -194,15 +251,21 @@ tree() { # pid: the pid and all its descendants
 	done
 }
 
+alive() { # pid: exists and is not a zombie
+	local st
+	st=$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null) || return 1
+	[ -n "$st" ] && [ "${st%% *}" != Z ]
+}
+
 stop_pid() { # pid [name]: TERM, then KILL after 5 s; descendants too
-	local pid=$1 all i=0
-	[ -n "$pid" ] && [ -d "/proc/$pid" ] || return 0
+	local pid=$1 all i=0 p alive
+	[ -n "$pid" ] && alive "$pid" || return 0
 	all=$(tree "$pid")
 	kill -TERM "$pid" 2>/dev/null
 	while [ "$i" -lt 50 ]; do
-		local alive=0 p
+		alive=0
 		for p in $all; do
-			[ -d "/proc/$p" ] && alive=1
+			alive "$p" && alive=1
 		done
 		[ "$alive" = 0 ] && return 0
 		sleep 0.1
@@ -214,7 +277,7 @@ stop_pid() { # pid [name]: TERM, then KILL after 5 s; descendants too
 	echo "run_bench: ${2:-$pid} did not stop on SIGTERM, killed" >&2
 }
 
-# utime+stime (+ reaped children) of a process tree, in seconds
+# utime+stime (+ reaped children) of a process tree, in clock ticks
 tree_cpu() {
 	local p t=0 v
 	for p in $(tree "$1"); do
@@ -240,13 +303,15 @@ tree_mem() {
 }
 
 SINK_PID=
-PROXY_PID=
 IDLE_PID=
 
 cleanup() {
+	local i
 	trap - EXIT INT TERM
 	stop_pid "$IDLE_PID" msaload
-	stop_pid "$PROXY_PID" msaproxy
+	for ((i = 0; i < NP; i++)); do
+		stop_pid "${PPID_[i]}" msaproxy
+	done
 	stop_pid "$SINK_PID" smtp-sink
 }
 trap cleanup EXIT
@@ -263,63 +328,91 @@ start_sink() {
 	    die "smtp-sink did not start (see $W/sink.log)"
 }
 
-write_conf() {
-	cat >"$W/msaproxy.conf" <<EOF
+conf_file() { # index
+	echo "$W/msaproxy-w${WLIST[$1]}.conf"
+}
+
+write_conf() { # index
+	cat >"$(conf_file "$1")" <<EOF
 # written by bench/run_bench.sh
 server_name = "bench.test";
-workers = $WORKERS;
+workers = ${WLIST[$1]};
 log = { level = "warning"; };
 listeners = (
-  { name = "bench"; kind = "smtp"; address = "127.0.0.1:$PROXY_PORT"; }
+  { name = "bench"; kind = "smtp"; address = "127.0.0.1:${PPORT[$1]}"; }
 );
 backend = { address = "127.0.0.1:$SINK_PORT"; protocol = "smtp"; };
 EOF
 }
 
-start_proxy() {
-	PROXY_PID=$(spawn "$W/proxy.pid" "$W/proxy.log" "$PROXY" -f \
-	    -c "$W/msaproxy.conf")
-	if [ -z "$PROXY_PID" ] || ! wait_listen "$PROXY_PORT" 10; then
-		cat "$W/proxy.log" >&2
+start_proxy() { # index
+	local i=$1 log=$W/proxy-w${WLIST[$1]}.log
+	PSTARTS[i]=$((PSTARTS[i] + 1))
+	echo "--- start ${PSTARTS[i]} $(date -u +%H:%M:%S)" >>"$log"
+	PPID_[i]=$(spawn_watched "$W/proxy-$i.pid" "$log" "$PROXY" -f \
+	    -c "$(conf_file "$i")")
+	if [ -z "${PPID_[i]}" ] || ! wait_listen "${PPORT[i]}" 10; then
+		cat "$log" >&2
 		die "msaproxy did not start"
 	fi
 	# smoke test: three messages through the proxy
-	if ! "$LOAD" -p "$PROXY_PORT" -c 1 -n 3 -m 3 -d 20 -q \
+	if ! "$LOAD" -p "${PPORT[i]}" -c 1 -n 3 -m 3 -d 20 -q \
 	    >"$W/smoke.out" 2>&1; then
-		cat "$W/smoke.out" "$W/proxy.log" >&2
+		cat "$W/smoke.out" "$log" >&2
 		die "msaproxy does not relay a message (see above)"
 	fi
 }
 
-stop_proxy() {
-	stop_pid "$PROXY_PID" msaproxy
-	PROXY_PID=
+# After a proxy run: if msaproxy is gone, say how it ended and restart it.
+check_proxy() { # index what
+	local i=$1 st
+	[ -n "${PPID_[i]}" ] && alive "${PPID_[i]}" && return 0
+	sleep 0.5
+	st=$(cat "$W/proxy-$i.pid.status" 2>/dev/null)
+	case $st in
+	'') st="unknown status" ;;
+	1[3-9][0-9]|2[0-9][0-9]) st="killed by signal $((st - 128))" ;;
+	*) st="exit status $st" ;;
+	esac
+	echo "$(date -u +%H:%M:%S) msaproxy workers=${WLIST[i]} (pid" \
+	    "${PPID_[i]}) died during $2: $st; last log lines:" \
+	    "$(tail -3 "$W/proxy-w${WLIST[i]}.log" | tr '\n' ' ')" |
+	    tee -a "$EVENTS" >&2
+	ls "$W"/core* >>"$EVENTS" 2>/dev/null
+	PPID_[i]=
+	start_proxy "$i"
+}
+
+stop_proxy() { # index
+	stop_pid "${PPID_[$1]}" msaproxy
+	PPID_[$1]=
 }
 
 # ---- throughput runs ----------------------------------------------------
 
 printf 'round\tprofile\ttarget\tworkers\tmessages\tok\tfail\tmsgs_per_s\tp50_ms\tp99_ms\tsetup_p50_ms\telapsed_s\tproxy_cpu_s\tsink_cpu_s\tload_cpu_s\texit\n' >"$RES"
 
-field() { # file key: value of key=... on the last line / a named line
-	sed -n "s/.*[ ]$2=\([^ ]*\).*/\1/p; s/^$2=\([^ ]*\).*/\1/p" "$1" |
-	    tail -1
+field() { # file key: value of "key=" on the results' last line
+	tail -1 "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"
 }
 
-run_one() { # round profile target
-	local r=$1 prof=$2 tgt=$3 port n m out rc sc0 sc1 pc0 pc1 lc setup
-	local pcpu=-
+run_one() { # round profile target [proxy index]
+	local r=$1 prof=$2 tgt=$3 i=${4:-} port n m out rc sc0 sc1 pc0 pc1
+	local lc=- pcpu=- w=- setup
 	case $prof in
 	A) n=$A_MSGS; m=100 ;;
 	B) n=$B_MSGS; m=1 ;;
 	esac
 	if [ "$tgt" = proxy ]; then
-		port=$PROXY_PORT
-		pc0=$(tree_cpu "$PROXY_PID")
+		port=${PPORT[i]}
+		w=${WLIST[i]}
+		pc0=$(tree_cpu "${PPID_[i]}")
+		out=$W/run-$r-$prof-proxy-w$w.out
 	else
 		port=$SINK_PORT
+		out=$W/run-$r-$prof-ceiling.out
 	fi
 	sc0=$(tree_cpu "$SINK_PID")
-	out=$W/run-$r-$prof-$tgt.out
 	if [ -n "$TIME" ]; then
 		$TIME -f '%U %S' -o "$W/time.txt" setsid -w "$LOAD" \
 		    -p "$port" -c "$CONC" -n "$n" -m "$m" -s "$SIZE" \
@@ -330,38 +423,49 @@ run_one() { # round profile target
 		setsid -w "$LOAD" -p "$port" -c "$CONC" -n "$n" -m "$m" \
 		    -s "$SIZE" -d "$DUR" -q >"$out" 2>&1
 		rc=$?
-		lc=-
 	fi
 	sc1=$(tree_cpu "$SINK_PID")
 	if [ "$tgt" = proxy ]; then
-		pc1=$(tree_cpu "$PROXY_PID")
-		pcpu=$(awk -v a="$pc0" -v b="$pc1" -v t="$CLK_TCK" \
-		    'BEGIN { printf "%.2f", (b - a) / t }')
+		if [ -n "${PPID_[i]}" ] && alive "${PPID_[i]}"; then
+			pc1=$(tree_cpu "${PPID_[i]}")
+			pcpu=$(awk -v a="$pc0" -v b="$pc1" -v t="$CLK_TCK" \
+			    'BEGIN { printf "%.2f", (b - a) / t }')
+		else
+			check_proxy "$i" "round $r profile $prof"
+		fi
 	fi
 	setup=$(sed -n 's/^setup_ms .* p50=\([^ ]*\).*/\1/p' "$out")
 	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
-	    "$r" "$prof" "$tgt" "$WORKERS" "$n" "$(field "$out" ok)" \
+	    "$r" "$prof" "$tgt" "$w" "$n" "$(field "$out" ok)" \
 	    "$(field "$out" fail)" "$(field "$out" msgs_per_s)" \
 	    "$(field "$out" p50_ms)" "$(field "$out" p99_ms)" "${setup:--}" \
 	    "$(awk '/^elapsed_s/ { print $2 }' "$out")" "$pcpu" \
 	    "$(awk -v a="$sc0" -v b="$sc1" -v t="$CLK_TCK" \
 	    'BEGIN { printf "%.2f", (b - a) / t }')" "$lc" "$rc" >>"$RES"
-	tail -1 "$RES" | awk -F'\t' '{ printf "round %s %s %-7s %9s msgs/s  p50 %s  p99 %s ms  ok %s fail %s\n", $1, $2, $3, $8, $9, $10, $6, $7 }'
+	tail -1 "$RES" | awk -F'\t' '{ t = $3; if (t == "proxy") t = t "-w" $4
+	    printf "round %s %s %-10s %9s msgs/s  p50 %s  p99 %s ms  ok %s fail %s\n",
+	    $1, $2, t, $8, $9, $10, $6, $7 }'
 	[ "$rc" = 0 ] || echo "run_bench: msaload exit $rc, see $out" >&2
 }
 
-echo "run_bench: output in $OUT; sink 127.0.0.1:$SINK_PORT," \
-    "proxy 127.0.0.1:$PROXY_PORT, workers=$WORKERS, rounds=$ROUNDS"
+echo "run_bench: output in $OUT; sink 127.0.0.1:$SINK_PORT;" \
+    "msaproxy workers ${WLIST[*]} on ports ${PPORT[*]:-none};" \
+    "$ROUNDS rounds"
 start_sink
-if [ "$CEILING_ONLY" = 0 ]; then
-	write_conf
-	start_proxy
-fi
+for ((i = 0; i < NP; i++)); do
+	write_conf "$i"
+	start_proxy "$i"
+done
 T0=$(date -u '+%Y-%m-%d %H:%M')
 for r in $(seq 1 "$ROUNDS"); do
 	for prof in A B; do
 		run_one "$r" "$prof" ceiling
-		[ "$CEILING_ONLY" = 0 ] && run_one "$r" "$prof" proxy
+		# several proxies: odd rounds in -w order, even rounds reversed
+		for ((k = 0; k < NP; k++)); do
+			i=$k
+			[ $((r % 2)) = 0 ] && i=$((NP - 1 - k))
+			run_one "$r" "$prof" proxy "$i"
+		done
 	done
 done
 
@@ -369,46 +473,54 @@ done
 
 printf 'workers\tsessions\tready\tfailed\tprocs_before\tprocs_during\trss_before_kb\trss_during_kb\tpss_before_kb\tpss_during_kb\trss_kb_per_session\tpss_kb_per_session\tbackend_conns_during\tsetup_p50_ms\n' >"$IDLE_RES"
 
-if [ "$CEILING_ONLY" = 0 ] && [ "$IDLE" -gt 0 ]; then
-	stop_proxy
-	start_proxy		# fresh process, smoke-tested
-	"$LOAD" -p "$PROXY_PORT" -c 50 -n 50 -m 1 -q >"$W/warmup.out" 2>&1
+idle_test() { # index
+	local i=$1 rss0 pss0 n0 rss1 pss1 n1 k=0 line ready failed setup
+	local bconns
+	stop_proxy "$i"
+	start_proxy "$i"	# fresh process, smoke-tested
+	"$LOAD" -p "${PPORT[i]}" -c 50 -n 50 -m 1 -q >"$W/warmup.out" 2>&1
 	sleep 1
-	read -r rss0 pss0 n0 < <(tree_mem "$PROXY_PID")
-	IDLE_PID=$(spawn "$W/idle.pid" "$W/idle.out" "$LOAD" \
-	    -p "$PROXY_PORT" -c 50 --idle "$IDLE" -d 600 -q)
-	i=0
-	while ! grep -q '^IDLE_READY' "$W/idle.out" 2>/dev/null; do
-		[ -d "/proc/$IDLE_PID" ] && [ "$i" -lt 1200 ] || break
+	read -r rss0 pss0 n0 < <(tree_mem "${PPID_[i]}")
+	IDLE_PID=$(spawn "$W/idle.pid" "$W/idle-w${WLIST[i]}.out" "$LOAD" \
+	    -p "${PPORT[i]}" -c 50 --idle "$IDLE" -d 600 -q)
+	while ! grep -q '^IDLE_READY' "$W/idle-w${WLIST[i]}.out" 2>/dev/null
+	do
+		alive "$IDLE_PID" && [ "$k" -lt 1200 ] || break
 		sleep 0.1
-		i=$((i + 1))
+		k=$((k + 1))
 	done
-	ready_line=$(grep '^IDLE_READY' "$W/idle.out")
-	if [ -n "$ready_line" ]; then
-		sleep 3
-		read -r rss1 pss1 n1 < <(tree_mem "$PROXY_PID")
-		bconns=$(ss -Htn state established \
-		    "( dport = :$SINK_PORT )" | wc -l)
-		stop_pid "$IDLE_PID" msaload
-		IDLE_PID=
-		ready=$(echo "$ready_line" | sed 's/.*sessions=\([0-9]*\).*/\1/')
-		failed=$(echo "$ready_line" | sed 's/.*failed=\([0-9]*\).*/\1/')
-		setup=$(sed -n 's/^setup_ms .* p50=\([^ ]*\).*/\1/p' \
-		    "$W/idle.out")
-		awk -v w="$WORKERS" -v s="$IDLE" -v rd="$ready" -v f="$failed" \
-		    -v n0="$n0" -v n1="$n1" -v r0="$rss0" -v r1="$rss1" \
-		    -v p0="$pss0" -v p1="$pss1" -v b="$bconns" -v su="$setup" \
-		    'BEGIN { d = rd > 0 ? rd : 1
-		    printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.1f\t%.1f\t%s\t%s\n",
-		    w, s, rd, f, n0, n1, r0, r1, p0, p1, (r1 - r0) / d,
-		    (p1 - p0) / d, b, su }' >>"$IDLE_RES"
-		tail -1 "$IDLE_RES" | awk -F'\t' '{ printf "idle: %s sessions ready, Rss %.1f kB/session, Pss %.1f kB/session, %s backend connections\n", $3, $11, $12, $13 }'
-	else
+	line=$(grep '^IDLE_READY' "$W/idle-w${WLIST[i]}.out")
+	if [ -z "$line" ]; then
 		echo "run_bench: idle sessions never became ready," \
-		    "see $W/idle.out" >&2
+		    "see $W/idle-w${WLIST[i]}.out" >&2
 		stop_pid "$IDLE_PID" msaload
 		IDLE_PID=
+		return
 	fi
+	sleep 3
+	read -r rss1 pss1 n1 < <(tree_mem "${PPID_[i]}")
+	bconns=$(ss -Htn state established "( dport = :$SINK_PORT )" | wc -l)
+	stop_pid "$IDLE_PID" msaload
+	IDLE_PID=
+	check_proxy "$i" "the idle test"
+	ready=$(echo "$line" | sed 's/.*sessions=\([0-9]*\).*/\1/')
+	failed=$(echo "$line" | sed 's/.*failed=\([0-9]*\).*/\1/')
+	setup=$(sed -n 's/^setup_ms .* p50=\([^ ]*\).*/\1/p' \
+	    "$W/idle-w${WLIST[i]}.out")
+	awk -v w="${WLIST[i]}" -v s="$IDLE" -v rd="$ready" -v f="$failed" \
+	    -v n0="$n0" -v n1="$n1" -v r0="$rss0" -v r1="$rss1" \
+	    -v p0="$pss0" -v p1="$pss1" -v b="$bconns" -v su="${setup:--}" \
+	    'BEGIN { d = rd > 0 ? rd : 1
+	    printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.1f\t%.1f\t%s\t%s\n",
+	    w, s, rd, f, n0, n1, r0, r1, p0, p1, (r1 - r0) / d,
+	    (p1 - p0) / d, b, su }' >>"$IDLE_RES"
+	tail -1 "$IDLE_RES" | awk -F'\t' '{ printf "idle workers=%s: %s sessions ready, Rss %.1f kB/session, Pss %.1f kB/session, %s backend connections\n", $1, $3, $11, $12, $13 }'
+}
+
+if [ "$IDLE" -gt 0 ]; then
+	for ((i = 0; i < NP; i++)); do
+		idle_test "$i"
+	done
 fi
 T1=$(date -u '+%H:%M')
 
@@ -418,11 +530,12 @@ T1=$(date -u '+%H:%M')
 	echo "## msaproxy benchmark, $T0-$T1 UTC"
 	echo
 	echo "Machine: $(nproc) vCPU ($(sed -n 's/^model name[^:]*: //p' \
-	    /proc/cpuinfo | head -1)), $(awk '/MemTotal/ { printf "%.0f GB", $2 / 1048576 }' \
-	    /proc/meminfo) RAM, kernel $(uname -r).  ${PROXY_VERSION:+$PROXY_VERSION (from $PROXY_ORIG),} workers=$WORKERS," \
-	    "$ROUNDS rounds, $CONC sessions, $SIZE-byte messages, DATA," \
-	    "no pipelining; A = 100 msgs/session ($A_MSGS per run)," \
-	    "B = 1 msg/session ($B_MSGS per run), cap ${DUR}s per run."
+	    /proc/cpuinfo | head -1)), $(awk '/MemTotal/ {
+	    printf "%.0f GB", $2 / 1048576 }' /proc/meminfo) RAM, kernel" \
+	    "$(uname -r).  ${PROXY_VERSION:+$PROXY_VERSION (copy of $PROXY_SRC);}" \
+	    "$ROUNDS rounds, $CONC sessions, $SIZE-byte messages, 1 rcpt, DATA," \
+	    "no pipelining; A = 100 msgs/session ($A_MSGS per run), B = 1" \
+	    "msg/session ($B_MSGS per run), cap ${DUR}s per run."
 	echo
 	awk -F'\t' -f - "$RES" <<'EOF'
 function median(a, n,    i, j, t) {
@@ -434,15 +547,20 @@ function median(a, n,    i, j, t) {
 		return -1
 	return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
 }
-function minmax(a, n, what,    i, v) {
+function lo(a, n,    i, v) {
 	v = a[1]
 	for (i = 2; i <= n; i++)
-		if ((what == "min" && a[i] < v) || (what == "max" && a[i] > v))
-			v = a[i]
+		if (a[i] < v) v = a[i]
+	return v
+}
+function hi(a, n,    i, v) {
+	v = a[1]
+	for (i = 2; i <= n; i++)
+		if (a[i] > v) v = a[i]
 	return v
 }
 function pick(key, col,    i, n) {
-	delete tmp
+	split("", tmp)
 	n = 0
 	for (i = 1; i <= cnt[key]; i++)
 		tmp[++n] = val[key, i, col]
@@ -450,117 +568,134 @@ function pick(key, col,    i, n) {
 }
 NR == 1 { next }
 {
-	key = $2 SUBSEP $3
+	key = $2 SUBSEP $3 SUBSEP $4
+	if (!(key in cnt))
+		order[++nkeys] = key
 	i = ++cnt[key]
 	for (c = 1; c <= NF; c++)
 		val[key, i, c] = $c
-	if ($3 == "ceiling")
-		ceil[$1, $2] = NR
-	row[NR] = $0
-	rowr[NR] = $1; rowp[NR] = $2; rowt[NR] = $3
-	rowv[NR] = $8; rowp99[NR] = $10
+	if ($3 == "ceiling") {
+		cmps[$1, $2] = $8
+		cp99[$1, $2] = $10
+	}
 }
 END {
-	print "| profile | target | runs | msgs/s median (min..max) | p50 ms | p99 ms | setup p50 ms | msgs/s ratio to paired ceiling (median) | p99 ratio to paired ceiling (median) | proxy CPU ms/msg | failed msgs |"
+	print "| profile | target | runs | msgs/s median (min..max) | p50 ms | p99 ms | setup p50 ms | msgs/s ratio to paired ceiling, median (min..max) | p99 ratio to paired ceiling, median | proxy CPU ms/msg | failed msgs |"
 	print "|---|---|---|---|---|---|---|---|---|---|---|"
-	split("A B", profs, " ")
-	split("ceiling proxy", tgts, " ")
-	for (pi = 1; pi <= 2; pi++) for (ti = 1; ti <= 2; ti++) {
-		p = profs[pi]; t = tgts[ti]; key = p SUBSEP t
-		if (!(key in cnt))
+	for (pass = 1; pass <= 2; pass++)
+	for (k = 1; k <= nkeys; k++) {
+		key = order[k]
+		split(key, kp, SUBSEP)
+		if (kp[1] != (pass == 1 ? "A" : "B"))
 			continue
 		n = pick(key, 8); med = median(tmp, n)
-		lo = minmax(tmp, n, "min"); hi = minmax(tmp, n, "max")
+		mn = lo(tmp, n); mx = hi(tmp, n)
 		n = pick(key, 9); p50 = median(tmp, n)
 		n = pick(key, 10); p99 = median(tmp, n)
 		n = pick(key, 11); su = median(tmp, n)
-		fails = 0; cpu = 0; oks = 0
+		fails = 0; cpu = 0; oks = 0; cpun = 0
+		split("", rr); split("", pr); nr = 0; np = 0
 		for (i = 1; i <= cnt[key]; i++) {
-			fails += val[key, i, 7]; oks += val[key, i, 6]
-			if (val[key, i, 13] != "-") cpu += val[key, i, 13]
-		}
-		ratio = "1"; pratio = "1"; cpum = "-"
-		if (t == "proxy") {
-			nr = 0; np = 0
-			delete rr; delete pr
-			for (j in row) {
-				if (rowp[j] != p || rowt[j] != "proxy")
-					continue
-				c = ceil[rowr[j], p]
-				if (c == "" || rowv[c] <= 0)
-					continue
-				rr[++nr] = rowv[j] / rowv[c]
-				if (rowp99[c] > 0)
-					pr[++np] = rowp99[j] / rowp99[c]
+			fails += val[key, i, 7]
+			if (val[key, i, 13] != "-") {
+				cpu += val[key, i, 13]
+				oks += val[key, i, 6]
 			}
-			ratio = sprintf("%.3f", median(rr, nr))
+			ck = val[key, i, 1] SUBSEP kp[1]
+			if (kp[2] == "proxy" && (ck in cmps) && cmps[ck] > 0) {
+				rr[++nr] = val[key, i, 8] / cmps[ck]
+				if (cp99[ck] > 0)
+					pr[++np] = val[key, i, 10] / cp99[ck]
+			}
+		}
+		name = kp[2]
+		ratio = "1"; pratio = "1"; cpum = "-"
+		if (kp[2] == "proxy") {
+			name = "msaproxy workers=" kp[3]
+			ratio = sprintf("%.3f (%.3f..%.3f)", median(rr, nr),
+			    lo(rr, nr), hi(rr, nr))
 			pratio = sprintf("%.2f", median(pr, np))
 			if (oks > 0)
 				cpum = sprintf("%.3f", cpu * 1000 / oks)
-			res[p, "ratio"] = ratio; res[p, "pratio"] = pratio
+			if (kp[1] == "A") {
+				tw[++ntw] = kp[3]
+				ta[kp[3]] = median(rr, nr)
+				tp[kp[3]] = median(pr, np)
+			}
 		}
-		printf "| %s | %s | %d | %.1f (%.1f..%.1f) | %.2f | %.2f | %.2f | %s | %s | %s | %d |\n", p, t, cnt[key], med, lo, hi, p50, p99, su, ratio, pratio, cpum, fails
+		printf "| %s | %s | %d | %.1f (%.1f..%.1f) | %.2f | %.2f | %.2f | %s | %s | %s | %d |\n", kp[1], name, cnt[key], med, mn, mx, p50, p99, su, ratio, pratio, cpum, fails
 	}
-	if (("A" SUBSEP "ratio") in res) {
+	if (ntw > 0)
 		print ""
-		printf "TARGET A throughput >= 0.80 x ceiling: median ratio %s -> %s\n", res["A", "ratio"], (res["A", "ratio"] >= 0.80 ? "MET" : "NOT MET")
-		printf "TARGET A p99 <= 2 x ceiling p99: median ratio %s -> %s\n", res["A", "pratio"], (res["A", "pratio"] <= 2 ? "MET" : "NOT MET")
+	for (k = 1; k <= ntw; k++) {
+		w = tw[k]
+		printf "TARGET A (workers=%s): msgs/s >= 0.80 x ceiling: median ratio %.3f -> %s\n", w, ta[w], (ta[w] >= 0.80 ? "MET" : "NOT MET")
+		printf "TARGET A (workers=%s): p99 <= 2 x ceiling p99: median ratio %.2f -> %s\n", w, tp[w], (tp[w] <= 2 ? "MET" : "NOT MET")
 	}
 }
 EOF
+	if [ -s "$EVENTS" ]; then
+		echo
+		echo "Events (failed runs are included in the table above):"
+		echo
+		sed 's/^/    /' "$EVENTS"
+	fi
 	if [ "$(wc -l <"$IDLE_RES")" -gt 1 ]; then
 		echo
-		echo "| idle sessions (EHLO only) | ready / failed | processes before -> during | Rss kB before -> during | Pss kB before -> during | Rss kB/session | Pss kB/session | backend connections during | setup p50 ms |"
-		echo "|---|---|---|---|---|---|---|---|---|"
-		awk -F'\t' 'NR > 1 { printf "| %s | %s / %s | %s -> %s | %s -> %s | %s -> %s | %.1f | %.1f | %s | %s |\n", $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14 }' \
+		echo "| idle sessions (EHLO only) | workers | ready / failed | processes before -> during | Rss kB before -> during | Pss kB before -> during | Rss kB/session | Pss kB/session | backend connections during | setup p50 ms |"
+		echo "|---|---|---|---|---|---|---|---|---|---|"
+		awk -F'\t' 'NR > 1 { printf "| %s | %s | %s / %s | %s -> %s | %s -> %s | %s -> %s | %.1f | %.1f | %s | %s |\n", $2, $1, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14 }' \
 		    "$IDLE_RES"
-		awk -F'\t' 'NR > 1 { printf "\nTARGET idle Rss per session < 64 KB: %.1f kB (Pss %.1f kB) -> %s\n", $11, $12, (($11 < 64 && $4 == 0) ? "MET" : "NOT MET") }' \
+		echo
+		awk -F'\t' 'NR > 1 { printf "TARGET idle (workers=%s): Rss per session < 64 KB: %.1f kB (Pss %.1f kB) -> %s\n", $1, $11, $12, (($11 < 64 && $4 == 0) ? "MET" : "NOT MET") }' \
 		    "$IDLE_RES"
 	fi
 } >"$SUM"
 
 # ---- optional: the team's peer harness ----------------------------------
 
-if [ "$PEER_MATRIX" = 1 ] && [ "$CEILING_ONLY" = 0 ]; then
-	PB=${PEER_BENCH:-$TOP/../shared/bench}
-	if [ -x "$PB/bench_matrix.sh" ]; then
-		# bench_matrix.sh starts its own sink on 20025: point a fresh
-		# msaproxy there and let smtpload measure it as peer "ext".
-		stop_proxy
-		stop_pid "$SINK_PID" smtp-sink
-		SINK_PID=
-		if [ "$SINK_PORT" != 20025 ] && ! port_free 20025; then
-			echo "run_bench: --peer-matrix: port 20025 busy," \
-			    "skipped" >&2
-		else
-			SINK_PORT=20025
-			write_conf
-			make -s -C "$PB" >/dev/null 2>&1
-			printf 'A ext plain %s\nB ext plain %s\n' "$A_MSGS" \
-			    "$B_MSGS" >"$W/peer_plan"
-			# the proxy's backend appears when bench_matrix starts
-			# the sink; our smoke test needs it, so start first
-			PROXY_PID=$(spawn "$W/proxy.pid" "$W/proxy.log" \
-			    "$PROXY" -f -c "$W/msaproxy.conf")
-			wait_listen "$PROXY_PORT" 10 &&
-			    EXT_PORT=$PROXY_PORT EXT_PID=$PROXY_PID \
-			    EXT_AUTH=none "$PB/bench_matrix.sh" \
-			    "$OUT/peer_matrix" "$ROUNDS" "$W/peer_plan"
-			if [ -x "$PB/summarize.py" ]; then
-				{
-					echo
-					echo "### Same proxy measured by the team's" \
-					    "smtpload/bench_matrix.sh"
-					echo
-					"$PB/summarize.py" \
-					    "$OUT/peer_matrix/results.tsv"
-				} >>"$SUM" 2>&1
-			fi
-		fi
-	else
-		echo "run_bench: --peer-matrix: no $PB/bench_matrix.sh," \
+peer_matrix() {
+	local pb=${PEER_BENCH:-$TOP/../shared/bench}
+	if [ ! -x "$pb/bench_matrix.sh" ]; then
+		echo "run_bench: --peer-matrix: no $pb/bench_matrix.sh," \
 		    "skipped" >&2
+		return
 	fi
+	# bench_matrix.sh starts its own sink on 20025: point a fresh
+	# msaproxy there and let smtpload measure it as peer "ext".
+	for ((i = 0; i < NP; i++)); do
+		stop_proxy "$i"
+	done
+	stop_pid "$SINK_PID" smtp-sink
+	SINK_PID=
+	if ! port_free 20025; then
+		echo "run_bench: --peer-matrix: port 20025 busy, skipped" >&2
+		return
+	fi
+	SINK_PORT=20025
+	write_conf 0
+	make -s -C "$pb" >/dev/null 2>&1
+	printf 'A ext plain %s\nB ext plain %s\n' "$A_MSGS" "$B_MSGS" \
+	    >"$W/peer_plan"
+	PPID_[0]=$(spawn_watched "$W/proxy-0.pid" "$W/proxy-peer.log" \
+	    "$PROXY" -f -c "$(conf_file 0)")
+	wait_listen "${PPORT[0]}" 10 || return
+	EXT_PORT=${PPORT[0]} EXT_PID=${PPID_[0]} EXT_AUTH=none \
+	    "$pb/bench_matrix.sh" "$OUT/peer_matrix" "$ROUNDS" \
+	    "$W/peer_plan"
+	if [ -x "$pb/summarize.py" ]; then
+		{
+			echo
+			echo "### msaproxy workers=${WLIST[0]} measured by the" \
+			    "team's smtpload/bench_matrix.sh"
+			echo
+			"$pb/summarize.py" "$OUT/peer_matrix/results.tsv"
+		} >>"$SUM" 2>&1
+	fi
+}
+
+if [ "$PEER_MATRIX" = 1 ] && [ "$NP" -gt 0 ]; then
+	peer_matrix
 fi
 
 echo

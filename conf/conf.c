@@ -689,6 +689,15 @@ static const struct conf_enum conf_backend_proto_names[] = {
 	{ NULL, 0 },
 };
 
+static const struct conf_enum conf_backend_tls_names[] = {
+	{ "none", BACKEND_TLS_NONE },
+	{ "may", BACKEND_TLS_MAY },
+	{ "verify", BACKEND_TLS_VERIFY },
+	{ NULL, 0 },
+};
+
+static void conf_check_backend(struct conf_ctx *, void *,
+			       const config_setting_t *, const char *);
 static void conf_check_top(struct conf_ctx *, void *, const config_setting_t *,
 			   const char *);
 static void conf_check_log(struct conf_ctx *, void *, const config_setting_t *,
@@ -756,11 +765,19 @@ static const struct conf_key conf_backend_keys[] = {
 	{ .name = "capability_refresh", .type = CONF_UINT,
 	  CONF_FIELD(struct conf_backend, capability_refresh), .def = "60",
 	  .min = 1, .max = 86400 },
+	{ .name = "tls", .type = CONF_ENUM,
+	  CONF_FIELD(struct conf_backend, tls), .def = "none",
+	  .arg = conf_backend_tls_names },
+	{ .name = "tls_ca_file", .type = CONF_STRING,
+	  CONF_FIELD(struct conf_backend, tls_ca_file), .def = "" },
+	{ .name = "tls_verify_name", .type = CONF_STRING,
+	  CONF_FIELD(struct conf_backend, tls_verify_name), .def = "",
+	  .valid = conf_valid_domain },
 	{ .name = NULL },
 };
 
 static const struct conf_section conf_backend_section = {
-	conf_backend_keys, NULL,
+	conf_backend_keys, conf_check_backend,
 };
 
 static const struct conf_key conf_limits_keys[] = {
@@ -1310,6 +1327,24 @@ conf_check_log(struct conf_ctx *ctx, void *obj,
 			   "'%sdestination' is \"file\"", path, path);
 	if (log->ident[0] == '\0')
 		conf_error(ctx, group, "'%sident' must not be empty", path);
+}
+
+static void
+conf_check_backend(struct conf_ctx *ctx, void *obj,
+		   const config_setting_t *group, const char *path)
+{
+	struct conf_backend *b = obj;
+
+	/* "verify" without something to verify against would be "may". */
+	if (b->tls == BACKEND_TLS_VERIFY && b->tls_ca_file[0] == '\0')
+		conf_error(ctx, group, "'%stls' is \"verify\" but '%stls_ca_file' "
+			   "is empty", path, path);
+	if (b->tls == BACKEND_TLS_VERIFY && b->tls_verify_name[0] == '\0')
+		conf_error(ctx, group, "'%stls' is \"verify\" but "
+			   "'%stls_verify_name' is empty", path, path);
+	if (b->tls_ca_file[0] != '\0' && access(b->tls_ca_file, R_OK) != 0)
+		conf_error(ctx, group, "'%stls_ca_file' %s: %s", path,
+			   b->tls_ca_file, strerror(errno));
 }
 
 static void

@@ -36,6 +36,12 @@ enum backend_proto {
 	BACKEND_LMTP,
 };
 
+enum backend_tls {
+	BACKEND_TLS_NONE,	/* plaintext */
+	BACKEND_TLS_MAY,	/* STARTTLS when offered, certificate not checked */
+	BACKEND_TLS_VERIFY,	/* STARTTLS required, certificate verified */
+};
+
 enum bare_newline_policy {
 	BARE_NEWLINE_REJECT,	/* bare CR or LF in content: 550 5.6.0, nothing delivered */
 	BARE_NEWLINE_NORMALIZE,	/* bare CR or LF becomes CRLF before forwarding */
@@ -72,6 +78,9 @@ struct conf_backend {
 	char helo_name[256];		/* EHLO/LHLO name we present; default server_name */
 	int use_chunking;		/* 1 = BDAT when the backend offers CHUNKING */
 	unsigned capability_refresh;	/* seconds between background EHLO probes */
+	enum backend_tls tls;
+	char tls_ca_file[512];		/* CA bundle for "verify" */
+	char tls_verify_name[256];	/* name the certificate must carry */
 };
 
 struct conf_limits {

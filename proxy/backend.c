@@ -15,12 +15,18 @@
 #include "backend.h"
 #include "conf.h"
 #include "conn.h"
+#include "tls.h"
 #include "log.h"
 
 struct backend_known backend_known;
 
+/* Made once in the master (a bad CA file stops the start), inherited by the
+ * workers. */
+static SSL_CTX *backend_tls_ctx;
+
 enum backend_state {
-	BS_CONNECTING, BS_GREETING, BS_EHLO, BS_READY, BS_DEAD,
+	BS_CONNECTING, BS_GREETING, BS_EHLO, BS_STARTTLS, BS_TLS_HANDSHAKE,
+	BS_READY, BS_DEAD,
 };
 
 struct backend {
@@ -37,6 +43,7 @@ struct backend {
 	uint32_t *fifo;			/* outstanding tags, ring buffer */
 	size_t fifo_head, fifo_len, fifo_cap;
 	struct backend_reply reply;
+	int tls;			/* TLS is on */
 	int in_callback;		/* a callback is running: defer free */
 	int free_pending;
 	char log_id[32];
@@ -118,6 +125,26 @@ parse_caps(struct backend *be, const struct backend_reply *r)
 	backend_known.valid = 1;
 }
 
+/* Greeting, EHLO (and TLS) done: release what was held back. */
+static int
+become_ready(struct backend *be)
+{
+	be->state = BS_READY;
+	backend_set_reply_timeout(be, be->conf->timeouts.backend_command);
+	evbuffer_add_buffer(conn_output(be->conn), be->held);
+	conn_flush(be->conn);
+	if (be->cbs.on_ready != NULL) {
+		be->in_callback = 1;
+		be->cbs.on_ready(be->ctx, &be->caps);
+		be->in_callback = 0;
+		if (be->free_pending) {
+			backend_free(&be);
+			return -1;
+		}
+	}
+	return 0;
+}
+
 /* Called with a complete reply.  Returns -1 if the backend must not be
  * touched any more (failed or freed by the owner). */
 static int
@@ -148,20 +175,45 @@ handle_reply(struct backend *be)
 			return -1;
 		}
 		parse_caps(be, r);
-		be->state = BS_READY;
-		backend_set_reply_timeout(be, be->conf->timeouts.backend_command);
-		evbuffer_add_buffer(conn_output(be->conn), be->held);
-		conn_flush(be->conn);
-		if (be->cbs.on_ready != NULL) {
-			be->in_callback = 1;
-			be->cbs.on_ready(be->ctx, &be->caps);
-			be->in_callback = 0;
-			if (be->free_pending) {
-				backend_free(&be);
+		if (!be->tls && be->conf->backend.tls != BACKEND_TLS_NONE) {
+			if (be->caps.flags & CAP_STARTTLS) {
+				evbuffer_add(conn_output(be->conn), "STARTTLS\r\n", 10);
+				conn_flush(be->conn);
+				be->state = BS_STARTTLS;
+				return 0;
+			}
+			if (be->conf->backend.tls == BACKEND_TLS_VERIFY) {
+				log_warn("%s: backend offers no STARTTLS, and "
+				    "backend.tls is \"verify\"", be->log_id);
+				backend_fail(be, R_BACKEND_UNAVAIL);
 				return -1;
 			}
 		}
+		return become_ready(be);
+	case BS_STARTTLS: {
+		SSL *ssl;
+
+		if (r->code != 220) {
+			log_warn("%s: backend STARTTLS: %d %s", be->log_id,
+			    r->code, r->text);
+			if (be->conf->backend.tls == BACKEND_TLS_VERIFY) {
+				backend_fail(be, R_BACKEND_UNAVAIL);
+				return -1;
+			}
+			/* "may": go on in the clear */
+			return become_ready(be);
+		}
+		ssl = tls_client_new(backend_tls_ctx,
+		    be->conf->backend.tls == BACKEND_TLS_VERIFY ?
+		    be->conf->backend.tls_verify_name : NULL);
+		if (ssl == NULL || conn_start_tls(be->conn, ssl) < 0) {
+			log_warn("%s: cannot start TLS", be->log_id);
+			backend_fail(be, R_BACKEND_UNAVAIL);
+			return -1;
+		}
+		be->state = BS_TLS_HANDSHAKE;
 		return 0;
+	}
 	case BS_READY: {
 		uint32_t tag;
 
@@ -242,6 +294,20 @@ event_cb(void *arg, int what)
 		be->state = BS_GREETING;
 		return;
 	}
+	if (what & CONN_TLS_READY) {
+		char desc[128];
+
+		tls_describe(conn_ssl(be->conn), desc, sizeof(desc));
+		log_debug("%s: backend TLS: %s", be->log_id, desc);
+		be->tls = 1;
+		/* RFC 3207 4.2: forget what was learned before TLS */
+		evbuffer_add_printf(conn_output(be->conn), "%s %s\r\n",
+		    be->conf->backend.proto == BACKEND_LMTP ? "LHLO" : "EHLO",
+		    be->conf->backend.helo_name);
+		conn_flush(be->conn);
+		be->state = BS_EHLO;
+		return;
+	}
 	if (what & CONN_DRAINED) {
 		if (be->cbs.on_drain != NULL && be->state == BS_READY) {
 			be->in_callback = 1;
@@ -269,7 +335,8 @@ event_cb(void *arg, int what)
 			log_warn("%s: backend %s %s: %s", be->log_id,
 			    be->state == BS_CONNECTING ? "connect to" : "connection to",
 			    be->conf->backend.addr.text, (what & CONN_EOF) ?
-			    "closed" : strerror(conn_errno(be->conn)));
+			    "closed" : be->state == BS_TLS_HANDSHAKE || be->tls ?
+			    conn_tls_error(be->conn) : strerror(conn_errno(be->conn)));
 		backend_fail(be, be->state < BS_READY ? R_BACKEND_UNAVAIL :
 		    R_BACKEND_LOST);
 	}
@@ -421,13 +488,18 @@ backend_send(struct backend *be, uint32_t tag, const char *fmt, ...)
 }
 
 void
-backend_send_buffer(struct backend *be, struct evbuffer *data)
+backend_send_buffer(struct backend *be, struct evbuffer *data, size_t n)
 {
+	if (n > evbuffer_get_length(data))
+		n = evbuffer_get_length(data);
 	if (be->state == BS_DEAD) {
-		evbuffer_drain(data, evbuffer_get_length(data));
+		evbuffer_drain(data, n);
 		return;
 	}
-	evbuffer_add_buffer(out_buffer(be), data);
+	if (n == evbuffer_get_length(data))
+		evbuffer_add_buffer(out_buffer(be), data);
+	else
+		evbuffer_remove_buffer(data, out_buffer(be), n);
 }
 
 void
@@ -465,4 +537,21 @@ backend_flush(struct backend *be)
 {
 	if (be->state == BS_READY)
 		conn_flush(be->conn);
+}
+
+int
+backend_global_init(const struct conf *conf, const char **error_r)
+{
+	if (conf->backend.tls == BACKEND_TLS_NONE)
+		return 0;
+	backend_tls_ctx = tls_client_ctx_new(
+	    conf->backend.tls == BACKEND_TLS_VERIFY ? conf->backend.tls_ca_file :
+	    NULL, error_r);
+	return backend_tls_ctx != NULL ? 0 : -1;
+}
+
+int
+backend_is_tls(const struct backend *be)
+{
+	return be->tls;
 }

@@ -76,6 +76,13 @@ struct backend_cbs {
 
 struct backend;
 
+/* Once, in the master, before the workers start: the TLS client context
+ * for backend.tls.  -1 with *error_r set on failure. */
+int backend_global_init(const struct conf *conf, const char **error_r);
+
+/* Is the connection protected by TLS (backend.tls)? */
+int backend_is_tls(const struct backend *be);
+
 /* Start connecting to conf->backend.addr. */
 struct backend *backend_new(struct event_base *base, const struct conf *conf,
 			    const struct backend_cbs *cbs, void *ctx,
@@ -93,8 +100,9 @@ size_t backend_outstanding(const struct backend *be);
 void backend_send(struct backend *be, uint32_t tag, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
-/* Move bytes (message content) to the backend, no reply expected. */
-void backend_send_buffer(struct backend *be, struct evbuffer *data);
+/* Move the first n bytes of data (message content; all of it if n is
+ * larger) to the backend, no reply expected. */
+void backend_send_buffer(struct backend *be, struct evbuffer *data, size_t n);
 
 /* Expect one more reply with `tag` without writing anything (the final
  * reply after content, the per-recipient replies of LMTP). */

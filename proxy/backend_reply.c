@@ -143,12 +143,21 @@ backend_reply_relay(const struct backend_reply *r, enum backend_expect expect,
 		snprintf(first, sizeof(first), "%.*s", (int)(len < 15 ? len : 15), line);
 		has_enh = line[0] == '0' + r->code / 100 &&
 		    smtp_enhanced_code_len(first) > 0;
-		if (has_enh || enh == NULL)
+		/* RFC 5321 4.5.3.1.5: a reply line is at most 512 octets
+		 * with its CRLF: code, separator, enhanced code, text. */
+		if (has_enh || enh == NULL) {
+			if (len > SMTP_REPLY_LINE_MAX - 6)
+				len = SMTP_REPLY_LINE_MAX - 6;
 			evbuffer_add_printf(out, "%03d%c%.*s\r\n", r->code, sep,
 			    (int)len, line);
-		else
+		} else {
+			size_t max = SMTP_REPLY_LINE_MAX - 6 - strlen(enh) - 1;
+
+			if (len > max)
+				len = max;
 			evbuffer_add_printf(out, "%03d%c%s%s%.*s\r\n", r->code,
 			    sep, enh, len ? " " : "", (int)len, line);
+		}
 	}
 }
 

@@ -9,6 +9,8 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/uio.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include "conn.h"
 
@@ -27,7 +29,14 @@ struct conn {
 	int err, dead;
 	int pending;			/* events for the deferred callback */
 	int in_cb, free_pending;
+	SSL *ssl;			/* TLS on top of fd, or NULL */
+	int handshaking;		/* TLS handshake in progress */
+	int write_wants_read;		/* SSL_write needs input first */
+	char tls_error[160];
 };
+
+static void conn_tls_handshake(struct conn *c);
+static int conn_tls_read(struct conn *c);
 
 static void conn_update_read(struct conn *c);
 
@@ -81,9 +90,21 @@ read_cb(evutil_socket_t fd, short what, void *arg)
 	ssize_t n;
 
 	if (what & EV_TIMEOUT) {
-		if (call_event(c, CONN_TIMEOUT) < 0)
-			return;
+		call_event(c, CONN_TIMEOUT);
 		return;
+	}
+	if (c->ssl != NULL) {
+		if (c->handshaking) {
+			conn_tls_handshake(c);
+			return;
+		}
+		if (c->write_wants_read) {
+			c->write_wants_read = 0;
+			conn_flush(c);
+		}
+		if (conn_tls_read(c) <= 0)
+			return;
+		goto deliver;
 	}
 	nv = evbuffer_reserve_space(c->in, (ev_ssize_t)c->read_size, v, 2);
 	if (nv < 1)
@@ -111,6 +132,7 @@ read_cb(evutil_socket_t fd, short what, void *arg)
 		v[1].iov_len = (size_t)n - v[0].iov_len;
 	}
 	evbuffer_commit_space(c->in, v, nv);
+deliver:
 	c->in_cb++;
 	c->cbs.on_read(c->ctx);
 	c->in_cb--;
@@ -153,6 +175,10 @@ write_cb(evutil_socket_t fd, short what, void *arg)
 		conn_flush(c);
 		return;
 	}
+	if (c->handshaking) {
+		conn_tls_handshake(c);
+		return;
+	}
 	conn_flush(c);
 	if (!c->dead && !c->wev_added)
 		call_event(c, CONN_DRAINED);
@@ -167,6 +193,13 @@ defer_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	c->pending = 0;
+	if (pending & CONN_TLS_KICK) {
+		pending &= ~CONN_TLS_KICK;
+		if (c->handshaking && !c->dead)
+			conn_tls_handshake(c);
+		if (c->free_pending)
+			return;
+	}
 	if (pending)
 		call_event(c, pending);
 }
@@ -272,6 +305,8 @@ conn_free(struct conn **cp)
 		evbuffer_free(c->in);
 	if (c->out != NULL)
 		evbuffer_free(c->out);
+	if (c->ssl != NULL)
+		SSL_free(c->ssl);
 	if (c->fd >= 0)
 		close(c->fd);
 	free(c);
@@ -304,8 +339,8 @@ conn_errno(const struct conn *c)
 static void
 conn_update_read(struct conn *c)
 {
-	int want = !c->paused && !c->dead && !c->connecting &&
-	    evbuffer_get_length(c->in) < c->max_input;
+	int want = !c->dead && !c->connecting && (c->handshaking ||
+	    (!c->paused && evbuffer_get_length(c->in) < c->max_input));
 
 	if (want && !c->rev_added) {
 		struct timeval tv = { c->timeout, 0 };
@@ -316,6 +351,9 @@ conn_update_read(struct conn *c)
 		event_del(c->rev);
 		c->rev_added = 0;
 	}
+	/* TLS may hold decrypted input that epoll cannot see */
+	if (want && c->ssl != NULL && !c->handshaking && SSL_pending(c->ssl) > 0)
+		event_active(c->rev, EV_READ, 1);
 }
 
 void
@@ -323,9 +361,42 @@ conn_flush(struct conn *c)
 {
 	int n;
 
-	if (c->dead || c->connecting || c->free_pending)
+	if (c->dead || c->connecting || c->free_pending || c->handshaking)
 		return;
-	while (evbuffer_get_length(c->out) > 0) {
+	while (c->ssl != NULL && evbuffer_get_length(c->out) > 0) {
+		struct evbuffer_iovec v;
+		int r, e;
+
+		if (evbuffer_peek(c->out, -1, NULL, &v, 1) < 1)
+			break;
+		ERR_clear_error();
+		r = SSL_write(c->ssl, v.iov_base, (int)(v.iov_len > 65536 ?
+		    65536 : v.iov_len));
+		if (r > 0) {
+			evbuffer_drain(c->out, (size_t)r);
+			continue;
+		}
+		e = SSL_get_error(c->ssl, r);
+		if (e == SSL_ERROR_WANT_WRITE) {
+			if (!c->wev_added) {
+				struct timeval tv = { c->timeout, 0 };
+
+				event_add(c->wev, c->timeout ? &tv : NULL);
+				c->wev_added = 1;
+			}
+			return;
+		}
+		if (e == SSL_ERROR_WANT_READ) {
+			c->write_wants_read = 1;
+			return;
+		}
+		c->err = errno;
+		ERR_error_string_n(ERR_peek_last_error(), c->tls_error,
+		    sizeof(c->tls_error));
+		fail(c, CONN_ERROR);
+		return;
+	}
+	while (c->ssl == NULL && evbuffer_get_length(c->out) > 0) {
 		n = evbuffer_write(c->out, c->fd);
 		if (n < 0) {
 			if (errno == EINTR)
@@ -399,4 +470,141 @@ conn_defer(struct conn *c)
 {
 	c->pending |= CONN_DEFERRED;
 	event_active(c->dev, EV_TIMEOUT, 1);
+}
+
+/* Read what TLS has for us: returns 1 if input was added, 0 if none yet,
+ * -1 if the connection failed (reported from the loop). */
+static int
+conn_tls_read(struct conn *c)
+{
+	int got = 0;
+
+	do {
+		struct evbuffer_iovec v;
+		int r, e;
+
+		if (evbuffer_get_length(c->in) >= c->max_input)
+			break;
+		if (evbuffer_reserve_space(c->in, (ev_ssize_t)c->read_size, &v, 1) < 1)
+			return -1;
+		ERR_clear_error();
+		r = SSL_read(c->ssl, v.iov_base, (int)(v.iov_len > c->read_size ?
+		    c->read_size : v.iov_len));
+		if (r > 0) {
+			v.iov_len = (size_t)r;
+			evbuffer_commit_space(c->in, &v, 1);
+			got = 1;
+			continue;	/* SSL may hold more than epoll can see */
+		}
+		evbuffer_commit_space(c->in, &v, 0);
+		e = SSL_get_error(c->ssl, r);
+		if (e == SSL_ERROR_WANT_READ)
+			break;
+		if (e == SSL_ERROR_WANT_WRITE) {
+			/* renegotiation-like: wait until writable */
+			if (!c->wev_added) {
+				event_add(c->wev, NULL);
+				c->wev_added = 1;
+			}
+			break;
+		}
+		if (e == SSL_ERROR_ZERO_RETURN) {
+			if (got)
+				break;	/* deliver first; EOF on the next read */
+			fail(c, CONN_EOF);
+			return -1;
+		}
+		if (got)
+			break;
+		c->err = errno;
+		ERR_error_string_n(ERR_peek_last_error(), c->tls_error,
+		    sizeof(c->tls_error));
+		fail(c, e == SSL_ERROR_SYSCALL && r == 0 ? CONN_EOF : CONN_ERROR);
+		return -1;
+	} while (SSL_pending(c->ssl) > 0);
+	return got;
+}
+
+static void
+conn_tls_handshake(struct conn *c)
+{
+	int r, e;
+
+	ERR_clear_error();
+	r = SSL_do_handshake(c->ssl);
+	if (r == 1) {
+		c->handshaking = 0;
+		if (c->wev_added) {
+			event_del(c->wev);
+			c->wev_added = 0;
+		}
+		conn_update_read(c);
+		if (call_event(c, CONN_TLS_READY) < 0)
+			return;
+		conn_flush(c);
+		return;
+	}
+	e = SSL_get_error(c->ssl, r);
+	if (e == SSL_ERROR_WANT_READ) {
+		if (c->wev_added) {
+			event_del(c->wev);
+			c->wev_added = 0;
+		}
+		conn_update_read(c);
+		return;
+	}
+	if (e == SSL_ERROR_WANT_WRITE) {
+		if (!c->wev_added) {
+			struct timeval tv = { c->timeout, 0 };
+
+			event_add(c->wev, c->timeout ? &tv : NULL);
+			c->wev_added = 1;
+		}
+		return;
+	}
+	c->err = errno;
+	ERR_error_string_n(ERR_peek_last_error(), c->tls_error,
+	    sizeof(c->tls_error));
+	if (SSL_get_verify_result(c->ssl) != X509_V_OK)
+		snprintf(c->tls_error, sizeof(c->tls_error),
+		    "certificate verification failed: %s",
+		    X509_verify_cert_error_string(SSL_get_verify_result(c->ssl)));
+	fail(c, CONN_ERROR);
+}
+
+int
+conn_start_tls(struct conn *c, SSL *ssl)
+{
+	if (c->ssl != NULL || c->dead) {
+		SSL_free(ssl);
+		return -1;
+	}
+	/* Bytes the peer sent before the handshake were sent in the clear
+	 * and must not be taken as protected (the STARTTLS injection class). */
+	evbuffer_drain(c->in, evbuffer_get_length(c->in));
+	if (SSL_set_fd(ssl, c->fd) != 1) {
+		SSL_free(ssl);
+		return -1;
+	}
+	SSL_set_mode(ssl, SSL_MODE_ENABLE_PARTIAL_WRITE |
+	    SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	c->ssl = ssl;
+	c->handshaking = 1;
+	conn_update_read(c);
+	/* start now: a client sends its hello at once */
+	c->pending |= CONN_TLS_KICK;
+	event_active(c->dev, EV_TIMEOUT, 1);
+	return 0;
+}
+
+SSL *
+conn_ssl(const struct conn *c)
+{
+	return c->ssl;
+}
+
+const char *
+conn_tls_error(const struct conn *c)
+{
+	return c->tls_error[0] ? c->tls_error : "TLS error";
 }

@@ -29,6 +29,8 @@ enum conn_event {
 	CONN_TIMEOUT = 1 << 3,		/* no progress within the timeout */
 	CONN_DEFERRED = 1 << 4,		/* conn_defer() asked for a callback */
 	CONN_DRAINED = 1 << 5,		/* output that had to wait is all written */
+	CONN_TLS_READY = 1 << 6,	/* the TLS handshake completed */
+	CONN_TLS_KICK = 1 << 7,		/* internal: start the handshake */
 };
 
 struct conn_cbs {
@@ -66,6 +68,19 @@ void conn_set_read_size(struct conn *c, size_t n);
 /* Seconds without input (while reading) or without output progress (while
  * output waits) before CONN_TIMEOUT; 0 = none.  Restarts the clock. */
 void conn_set_timeout(struct conn *c, unsigned seconds);
+
+/*
+ * Switch to TLS: ssl (set up for the client or server role, with SNI,
+ * verification and so on) takes over the socket; the conn owns it from now
+ * on.  Unread input is discarded first: whatever the peer sent in the clear
+ * before the handshake must not be taken as protected (STARTTLS injection).
+ * CONN_TLS_READY or CONN_ERROR follows.  Returns -1 if TLS cannot start.
+ */
+typedef struct ssl_st SSL;
+int conn_start_tls(struct conn *c, SSL *ssl);
+SSL *conn_ssl(const struct conn *c);
+/* What went wrong in the TLS layer, for the log. */
+const char *conn_tls_error(const struct conn *c);
 
 /* Ask for one CONN_DEFERRED callback from the loop. */
 void conn_defer(struct conn *c);

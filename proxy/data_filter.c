@@ -128,17 +128,19 @@ data_filter_decode_dot(struct data_filter *f, const char *in, size_t len,
 			if (c == '\r') {
 				f->state = DF_DOT_CR;
 				i++;
+			} else if (c == '\n') {
+				/* ".<LF>": a line of one dot ended by a bare
+				 * LF is content, never a terminator; keep the
+				 * dot (the encoder stuffs it again). */
+				emit(f, out, ".", 1);
+				f->bare_newlines++;
+				emit_crlf(f, out);
+				f->state = DF_BOL_SOFT;
+				i++;
 			} else {
 				/* The leading dot was stuffing (RFC 5321
 				 * 4.5.2): drop it, go on with the line. */
-				count_line(f, 0);
 				f->state = DF_MID;
-				if (c == '\n') {
-					f->bare_newlines++;
-					emit_crlf(f, out);
-					f->state = DF_BOL_SOFT;
-					i++;
-				}
 			}
 			break;
 		case DF_DOT_CR:
@@ -146,7 +148,9 @@ data_filter_decode_dot(struct data_filter *f, const char *in, size_t len,
 				f->state = DF_END;
 				return i + 1;
 			}
-			/* ".\r" + something: a bare CR after a stuffing dot */
+			/* ".<CR>" + something: a one-dot line ended by a
+			 * bare CR; content, like ".<LF>" */
+			emit(f, out, ".", 1);
 			f->bare_newlines++;
 			emit_crlf(f, out);
 			f->state = DF_BOL_SOFT;
@@ -218,8 +222,11 @@ void
 dot_encode(struct dot_encoder *e, const char *in, size_t len,
 	   struct evbuffer *out)
 {
-	const char *p = in, *end = in + len, *nl;
+	const char *p = in, *end, *nl;
 
+	if (len == 0)
+		return;
+	end = in + len;
 	while (p < end) {
 		if (e->bol && *p == '.')
 			evbuffer_add(out, ".", 1);

@@ -21,6 +21,7 @@
 #include <sys/wait.h>
 
 #include "config.h"
+#include "backend.h"
 #include "conf.h"
 #include "listener.h"
 #include "log.h"
@@ -226,6 +227,15 @@ main(int argc, char **argv)
 	if (nworkers == 0) {
 		long n = sysconf(_SC_NPROCESSORS_ONLN);
 		nworkers = n > 0 ? (unsigned)n : 1;
+	}
+	{
+		const char *error = NULL;
+
+		if (backend_global_init(conf, &error) < 0) {
+			log_err("backend TLS: %s", error);
+			fprintf(stderr, "msaproxy: backend TLS: %s\n", error);
+			return 1;
+		}
 	}
 	if (listener_bind_all(conf, nworkers, &set, err, sizeof(err)) < 0) {
 		log_err("%s", err);

@@ -34,13 +34,16 @@ received_format(const struct received_info *ri, struct evbuffer *out)
 	char date[64];
 	size_t before = evbuffer_get_length(out);
 
+	/* RFC 5321 4.1.3: an IPv6 address literal is tagged "IPv6:" */
+	const char *tag = strchr(ri->ip, ':') != NULL ? "IPv6:" : "";
+
 	util_rfc5322_date(ri->when, date, sizeof(date));
 	if (ri->rdns != NULL)
-		evbuffer_add_printf(out, "Received: from %s (%s [%s])\r\n",
-		    ri->helo, ri->rdns, ri->ip);
+		evbuffer_add_printf(out, "Received: from %s (%s [%s%s])\r\n",
+		    ri->helo, ri->rdns, tag, ri->ip);
 	else
-		evbuffer_add_printf(out, "Received: from %s ([%s])\r\n",
-		    ri->helo, ri->ip);
+		evbuffer_add_printf(out, "Received: from %s ([%s%s])\r\n",
+		    ri->helo, tag, ri->ip);
 	if (ri->tls_comment != NULL)
 		evbuffer_add_printf(out, "\t(using %s)\r\n", ri->tls_comment);
 	if (ri->auth_comment != NULL)

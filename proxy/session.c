@@ -281,10 +281,13 @@ flush_bdat_chunk(struct session *s, int last)
 	if (last) {
 		/* its reply is the first verdict on the message */
 		backend_send(s->be, TAG(TAG_FINAL, s->tx.gen, 0), "BDAT %zu LAST", n);
-	} else {
-		backend_send(s->be, TAG(TAG_CHUNK, s->tx.gen, 0), "BDAT %zu", n);
+		backend_send_buffer(s->be, s->chunk, n);
+		return;
 	}
-	backend_send_buffer(s->be, s->chunk);
+	if (n > s->conf->limits.max_bdat_chunk)
+		n = s->conf->limits.max_bdat_chunk;
+	backend_send(s->be, TAG(TAG_CHUNK, s->tx.gen, 0), "BDAT %zu", n);
+	backend_send_buffer(s->be, s->chunk, n);
 }
 
 /* Forward the filtered content in s->content. */
@@ -299,29 +302,31 @@ forward_content(struct session *s)
 	}
 	if (tx->backend_bdat) {
 		evbuffer_add_buffer(s->chunk, s->content);
-		if (evbuffer_get_length(s->chunk) >= s->conf->limits.max_bdat_chunk)
+		/* full chunks go now; the rest waits for more or for LAST */
+		while (s->be != NULL &&
+		    evbuffer_get_length(s->chunk) >= s->conf->limits.max_bdat_chunk)
 			flush_bdat_chunk(s, 0);
 		return;
 	}
-	{
-		/* dot-stuff for a DATA backend, one contiguous piece at a time */
+	/* dot-stuff for a DATA backend, a few contiguous pieces at a time;
+	 * drain exactly what was encoded (evbuffer_peek() with len -1 does
+	 * not report more extents than it was given room for) */
+	while (evbuffer_get_length(s->content) > 0) {
 		struct evbuffer_iovec v[8];
+		size_t done = 0;
 		int i, n = evbuffer_peek(s->content, -1, NULL, v, 8);
 
-		for (i = 0; i < n && i < 8; i++)
+		if (n > 8)
+			n = 8;
+		for (i = 0; i < n; i++) {
 			dot_encode(&tx->enc, v[i].iov_base, v[i].iov_len, s->chunk);
-		if (n > 8) {
-			/* rare: more segments than we looked at; linearize */
-			size_t done = 0;
-			for (i = 0; i < 8; i++)
-				done += v[i].iov_len;
-			evbuffer_drain(s->content, done);
-			forward_content(s);
-			return;
+			done += v[i].iov_len;
 		}
-		evbuffer_drain(s->content, evbuffer_get_length(s->content));
-		backend_send_buffer(s->be, s->chunk);
+		if (done == 0)
+			break;
+		evbuffer_drain(s->content, done);
 	}
+	backend_send_buffer(s->be, s->chunk, (size_t)-1);
 }
 
 /* A content failure: stop forwarding, abort the backend side, remember why. */
@@ -390,7 +395,7 @@ end_of_content(struct session *s)
 		flush_bdat_chunk(s, 1);
 	} else {
 		dot_encode_end(&tx->enc, s->chunk);
-		backend_send_buffer(s->be, s->chunk);
+		backend_send_buffer(s->be, s->chunk, (size_t)-1);
 	}
 	/* The verdict: one reply from an SMTP backend, one per accepted
 	 * recipient from an LMTP backend (RFC 2033 4.2).  flush_bdat_chunk's
@@ -452,8 +457,9 @@ read_line(struct session *s)
 	return 1;
 }
 
+/* Run the commands waiting in the input, in order, as far as they can go. */
 static void
-session_run(struct session *s)
+run_commands(struct session *s)
 {
 	while (s->state == S_COMMAND) {
 		struct smtp_command cmd;
@@ -484,13 +490,25 @@ session_run(struct session *s)
 		}
 		if (s->outstanding > 0 &&
 		    (s->outstanding >= s->conf->limits.max_pipelined ||
-		    !smtp_cmd_may_pipeline(s, cmd.verb)))
+		    !smtp_cmd_may_pipeline(s, cmd.verb, cmd.args)))
 			break;
 		s->have_line = 0;
 		smtp_cmd_dispatch(s, cmd.verb, cmd.args);
 	}
-	if (s->state == S_DATA || s->state == S_BDAT)
+}
+
+static void
+session_run(struct session *s)
+{
+	for (;;) {
+		run_commands(s);
+		if (s->state != S_DATA && s->state != S_BDAT)
+			break;
 		session_read_content(s);
+		/* back to commands if the content ended; else wait for input */
+		if (s->state != S_COMMAND)
+			break;
+	}
 	if (s->state == S_COMMAND && s->quit_after_tx && s->outstanding == 0 &&
 	    s->tx.state == TX_NONE)
 		session_reply(s, R_SHUTDOWN);
@@ -503,14 +521,26 @@ session_run(struct session *s)
 static int
 backpressure(struct session *s)
 {
-	if (s->be != NULL &&
-	    backend_pending_output(s->be) > s->conf->limits.session_buffer) {
+	if (s->be == NULL ||
+	    backend_pending_output(s->be) <= s->conf->limits.session_buffer) {
+		/* a flush on our own path may have drained it: no
+		 * CONN_DRAINED will come, so the flag is decided here */
+		s->input_paused = 0;
+		return 0;
+	}
+	/* Only what the kernel would not take counts: then EV_WRITE is armed
+	 * and CONN_DRAINED (be_on_drain) resumes reading. */
+	backend_flush(s->be);
+	if (backend_pending_output(s->be) > s->conf->limits.session_buffer) {
 		if (!s->input_paused) {
+			log_debug("%s: backend backlog %zu: pausing input", s->id,
+			    backend_pending_output(s->be));
 			s->input_paused = 1;
 			conn_pause_read(s->conn, 1);
 		}
 		return 1;
 	}
+	s->input_paused = 0;
 	return 0;
 }
 
@@ -811,6 +841,8 @@ be_on_drain(void *ctx)
 {
 	struct session *s = ctx;
 
+	log_debug("%s: backend drained (input %s)", s->id,
+	    s->input_paused ? "paused" : "not paused");
 	if (s->input_paused) {
 		s->input_paused = 0;
 		session_run(s);
@@ -988,6 +1020,7 @@ session_new(struct worker *w, const struct conf_listener *lc,
 	if (s->peer.ss_family == AF_UNIX)
 		snprintf(s->peer_ip, sizeof(s->peer_ip), "127.0.0.1");
 	s->line = malloc(s->conf->limits.max_line_length + 1);
+	s->scratch = malloc(s->conf->limits.max_line_length + 1);
 	s->content = evbuffer_new();
 	s->chunk = evbuffer_new();
 	{
@@ -995,8 +1028,8 @@ session_new(struct worker *w, const struct conf_listener *lc,
 
 		s->conn = conn_new(w->base, fd, &io_cbs, s);
 	}
-	if (s->line == NULL || s->content == NULL || s->chunk == NULL ||
-	    s->conn == NULL) {
+	if (s->line == NULL || s->scratch == NULL || s->content == NULL ||
+	    s->chunk == NULL || s->conn == NULL) {
 		if (s->conn == NULL)
 			close(fd);
 		session_free(&s);
@@ -1074,6 +1107,7 @@ session_free(struct session **sp)
 	if (s->chunk != NULL)
 		evbuffer_free(s->chunk);
 	free(s->line);
+	free(s->scratch);
 	free(s->rdns);
 	if (s->worker != NULL && s->entry.tqe_prev != NULL)
 		worker_session_closed(s->worker, s);

@@ -121,6 +121,7 @@ struct session {
 	int tls, auth;			/* set by TLS/AUTH (later releases) */
 
 	char *line;			/* the next command, max_line_length + 1 */
+	char *scratch;			/* same size: a copy to parse */
 	size_t line_len;
 	int have_line, line_too_long, skipping_line;
 
@@ -161,7 +162,8 @@ struct evbuffer *session_output(struct session *s);
 /* Run one command line (s->line).  Defined in smtp_cmds.c. */
 void smtp_cmd_dispatch(struct session *s, enum smtp_verb verb, char *args);
 /* May `verb` start while replies are outstanding?  smtp_cmds.c. */
-int smtp_cmd_may_pipeline(const struct session *s, enum smtp_verb verb);
+int smtp_cmd_may_pipeline(struct session *s, enum smtp_verb verb,
+			  const char *args);
 
 /* Transaction helpers (session.c). */
 void tx_reset(struct session *s);

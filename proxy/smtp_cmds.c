@@ -332,43 +332,55 @@ rcpt_params(struct session *s, const struct smtp_path_args *pa,
 	return R_REPLY_COUNT;
 }
 
+/*
+ * Everything RCPT checks before it is forwarded.  Returns R_REPLY_COUNT if
+ * it goes to the backend, else the reply to give; *bad_r says whether that
+ * counts as a client error.
+ */
+static enum smtp_reply_id
+rcpt_check(struct session *s, char *args, struct smtp_path_args *pa,
+	   char *params, size_t paramsize, int *bad_r)
+{
+	struct tx *tx = &s->tx;
+	enum smtp_parse_error pe;
+	enum smtp_reply_id r;
+
+	*bad_r = 1;
+	if (tx->state != TX_ENVELOPE)
+		return tx->state == TX_NONE ? R_SEQ_NEED_MAIL : R_SEQ_NESTED_MAIL;
+	pe = smtp_parse_path_args(args, "TO:", 0, tx->smtputf8, pa);
+	if (pe == SMTP_PARSE_BAD_PATH)
+		return R_SYNTAX_RCPT;
+	if (pe != SMTP_PARSE_OK)
+		return R_SYNTAX;
+	r = rcpt_params(s, pa, params, paramsize);
+	if (r != R_REPLY_COUNT)
+		return r;
+	*bad_r = 0;
+	if (tx->rcpt_count >= s->conf->limits.max_recipients)
+		return R_TOO_MANY_RCPTS;
+	if (s->be == NULL)
+		return R_BACKEND_LOST;	/* the backend went away since MAIL */
+	return R_REPLY_COUNT;
+}
+
 static void
 cmd_rcpt(struct session *s, char *args)
 {
 	struct smtp_path_args pa;
 	char params[600];
-	enum smtp_parse_error pe;
 	enum smtp_reply_id r;
 	struct tx *tx = &s->tx;
 	char **nr;
 	uint8_t *nok;
+	int bad;
 
-	if (tx->state != TX_ENVELOPE) {
-		session_bad_command(s, tx->state == TX_NONE ? R_SEQ_NEED_MAIL :
-		    R_SEQ_NESTED_MAIL);
-		return;
-	}
-	pe = smtp_parse_path_args(args, "TO:", 0, tx->smtputf8, &pa);
-	if (pe == SMTP_PARSE_BAD_PATH) {
-		session_bad_command(s, R_SYNTAX_RCPT);
-		return;
-	}
-	if (pe != SMTP_PARSE_OK) {
-		session_bad_command(s, R_SYNTAX);
-		return;
-	}
-	r = rcpt_params(s, &pa, params, sizeof(params));
+	r = rcpt_check(s, args, &pa, params, sizeof(params), &bad);
 	if (r != R_REPLY_COUNT) {
-		session_bad_command(s, r);
-		return;
-	}
-	if (tx->rcpt_count >= s->conf->limits.max_recipients) {
-		session_reply(s, R_TOO_MANY_RCPTS);
-		return;
-	}
-	if (s->be == NULL) {
-		/* the backend went away since MAIL */
-		session_reply(s, R_BACKEND_LOST);
+		if (bad)
+			session_bad_command(s, r);
+		else
+			session_reply(s, r);
 		return;
 	}
 	nr = realloc(tx->rcpts, (tx->rcpt_count + 1) * sizeof(*nr));
@@ -592,12 +604,24 @@ static const struct cmd_def commands[V_VERB_COUNT] = {
 };
 
 int
-smtp_cmd_may_pipeline(const struct session *s, enum smtp_verb verb)
+smtp_cmd_may_pipeline(struct session *s, enum smtp_verb verb,
+		      const char *args)
 {
-	/* RCPTs behind MAIL/RCPT go to a pipelining backend at once; all
+	struct smtp_path_args pa;
+	char params[600];
+	int bad;
+
+	/* RCPTs behind MAIL/RCPT go to a pipelining backend at once, but only
+	 * those that will be forwarded: a reply of our own must wait for the
+	 * backend's replies before it (RFC 2920 3.1: replies in order).  All
 	 * else waits until the replies before it are out. */
-	return verb == V_RCPT && s->tx.state == TX_ENVELOPE && s->be != NULL &&
-	    backend_can_pipeline(s->be);
+	if (verb != V_RCPT || s->tx.state != TX_ENVELOPE || s->be == NULL ||
+	    !backend_can_pipeline(s->be))
+		return 0;
+	/* the check cuts its argument into pieces: use a copy */
+	snprintf(s->scratch, s->conf->limits.max_line_length + 1, "%s", args);
+	return rcpt_check(s, s->scratch, &pa, params, sizeof(params), &bad) ==
+	    R_REPLY_COUNT;
 }
 
 void

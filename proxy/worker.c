@@ -216,14 +216,11 @@ worker_run(const struct conf *conf, int index, const int *fds, size_t count)
 	signal(SIGPIPE, SIG_IGN);
 
 	{
-		/* The changelist folds the many enable/disable pairs of one
-		 * loop iteration into one epoll_ctl. */
+		/* One loop per process: no locking. */
 		struct event_config *cfg = event_config_new();
 
 		if (cfg != NULL) {
-			event_config_set_flag(cfg,
-			    EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST |
-			    EVENT_BASE_FLAG_NOLOCK);
+			event_config_set_flag(cfg, EVENT_BASE_FLAG_NOLOCK);
 			w.base = event_base_new_with_config(cfg);
 			event_config_free(cfg);
 		}

@@ -240,3 +240,60 @@ def test_10mb_message_through_postfix(postfix, proxy_factory, marker):
     [(path, msg)] = postfix.wait_for(marker, timeout=30)
     got = harness.body_of(msg)
     assert hashlib.sha256(got).hexdigest() == hashlib.sha256(crlf_to_lf(body)).hexdigest()
+
+
+# ----------------------------------------- large content, byte-exact, fast ---
+
+def big_content(marker, n_lines=15000):
+    """~1.2 MB of CRLF lines, some starting with dots."""
+    lines = [f"Subject: big {marker}", ""]
+    lines += [(".%06d " if i % 7 == 0 else "%06d ") % i + "z" * 70 for i in range(n_lines)]
+    return ("\r\n".join(lines) + f"\r\n{marker}\r\n").encode()
+
+
+@pytest.mark.parametrize("backend_kind", ["data", "chunking"])
+def test_large_data_message_intact(fake, fake_chunking, proxy_factory, marker, backend_kind):
+    fb = fake if backend_kind == "data" else fake_chunking
+    p = proxy_factory(fb)
+    content = big_content(marker)
+    with p.client(timeout=30) as c:
+        start(c)
+        r = send_data(c, content)
+        assert r.code == 250, r
+    [t] = fb.wait_transactions(1)
+    got = received_and_rest(t["content"])[1]
+    assert len(got) == len(content), f"backend got {len(got)} of {len(content)} octets"
+    assert got == content
+
+
+@pytest.mark.parametrize("backend_kind", ["data", "chunking"])
+def test_large_bdat_message_intact(fake, fake_chunking, proxy_factory, marker, backend_kind):
+    fb = fake if backend_kind == "data" else fake_chunking
+    p = proxy_factory(fb)
+    content = big_content(marker)
+    with p.client(timeout=30) as c:
+        start(c)
+        c.send(b"MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>\r\n"
+               + f"BDAT {len(content)} LAST\r\n".encode() + content)
+        rs = c.replies(3, timeout=30)
+        assert [r.code for r in rs] == [250, 250, 250], rs
+    [t] = fb.wait_transactions(1)
+    got = received_and_rest(t["content"])[1]
+    assert len(got) == len(content), f"backend got {len(got)} of {len(content)} octets"
+    assert got == content
+
+
+def test_large_message_to_smtp_sink(sink, proxy_factory, marker):
+    """Same as above against a real (non-CHUNKING) server."""
+    p = proxy_factory(sink)
+    content = big_content(marker)
+    with p.client(timeout=30) as c:
+        start(c)
+        assert send_data(c, content).code == 250
+    got = harness.wait_until(lambda: sink.messages(), 10)
+    assert got, "nothing reached smtp-sink"
+    [(meta, msg)] = got
+    rest = received_and_rest(msg)[1]
+    assert len(rest) == len(crlf_to_lf(content)), \
+        f"smtp-sink got {len(rest)} of {len(crlf_to_lf(content))} octets"
+    assert rest == crlf_to_lf(content)

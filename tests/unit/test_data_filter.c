@@ -162,15 +162,20 @@ static const struct decode_case decode_cases[] = {
 	{ "trailing command", S("a\r\n.\r\nQUIT\r\n"), S("a\r\n"), 6, 0, 1 },
 	{ "terminator first", S(".\r\nMAIL FROM:<a@b>\r\n"), S(""), 3, 0, 1 },
 	{ "two terminators", S("a\r\n.\r\n.\r\n"), S("a\r\n"), 6, 0, 1 },
-	/* smuggling: none of these ends DATA */
+	/* smuggling: none of these ends DATA, and a one-dot line ended by a
+	 * bare CR or LF is content: its dot is kept */
 	{ "LF.LF", S("a\n.\nb\r\n.\r\n"), S("a\r\n.\r\nb\r\n"), ALL, 2, 1 },
-	{ "CRLF.LF", S("a\r\n.\nb\r\n.\r\n"), S("a\r\n\r\nb\r\n"), ALL, 1, 1 },
+	{ "CRLF.LF", S("a\r\n.\nb\r\n.\r\n"), S("a\r\n.\r\nb\r\n"), ALL, 1, 1 },
 	{ "LF.CRLF", S("a\n.\r\nb\r\n.\r\n"), S("a\r\n.\r\nb\r\n"), ALL, 1, 1 },
 	{ "CR.CRLF", S("a\r.\r\nb\r\n.\r\n"), S("a\r\n.\r\nb\r\n"), ALL, 1, 1 },
-	{ "CRLF.CR", S("a\r\n.\rb\r\n.\r\n"), S("a\r\n\r\nb\r\n"), ALL, 1, 1 },
+	{ "CRLF.CR", S("a\r\n.\rb\r\n.\r\n"), S("a\r\n.\r\nb\r\n"), ALL, 1, 1 },
+	{ "CRLF.CR.", S("a\r\n.\r.\r\n.\r\n"), S("a\r\n.\r\n.\r\n"), ALL, 1,
+	    1 },
+	{ "CRLF.CR.LF", S("a\r\n.\r.\nb\r\n.\r\n"),
+	    S("a\r\n.\r\n.\r\nb\r\n"), ALL, 2, 1 },
 	{ "CR.CR", S("a\r.\rb\r\n.\r\n"), S("a\r\n.\r\nb\r\n"), ALL, 2, 1 },
 	{ "LF.LF only", S("a\n.\n"), S("a\r\n.\r\n"), ALL, 2, 0 },
-	{ "CRLF.LF only", S("a\r\n.\n"), S("a\r\n\r\n"), ALL, 1, 0 },
+	{ "CRLF.LF only", S("a\r\n.\n"), S("a\r\n.\r\n"), ALL, 1, 0 },
 	{ "LF.CRLF only", S("a\n.\r\n"), S("a\r\n.\r\n"), ALL, 1, 0 },
 	{ "CR.CRLF only", S("a\r.\r\n"), S("a\r\n.\r\n"), ALL, 1, 0 },
 	{ "LF at start", S("\n.\r\n"), S("\r\n.\r\n"), ALL, 1, 0 },
@@ -184,7 +189,7 @@ static const struct decode_case decode_cases[] = {
 	{ "CR CR LF", S("a\r\r\n.\r\n"), S("a\r\n\r\n"), ALL, 1, 1 },
 	{ "LF CRLF", S("a\n\r\n.\r\n"), S("a\r\n\r\n"), ALL, 1, 1 },
 	{ "LF CR", S("a\n\rb\r\n.\r\n"), S("a\r\n\r\nb\r\n"), ALL, 2, 1 },
-	{ "dot CR CR LF", S("x\r\n.\r\r\n.\r\n"), S("x\r\n\r\n\r\n"), ALL, 1,
+	{ "dot CR CR LF", S("x\r\n.\r\r\n.\r\n"), S("x\r\n.\r\n\r\n"), ALL, 1,
 	    1 },
 	/* after a bare newline the next line is not a terminator, and its
 	 * dot is data */

@@ -1,0 +1,58 @@
+#!/bin/sh
+# build.sh - build every libFuzzer target in tests/fuzz with clang and
+# ASan + UBSan.
+#
+#   tests/fuzz/build.sh [OUTDIR]
+#
+# OUTDIR defaults to $FUZZ_OUT, else $TMPDIR/msaproxy-fuzz (outside the
+# tree, so nothing needs ignoring).  CC (default clang) and EXTRA_CFLAGS may
+# be set.  Each target is fuzz_<name>.c, linked against the pure modules it
+# exercises (listed below) - never against the whole daemon, so a target
+# needs no config, sockets or event loop.  Prints the output directory.
+set -eu
+
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(cd "$here/../.." && pwd)
+out=${1:-${FUZZ_OUT:-${TMPDIR:-/tmp}/msaproxy-fuzz}}
+cc=${CC:-clang}
+cflags="-g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined \
+-fno-sanitize-recover=undefined -D_GNU_SOURCE -I$top -I$top/proxy -I$top/conf \
+-Wall -Wextra -Wno-unused-parameter ${EXTRA_CFLAGS:-}"
+
+# The modules each target needs, and its extra libraries.
+sources() {
+	case $1 in
+	proxyproto)	echo "proxy/proxyproto.c" ;;
+	smtp_parse)	echo "proxy/smtp_parse.c" ;;
+	data_filter)	echo "proxy/data_filter.c" ;;
+	*)		echo "build.sh: no sources listed for fuzz_$1" >&2
+			return 1 ;;
+	esac
+}
+libs() {
+	case $1 in
+	data_filter)	pkg-config --libs libevent 2>/dev/null || echo -levent ;;
+	*)		echo "" ;;
+	esac
+}
+
+mkdir -p "$out"
+status=0
+for src in "$here"/fuzz_*.c; do
+	name=$(basename "$src" .c)
+	name=${name#fuzz_}
+	mods=$(sources "$name") || { status=1; continue; }
+	set --
+	for m in $mods; do
+		set -- "$@" "$top/$m"
+	done
+	# shellcheck disable=SC2086
+	if $cc $cflags "$@" "$src" $(libs "$name") -o "$out/fuzz_$name"; then
+		echo "built $out/fuzz_$name" >&2
+	else
+		echo "build.sh: fuzz_$name failed to build" >&2
+		status=1
+	fi
+done
+echo "$out"
+exit $status
