@@ -17,6 +17,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
@@ -137,6 +138,12 @@ spawn_worker(const struct conf *conf, const struct listener_set *set,
 	if (pid == 0) {
 		int *fds = calloc(set->listener_count, sizeof(int));
 		sigset_t none;
+
+		/* A worker does not outlive its master (kill -9 of the master):
+		 * it gets SIGTERM and shuts down gracefully. */
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
+		if (getppid() == 1)
+			_exit(1);
 
 		sigemptyset(&none);
 		sigprocmask(SIG_SETMASK, &none, NULL);

@@ -76,19 +76,11 @@ session_output(struct session *s)
 void
 session_reply(struct session *s, enum smtp_reply_id id, ...)
 {
-	char line[SMTP_REPLY_LINE_MAX];
 	va_list ap;
-	int n;
 
 	va_start(ap, id);
-	n = vsnprintf(line, sizeof(line), smtp_reply_text(id), ap);
+	smtp_reply_vadd(session_output(s), id, ap);
 	va_end(ap);
-	if (n < 0)
-		return;
-	if (n > (int)sizeof(line) - 1)
-		n = sizeof(line) - 1;
-	evbuffer_add(session_output(s), line, (size_t)n);
-	evbuffer_add(session_output(s), "\r\n", 2);
 	if (smtp_reply_code(id) == 421)
 		session_close_after_reply(s);
 }

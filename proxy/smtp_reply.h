@@ -12,6 +12,7 @@
 #ifndef MSA_SMTP_REPLY_H
 #define MSA_SMTP_REPLY_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <event2/buffer.h>
 
@@ -77,6 +78,7 @@ int smtp_reply_code(enum smtp_reply_id id);
 
 /* Append reply id (formatted with the optional argument) + CRLF to out. */
 void smtp_reply_add(struct evbuffer *out, enum smtp_reply_id id, ...);
+void smtp_reply_vadd(struct evbuffer *out, enum smtp_reply_id id, va_list ap);
 
 /*
  * Append a reply of `code` whose lines are lines[0..count) (no CRLF in them)

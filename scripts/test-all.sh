@@ -21,4 +21,4 @@ echo "== integration tests"
 # Debian's python3 has pytest and python3-gssapi; a pyenv python3 on the
 # PATH may not.
 cd "$top"
-MSAPROXY="$top/msaproxy" /usr/bin/python3 -m pytest tests/integration -q -p no:cacheprovider "$@"
+MSAPROXY_BIN="$top/msaproxy" /usr/bin/python3 -m pytest tests/integration -q -p no:cacheprovider "$@"

@@ -110,7 +110,9 @@ def test_sigkill_then_restart_same_port(fake, proxy_factory):
     with p.client() as c:
         assert c.greeting().code == 220
     p.kill()
-    assert not harness.port_open(p.port)
+    # the workers die with the process group; their sockets close once the
+    # kernel has reaped them
+    assert harness.wait_until(lambda: not harness.port_open(p.port), timeout=5)
     p2 = proxy_factory(fake, {"listeners": [{"name": "submission", "kind": "submission",
                                              "address": f"127.0.0.1:{p.port}"}]})
     with p2.client() as c:
