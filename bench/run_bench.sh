@@ -11,9 +11,10 @@
 #               (msaload -> smtp-sink) immediately followed by a proxy run
 #               (msaload -> msaproxy -> smtp-sink) for each WORKERS value
 #               (in -w order in odd rounds, reversed in even ones).
-#   -w LIST     msaproxy "workers" settings, e.g. 1 or 1,2 (default 1, the
-#               faster one on a 2-vCPU machine, see docs/PERFORMANCE.md);
-#               one msaproxy per value, each on its own port
+#   -w LIST     msaproxy "workers" settings, e.g. 1 or 1,2 (default 1: on
+#               the 2-vCPU test machine 2 workers were not faster and cost
+#               more CPU per message, see docs/PERFORMANCE.md); one
+#               msaproxy per value, each on its own port
 #   -o OUTDIR   where results.tsv, idle.tsv, summary.md and logs go
 #               (default: a new /tmp/mpbench.XXXXXX)
 #   -a / -b     messages per run for profile A (100000) / B (40000)

@@ -138,6 +138,7 @@ spawn_worker(const struct conf *conf, const struct listener_set *set,
 	if (pid == 0) {
 		int *fds = calloc(set->listener_count, sizeof(int));
 		sigset_t none;
+		int status;
 
 		/* A worker does not outlive its master (kill -9 of the master):
 		 * it gets SIGTERM and shuts down gracefully. */
@@ -154,7 +155,11 @@ spawn_worker(const struct conf *conf, const struct listener_set *set,
 		if (fds == NULL)
 			_exit(1);
 		listener_fds_for_worker(set, index, fds);
-		_exit(worker_run(conf, (int)index, fds, set->listener_count));
+		status = worker_run(conf, (int)index, fds, set->listener_count);
+		free(fds);
+		/* exit(), not _exit(): LeakSanitizer checks at exit in sanitizer
+		 * builds; the master has no buffered stdio at fork time. */
+		exit(status);
 	}
 	if (pid < 0)
 		log_err("fork: %s", strerror(errno));
@@ -170,6 +175,7 @@ main(int argc, char **argv)
 	struct conf *conf;
 	struct listener_set set;
 	unsigned nworkers, i, alive;
+	int exit_status = 0;
 	pid_t *pids;
 	time_t *started;
 	sigset_t block, old;
@@ -345,6 +351,16 @@ main(int argc, char **argv)
 				for (i = 0; i < nworkers; i++)
 					if (pids[i] == pid)
 						pids[i] = 0;
+				/* a worker that did not stop cleanly (a crash,
+				 * a sanitizer report) makes the exit status 1 */
+				if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+					log_err("worker pid %ld %s %d at shutdown",
+					    (long)pid, WIFSIGNALED(status) ?
+					    "killed by signal" : "exited with status",
+					    WIFSIGNALED(status) ? WTERMSIG(status) :
+					    WEXITSTATUS(status));
+					exit_status = 1;
+				}
 				continue;
 			}
 			if (pid < 0 && errno == ECHILD)
@@ -365,5 +381,5 @@ main(int argc, char **argv)
 	free(pids);
 	free(started);
 	conf_free(&conf);
-	return 0;
+	return exit_status;
 }

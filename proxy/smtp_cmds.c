@@ -179,7 +179,9 @@ mail_params(struct session *s, const struct smtp_path_args *pa,
 			n = strtoull(v, &end, 10);
 			if (*end != '\0' || v[0] < '0' || v[0] > '9')
 				return R_SYNTAX;
-			if (n > s->conf->limits.max_message_size)
+			/* against what EHLO advertised: ours or the
+			 * backend's, whichever is smaller */
+			if (n > advertised_size(s))
 				return R_SIZE_EXCEEDED;
 		} else if (strcasecmp(k, "BODY") == 0) {
 			if (seen_body++ || v == NULL)
