@@ -7,8 +7,10 @@
  * message each: MAIL, RCPT x r, DATA + message + "." (or BDAT n LAST).
  * Every reply is checked strictly (RFC 5321 4.2: three digits, "-" or SP,
  * the same code on every line of a multi-line reply, CRLF endings, no
- * reply nobody asked for) and a message counts as accepted only when its
- * final reply is exactly 250.
+ * reply nobody asked for; an unasked 421 is counted as a server shutdown)
+ * and a message counts as accepted only when its final reply is exactly
+ * 250.  A refused message is followed by RSET and the session goes on; a
+ * broken session counts its message as an error and is replaced.
  *
  * Latency of a message: from queueing MAIL FROM to parsing its final 250.
  * Setup latency of a session: from connect() to "ready for MAIL".

@@ -449,9 +449,13 @@ run_one() { # round profile target [proxy index]
 	[ "$rc" = 0 ] || echo "run_bench: msaload exit $rc, see $out" >&2
 }
 
-echo "run_bench: output in $OUT; sink 127.0.0.1:$SINK_PORT;" \
-    "msaproxy workers ${WLIST[*]} on ports ${PPORT[*]:-none};" \
-    "$ROUNDS rounds"
+if [ "$NP" -gt 0 ]; then
+	echo "run_bench: output in $OUT; sink 127.0.0.1:$SINK_PORT;" \
+	    "msaproxy workers ${WLIST[*]} on ports ${PPORT[*]}; $ROUNDS rounds"
+else
+	echo "run_bench: output in $OUT; sink 127.0.0.1:$SINK_PORT;" \
+	    "ceiling only; $ROUNDS rounds"
+fi
 start_sink
 for ((i = 0; i < NP; i++)); do
 	write_conf "$i"
@@ -533,7 +537,7 @@ T1=$(date -u '+%H:%M')
 	echo "Machine: $(nproc) vCPU ($(sed -n 's/^model name[^:]*: //p' \
 	    /proc/cpuinfo | head -1)), $(awk '/MemTotal/ {
 	    printf "%.0f GB", $2 / 1048576 }' /proc/meminfo) RAM, kernel" \
-	    "$(uname -r).  ${PROXY_VERSION:+$PROXY_VERSION (copy of $PROXY_SRC);}" \
+	    "$(uname -r).${PROXY_VERSION:+  $PROXY_VERSION (copy of $PROXY_SRC);}" \
 	    "$ROUNDS rounds, $CONC sessions, $SIZE-byte messages, 1 rcpt, DATA," \
 	    "no pipelining; A = 100 msgs/session ($A_MSGS per run), B = 1" \
 	    "msg/session ($B_MSGS per run), cap ${DUR}s per run."

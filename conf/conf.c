@@ -60,6 +60,10 @@ enum conf_type {
 };
 
 #define CONF_REQUIRED	0x01	/* no default: the file must set it */
+/* CONF_BOOL whose default depends on other sections: left at -1 when the
+ * file does not set it, and resolved to 0 or 1 by a check (conf_check_top),
+ * which can also tell an explicit value from a default. */
+#define CONF_UNSET	0x02
 
 struct conf_ctx;
 
@@ -620,6 +624,17 @@ conf_valid_token(const char *value, const char **error_r)
 	return 0;
 }
 
+/* The same, not empty: sasl.app_name, sasl.service. */
+static int
+conf_valid_nonempty_token(const char *value, const char **error_r)
+{
+	if (*value == '\0') {
+		*error_r = "must not be empty";
+		return -1;
+	}
+	return conf_valid_token(value, error_r);
+}
+
 static int
 conf_valid_path(const char *value, const char **error_r)
 {
@@ -632,6 +647,155 @@ conf_valid_path(const char *value, const char **error_r)
 		}
 	}
 	return 0;
+}
+
+/* A file that must exist: a non-empty path. */
+static int
+conf_valid_file(const char *value, const char **error_r)
+{
+	if (*value == '\0') {
+		*error_r = "must not be empty";
+		return -1;
+	}
+	return conf_valid_path(value, error_r);
+}
+
+/* OpenSSL cipher, suite and group lists: printable ASCII. */
+static int
+conf_valid_printable(const char *value, const char **error_r)
+{
+	const char *p;
+
+	for (p = value; *p != '\0'; p++) {
+		if (*p < 0x20 || *p >= 0x7f) {
+			*error_r = "only printable ASCII characters are allowed";
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* Nothing below TLS 1.2 (RFC 8996); the name is made canonical by
+ * conf_check_tls(), so the TLS module can compare it with strcmp(). */
+static int
+conf_valid_min_protocol(const char *value, const char **error_r)
+{
+	if (strcasecmp(value, "TLSv1.2") == 0 ||
+	    strcasecmp(value, "TLSv1.3") == 0)
+		return 0;
+	*error_r = "must be \"TLSv1.2\" or \"TLSv1.3\" (older protocols are "
+		   "not accepted)";
+	return -1;
+}
+
+/* A host name for SNI: a domain name, optionally "*." and a domain (the
+ * wildcard stands for exactly one label).  No address literals. */
+static int
+conf_valid_sni_name(const char *value, const char **error_r)
+{
+	const char *name = value;
+
+	if (strncmp(name, "*.", 2) == 0)
+		name += 2;
+	if (*name == '\0') {
+		*error_r = "must be a host name or \"*.\" and a domain";
+		return -1;
+	}
+	if (*name == '[') {
+		*error_r = "must be a host name, not an address literal";
+		return -1;
+	}
+	if (strchr(name, '*') != NULL) {
+		*error_r = "a wildcard is only allowed as \"*.\" at the start";
+		return -1;
+	}
+	return conf_valid_domain(name, error_r);
+}
+
+/* Call valid() on each space-separated word of value; "" is accepted. */
+static int
+conf_valid_words(const char *value, const char **error_r,
+		 int (*valid)(const char *word, const char **error_r))
+{
+	char word[512];
+	const char *p = value;
+	size_t len;
+
+	for (;;) {
+		while (*p == ' ')
+			p++;
+		if (*p == '\0')
+			return 0;
+		len = strcspn(p, " ");
+		if (len >= sizeof(word)) {
+			*error_r = "word too long";
+			return -1;
+		}
+		memcpy(word, p, len);
+		word[len] = '\0';
+		if (valid(word, error_r) < 0)
+			return -1;
+		p += len;
+	}
+}
+
+/* A SASL mechanism name (RFC 4422 3.1): 1..20 of A-Z, 0-9, '-', '_'. */
+static int
+conf_valid_mech(const char *word, const char **error_r)
+{
+	const char *p;
+
+	if (strlen(word) > 20) {
+		*error_r = "a mechanism name has at most 20 characters";
+		return -1;
+	}
+	for (p = word; *p != '\0'; p++) {
+		if (!(*p >= 'A' && *p <= 'Z') && !isdigit((unsigned char)*p) &&
+		    *p != '-' && *p != '_') {
+			*error_r = "mechanism names are space-separated and "
+				   "have only upper-case letters, digits, '-' "
+				   "and '_'";
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* A space-separated list of mechanisms; "" is accepted (a listener's
+ * auth_mechanisms: "" means sasl.mechanisms). */
+static int
+conf_valid_mech_list(const char *value, const char **error_r)
+{
+	return conf_valid_words(value, error_r, conf_valid_mech);
+}
+
+/* The same, but at least one mechanism (sasl.mechanisms). */
+static int
+conf_valid_mechanisms(const char *value, const char **error_r)
+{
+	if (value[strspn(value, " ")] == '\0') {
+		*error_r = "must name at least one mechanism";
+		return -1;
+	}
+	return conf_valid_mech_list(value, error_r);
+}
+
+/* A mail domain: a domain name, not an address literal. */
+static int
+conf_valid_mail_domain(const char *word, const char **error_r)
+{
+	if (word[0] == '[') {
+		*error_r = "not a domain name";
+		return -1;
+	}
+	return conf_valid_domain(word, error_r);
+}
+
+/* A space-separated list of mail domains; "" is accepted. */
+static int
+conf_valid_domain_list(const char *value, const char **error_r)
+{
+	return conf_valid_words(value, error_r, conf_valid_mail_domain);
 }
 
 /* ------------------------------------------------------------------------
@@ -696,8 +860,21 @@ static const struct conf_enum conf_backend_tls_names[] = {
 	{ NULL, 0 },
 };
 
+static const struct conf_enum conf_verify_client_names[] = {
+	{ "none", 0 },
+	{ "optional", 1 },
+	{ "require", 2 },
+	{ NULL, 0 },
+};
+
 static void conf_check_backend(struct conf_ctx *, void *,
 			       const config_setting_t *, const char *);
+static void conf_check_cert(struct conf_ctx *, void *,
+			    const config_setting_t *, const char *);
+static void conf_check_sni(struct conf_ctx *, void *,
+			   const config_setting_t *, const char *);
+static void conf_check_tls(struct conf_ctx *, void *, const config_setting_t *,
+			   const char *);
 static void conf_check_top(struct conf_ctx *, void *, const config_setting_t *,
 			   const char *);
 static void conf_check_log(struct conf_ctx *, void *, const config_setting_t *,
@@ -744,6 +921,17 @@ static const struct conf_key conf_listener_keys[] = {
 	  .arg = &(const struct conf_array){
 		  offsetof(struct conf_listener, proxy_from_count),
 		  CONF_MAX_PROXY_FROM } },
+	/* Defaults depend on kind and on the tls section: conf_check_top. */
+	{ .name = "starttls", .type = CONF_BOOL,
+	  CONF_FIELD(struct conf_listener, starttls), .flags = CONF_UNSET },
+	{ .name = "require_auth", .type = CONF_BOOL,
+	  CONF_FIELD(struct conf_listener, require_auth), .flags = CONF_UNSET },
+	{ .name = "require_tls_for_auth", .type = CONF_BOOL,
+	  CONF_FIELD(struct conf_listener, require_tls_for_auth),
+	  .def = "false" },
+	{ .name = "auth_mechanisms", .type = CONF_STRING,
+	  CONF_FIELD(struct conf_listener, auth_mechanisms), .def = "",
+	  .valid = conf_valid_mech_list },
 	{ .name = NULL },
 };
 
@@ -837,6 +1025,142 @@ static const struct conf_section conf_timeouts_section = {
 	conf_timeouts_keys, NULL,
 };
 
+/* tls = { certificates = ( { cert = "..."; key = "..."; }, ... ); ... } */
+static const struct conf_key conf_cert_keys[] = {
+	{ .name = "cert", .type = CONF_STRING,
+	  CONF_FIELD(struct conf_cert, cert_file), .valid = conf_valid_file,
+	  .flags = CONF_REQUIRED },
+	{ .name = "key", .type = CONF_STRING,
+	  CONF_FIELD(struct conf_cert, key_file), .valid = conf_valid_file,
+	  .flags = CONF_REQUIRED },
+	{ .name = NULL },
+};
+
+static const struct conf_section conf_cert_section = {
+	conf_cert_keys, conf_check_cert,
+};
+
+static const struct conf_list conf_sni_certs_list = {
+	&conf_cert_section, sizeof(struct conf_cert),
+	offsetof(struct conf_sni, cert_count), CONF_MAX_CERTS,
+};
+
+/* tls.certificates fills sni[0], the default set. */
+static const struct conf_list conf_tls_certs_list = {
+	&conf_cert_section, sizeof(struct conf_cert),
+	offsetof(struct conf_tls, sni[0].cert_count), CONF_MAX_CERTS,
+};
+
+static const struct conf_key conf_sni_keys[] = {
+	{ .name = "name", .type = CONF_STRING,
+	  CONF_FIELD(struct conf_sni, name), .valid = conf_valid_sni_name,
+	  .flags = CONF_REQUIRED },
+	{ .name = "certificates", .type = CONF_GROUP_LIST,
+	  CONF_FIELD(struct conf_sni, certs), .arg = &conf_sni_certs_list,
+	  .flags = CONF_REQUIRED },
+	{ .name = NULL },
+};
+
+static const struct conf_section conf_sni_section = {
+	conf_sni_keys, conf_check_sni,
+};
+
+/* tls.sni fills sni[1..]; sni_count counts them until conf_check_tls()
+ * adds the default set. */
+static const struct conf_list conf_tls_sni_list = {
+	&conf_sni_section, sizeof(struct conf_sni),
+	offsetof(struct conf_tls, sni_count), CONF_MAX_SNI - 1,
+};
+
+static const struct conf_key conf_tls_keys[] = {
+	/* Required when the section exists, which is optional: checked by
+	 * conf_check_tls(), not with CONF_REQUIRED. */
+	{ .name = "certificates", .type = CONF_GROUP_LIST,
+	  CONF_FIELD(struct conf_tls, sni[0].certs),
+	  .arg = &conf_tls_certs_list },
+	{ .name = "sni", .type = CONF_GROUP_LIST,
+	  CONF_FIELD(struct conf_tls, sni[1]), .arg = &conf_tls_sni_list },
+	{ .name = "min_protocol", .type = CONF_STRING,
+	  CONF_FIELD(struct conf_tls, min_protocol), .def = "TLSv1.2",
+	  .valid = conf_valid_min_protocol },
+	{ .name = "ciphers", .type = CONF_STRING,
+	  CONF_FIELD(struct conf_tls, ciphers), .def = "",
+	  .valid = conf_valid_printable },
+	{ .name = "ciphersuites", .type = CONF_STRING,
+	  CONF_FIELD(struct conf_tls, ciphersuites), .def = "",
+	  .valid = conf_valid_printable },
+	{ .name = "groups", .type = CONF_STRING,
+	  CONF_FIELD(struct conf_tls, groups), .def = "",
+	  .valid = conf_valid_printable },
+	{ .name = "client_ca_file", .type = CONF_STRING,
+	  CONF_FIELD(struct conf_tls, client_ca_file), .def = "",
+	  .valid = conf_valid_path },
+	{ .name = "verify_client", .type = CONF_ENUM,
+	  CONF_FIELD(struct conf_tls, verify_client), .def = "none",
+	  .arg = conf_verify_client_names },
+	{ .name = "session_tickets", .type = CONF_BOOL,
+	  CONF_FIELD(struct conf_tls, session_tickets), .def = "true" },
+	{ .name = "handshake_timeout", .type = CONF_UINT,
+	  CONF_FIELD(struct conf_tls, handshake_timeout), .def = "30",
+	  .min = 1, .max = 3600 },
+	{ .name = NULL },
+};
+
+static const struct conf_section conf_tls_section = {
+	conf_tls_keys, conf_check_tls,
+};
+
+static const struct conf_key conf_sasl_keys[] = {
+	{ .name = "app_name", .type = CONF_STRING,
+	  CONF_FIELD(struct conf_sasl, app_name), .def = "msaproxy",
+	  .valid = conf_valid_nonempty_token },
+	{ .name = "mechanisms", .type = CONF_STRING,
+	  CONF_FIELD(struct conf_sasl, mechanisms),
+	  .def = "GSSAPI SCRAM-SHA-256 PLAIN LOGIN",
+	  .valid = conf_valid_mechanisms },
+	{ .name = "sasldb_path", .type = CONF_STRING,
+	  CONF_FIELD(struct conf_sasl, sasldb_path), .def = "",
+	  .valid = conf_valid_path },
+	{ .name = "plugin_path", .type = CONF_STRING,
+	  CONF_FIELD(struct conf_sasl, plugin_path), .def = "",
+	  .valid = conf_valid_path },
+	{ .name = "keytab", .type = CONF_STRING,
+	  CONF_FIELD(struct conf_sasl, keytab), .def = "",
+	  .valid = conf_valid_path },
+	{ .name = "service", .type = CONF_STRING,
+	  CONF_FIELD(struct conf_sasl, service), .def = "smtp",
+	  .valid = conf_valid_nonempty_token },
+	{ .name = "hostname", .type = CONF_STRING,
+	  CONF_FIELD(struct conf_sasl, hostname), .def = "",
+	  .valid = conf_valid_domain },
+	{ .name = "realm", .type = CONF_STRING,
+	  CONF_FIELD(struct conf_sasl, realm), .def = "",
+	  .valid = conf_valid_token },
+	{ .name = "allow_authzid", .type = CONF_BOOL,
+	  CONF_FIELD(struct conf_sasl, allow_authzid), .def = "false" },
+	{ .name = "max_failures", .type = CONF_UINT,
+	  CONF_FIELD(struct conf_sasl, max_failures), .def = "3",
+	  .min = 1, .max = 100 },
+	{ .name = "failure_delay_ms", .type = CONF_UINT,
+	  CONF_FIELD(struct conf_sasl, failure_delay_ms), .def = "1000",
+	  .min = 0, .max = 60000 },
+	{ .name = "sender_map", .type = CONF_STRING,
+	  CONF_FIELD(struct conf_sasl, sender_map), .def = "",
+	  .valid = conf_valid_path },
+	{ .name = "sender_domains", .type = CONF_STRING,
+	  CONF_FIELD(struct conf_sasl, sender_domains), .def = "",
+	  .valid = conf_valid_domain_list },
+	{ .name = "received_auth_comment", .type = CONF_BOOL,
+	  CONF_FIELD(struct conf_sasl, received_auth_comment), .def = "false" },
+	{ .name = "received_tls_comment", .type = CONF_BOOL,
+	  CONF_FIELD(struct conf_sasl, received_tls_comment), .def = "false" },
+	{ .name = NULL },
+};
+
+static const struct conf_section conf_sasl_section = {
+	conf_sasl_keys, NULL,
+};
+
 static const struct conf_list conf_listeners_list = {
 	&conf_listener_section, sizeof(struct conf_listener),
 	offsetof(struct conf, listener_count), CONF_MAX_LISTENERS,
@@ -871,6 +1195,10 @@ static const struct conf_key conf_top_keys[] = {
 	  CONF_FIELD(struct conf, limits), .arg = &conf_limits_section },
 	{ .name = "timeouts", .type = CONF_GROUP,
 	  CONF_FIELD(struct conf, timeouts), .arg = &conf_timeouts_section },
+	{ .name = "tls", .type = CONF_GROUP, CONF_FIELD(struct conf, tls),
+	  .arg = &conf_tls_section },
+	{ .name = "sasl", .type = CONF_GROUP, CONF_FIELD(struct conf, sasl),
+	  .arg = &conf_sasl_section },
 	{ .name = NULL },
 };
 
@@ -1036,7 +1364,9 @@ conf_set_default(struct conf_ctx *ctx, const struct conf_key *key, void *obj,
 		conf_set_number(ctx, key, field, NULL, path, v);
 		break;
 	case CONF_BOOL:
-		if (key->def != NULL)
+		if (key->flags & CONF_UNSET)
+			conf_store_int(field, key->size, -1);
+		else if (key->def != NULL)
 			conf_store_int(field, key->size,
 				       strcmp(key->def, "true") == 0);
 		break;
@@ -1347,6 +1677,127 @@ conf_check_backend(struct conf_ctx *ctx, void *obj,
 			   b->tls_ca_file, strerror(errno));
 }
 
+/* The setting name in group, or group itself: where to point a message. */
+static const config_setting_t *
+conf_member_or(const config_setting_t *group, const char *name)
+{
+	const config_setting_t *s = NULL;
+
+	if (group != NULL)
+		s = config_setting_get_member(group, name);
+	return s != NULL ? s : group;
+}
+
+/* A file msaproxy will open later: readable now (the check runs as the
+ * user msaproxy starts as, normally root, before privileges are dropped). */
+static void
+conf_check_readable(struct conf_ctx *ctx, const config_setting_t *group,
+		    const char *path, const char *name, const char *file)
+{
+	if (file[0] != '\0' && access(file, R_OK) != 0)
+		conf_error(ctx, conf_member_or(group, name), "'%s%s' %s: %s",
+			   path, name, file, strerror(errno));
+}
+
+/* A list of groups that must not be empty: "( )" is reported here; a
+ * missing key by the caller or by CONF_REQUIRED. */
+static void
+conf_check_nonempty_list(struct conf_ctx *ctx, const config_setting_t *group,
+			 const char *path, const char *name)
+{
+	const config_setting_t *s = group != NULL ?
+	    config_setting_get_member(group, name) : NULL;
+
+	if (s != NULL && config_setting_is_list(s) &&
+	    config_setting_length(s) == 0)
+		conf_error(ctx, s, "'%s%s' must have at least one entry", path,
+			   name);
+}
+
+/* One { cert = ...; key = ...; }: both files readable.  Not parsed here:
+ * the TLS module loads them (and reports what OpenSSL thinks of them). */
+static void
+conf_check_cert(struct conf_ctx *ctx, void *obj,
+		const config_setting_t *group, const char *path)
+{
+	struct conf_cert *c = obj;
+
+	conf_check_readable(ctx, group, path, "cert", c->cert_file);
+	conf_check_readable(ctx, group, path, "key", c->key_file);
+}
+
+static void
+conf_check_sni(struct conf_ctx *ctx, void *obj,
+	       const config_setting_t *group, const char *path)
+{
+	(void)obj;
+	conf_check_nonempty_list(ctx, group, path, "certificates");
+}
+
+static void
+conf_check_tls(struct conf_ctx *ctx, void *obj,
+	       const config_setting_t *group, const char *path)
+{
+	struct conf_tls *t = obj;
+	const config_setting_t *list;
+	size_t i, j;
+	int e, n;
+
+	/* Canonical spelling for the TLS module's strcmp(). */
+	if (strcasecmp(t->min_protocol, "TLSv1.2") == 0)
+		memcpy(t->min_protocol, "TLSv1.2", sizeof("TLSv1.2"));
+	else if (strcasecmp(t->min_protocol, "TLSv1.3") == 0)
+		memcpy(t->min_protocol, "TLSv1.3", sizeof("TLSv1.3"));
+
+	/* No section: TLS is off and the defaults above are unused. */
+	t->enabled = group != NULL;
+	if (!t->enabled)
+		return;
+
+	if (config_setting_get_member(group, "certificates") == NULL)
+		conf_error(ctx, group, "missing key 'certificates' in section "
+			   "'%.*s'", (int)strlen(path) - 1, path);
+	else
+		conf_check_nonempty_list(ctx, group, path, "certificates");
+	/* sni[0] (name "") is the default set, then the tls.sni entries. */
+	t->sni[0].name[0] = '\0';
+	t->sni_count++;
+
+	/* The first match wins at handshake time: a second entry with the
+	 * same name would never be used. */
+	list = config_setting_get_member(group, "sni");
+	if (list != NULL && config_setting_is_list(list)) {
+		n = config_setting_length(list);
+		for (e = 0, i = 1; e < n && i < t->sni_count; e++) {
+			const config_setting_t *s =
+			    config_setting_get_elem(list, (unsigned)e);
+
+			if (!config_setting_is_group(s))
+				continue;
+			for (j = 1; j < i; j++) {
+				if (t->sni[i].name[0] != '\0' &&
+				    strcasecmp(t->sni[i].name,
+					       t->sni[j].name) == 0) {
+					conf_error(ctx, conf_member_or(s, "name"),
+						   "duplicate name '%s' in "
+						   "'%ssni'", t->sni[i].name,
+						   path);
+					break;
+				}
+			}
+			i++;
+		}
+	}
+
+	if (t->verify_client != 0 && t->client_ca_file[0] == '\0')
+		conf_error(ctx, conf_member_or(group, "verify_client"),
+			   "'%sverify_client' is \"%s\" but '%sclient_ca_file' "
+			   "is empty", path,
+			   t->verify_client == 2 ? "require" : "optional", path);
+	conf_check_readable(ctx, group, path, "client_ca_file",
+			    t->client_ca_file);
+}
+
 static void
 conf_check_listener(struct conf_ctx *ctx, void *obj,
 		    const config_setting_t *group, const char *path)
@@ -1361,6 +1812,42 @@ conf_check_listener(struct conf_ctx *ctx, void *obj,
 	if (l->proxy_protocol && l->proxy_from_count == 0 && !l->addr.is_unix)
 		conf_error(ctx, group, "'%sproxy_protocol' is true but "
 			   "'%sproxy_protocol_from' is empty", path, path);
+}
+
+/* starttls and require_auth: defaults that depend on the kind and on the
+ * tls section, and the rules that tie them together.  s is the listener's
+ * group, e its index in the list (as in other messages). */
+static void
+conf_resolve_listener(struct conf_ctx *ctx, const struct conf *conf,
+		      struct conf_listener *l, const config_setting_t *s,
+		      int e)
+{
+	int tls = conf->tls.enabled;
+
+	if (l->kind == LISTENER_SUBMISSIONS) {
+		/* RFC 8314: TLS from the first byte; nothing to upgrade. */
+		if (!tls)
+			conf_error(ctx, conf_member_or(s, "kind"),
+				   "'listeners[%d].kind' is \"submissions\" "
+				   "(implicit TLS) but there is no 'tls' "
+				   "section", e);
+		if (l->starttls == 1)
+			conf_error(ctx, conf_member_or(s, "starttls"),
+				   "'listeners[%d].starttls' must not be true "
+				   "on a \"submissions\" listener (TLS starts "
+				   "at connect)", e);
+		l->starttls = 0;
+	} else if (l->starttls == 1 && !tls) {
+		conf_error(ctx, conf_member_or(s, "starttls"),
+			   "'listeners[%d].starttls' is true but there is no "
+			   "'tls' section", e);
+	} else if (l->starttls == -1) {
+		l->starttls = tls;
+	}
+
+	if (l->require_auth == -1)
+		l->require_auth = l->kind == LISTENER_SUBMISSION ||
+		    l->kind == LISTENER_SUBMISSIONS;
 }
 
 static void
@@ -1389,11 +1876,12 @@ conf_check_listeners(struct conf_ctx *ctx, struct conf *conf,
 	for (e = 0; e < n && i < conf->listener_count; e++) {
 		const config_setting_t *s =
 		    config_setting_get_elem(list, (unsigned)e);
-		const struct conf_listener *a = &conf->listeners[i];
+		struct conf_listener *a = &conf->listeners[i];
 
 		if (!config_setting_is_group(s))
 			continue;
 		i++;
+		conf_resolve_listener(ctx, conf, a, s, e);
 		/* An empty name or address was reported already. */
 		for (j = 0; j < i - 1; j++) {
 			const struct conf_listener *b = &conf->listeners[j];
@@ -1449,6 +1937,11 @@ conf_check_top(struct conf_ctx *ctx, void *obj,
 		       sizeof(conf->server_name), "helo_name too small");
 	if (conf->backend.helo_name[0] == '\0')
 		memcpy(conf->backend.helo_name, conf->server_name,
+		       sizeof(conf->server_name));
+	_Static_assert(sizeof(conf->sasl.hostname) >=
+		       sizeof(conf->server_name), "sasl.hostname too small");
+	if (conf->sasl.hostname[0] == '\0')
+		memcpy(conf->sasl.hostname, conf->server_name,
 		       sizeof(conf->server_name));
 
 	conf_check_listeners(ctx, conf, root);

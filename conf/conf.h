@@ -69,6 +69,13 @@ struct conf_listener {
 	int proxy_protocol;		/* expect a PROXY v1/v2 header first */
 	struct conf_cidr proxy_from[CONF_MAX_PROXY_FROM];
 	size_t proxy_from_count;	/* only these peers may send the header */
+	/* issue 3: TLS and AUTH per listener */
+	int starttls;			/* offer STARTTLS (default: true when a
+					 * tls section exists; not on submissions) */
+	int require_auth;		/* 530 5.7.0 for MAIL before AUTH
+					 * (default: true on submission/submissions) */
+	int require_tls_for_auth;	/* every mechanism needs TLS (538 5.7.11) */
+	char auth_mechanisms[256];	/* space-separated; "" = sasl.mechanisms */
 	int line;			/* config line, for messages */
 };
 
@@ -115,6 +122,55 @@ struct conf_log {
 	char ident[64];			/* syslog ident, default "msaproxy" */
 };
 
+#define CONF_MAX_CERTS 4
+#define CONF_MAX_SNI 16
+
+struct conf_cert {
+	char cert_file[512];		/* PEM: certificate + chain */
+	char key_file[512];		/* PEM: private key */
+};
+
+/* A set of certificates (e.g. RSA and ECDSA side by side) for one name. */
+struct conf_sni {
+	char name[256];			/* "" = default; "*.example.com" allowed */
+	struct conf_cert certs[CONF_MAX_CERTS];
+	size_t cert_count;
+};
+
+struct conf_tls {
+	int enabled;			/* a tls section is present */
+	/* sni[0] is the default set (tls.certificates); sni[1..] are the
+	 * tls.sni entries, matched case-blind against the client's SNI. */
+	struct conf_sni sni[CONF_MAX_SNI];
+	size_t sni_count;
+	char min_protocol[16];		/* "TLSv1.2" (default) or "TLSv1.3" */
+	char ciphers[512];		/* TLS 1.2 cipher list; "" = OpenSSL default */
+	char ciphersuites[512];		/* TLS 1.3 suites; "" = OpenSSL default */
+	char groups[256];		/* key exchange groups; "" = default */
+	char client_ca_file[512];	/* verify client certificates against this */
+	int verify_client;		/* 0 none, 1 optional (ask), 2 require */
+	int session_tickets;		/* RFC 5077 tickets (default true) */
+	unsigned handshake_timeout;	/* seconds (default 30) */
+};
+
+struct conf_sasl {
+	char app_name[64];		/* Cyrus SASL application name ("msaproxy") */
+	char mechanisms[256];		/* offered, space-separated, in order */
+	char sasldb_path[512];		/* the embedded user store; "" = none */
+	char plugin_path[512];		/* "" = Cyrus' default */
+	char keytab[512];		/* GSSAPI acceptor keytab (KRB5_KTNAME) */
+	char service[32];		/* GSSAPI service, default "smtp" */
+	char hostname[256];		/* GSSAPI host part; default server_name */
+	char realm[256];		/* default realm: stripped in identities */
+	int allow_authzid;		/* an authzid != authcid is accepted */
+	unsigned max_failures;		/* 421 4.7.0 after this many (default 3) */
+	unsigned failure_delay_ms;	/* first delay after a failure, doubles */
+	char sender_map[512];		/* identity -> allowed MAIL FROM; "" = default rule */
+	char sender_domains[512];	/* default rule: identity@each of these */
+	int received_auth_comment;	/* "(authenticated as X)" in Received */
+	int received_tls_comment;	/* TLS version/cipher in Received */
+};
+
 struct conf {
 	char path[512];			/* the file this came from */
 	char server_name[256];		/* greeting, Received "by"; default gethostname() */
@@ -130,6 +186,8 @@ struct conf {
 	struct conf_limits limits;
 	struct conf_timeouts timeouts;
 	struct conf_log log;
+	struct conf_tls tls;		/* issue 3 */
+	struct conf_sasl sasl;		/* issue 3 */
 };
 
 /*

@@ -26,6 +26,7 @@
 #include "conf.h"
 #include "listener.h"
 #include "log.h"
+#include "tls.h"
 #include "worker.h"
 
 #define DEFAULT_CONF SYSCONFDIR "/msaproxy/msaproxy.conf"
@@ -180,7 +181,6 @@ main(int argc, char **argv)
 	time_t *started;
 	sigset_t block, old;
 	struct sigaction sa;
-	size_t l;
 
 	while ((ch = getopt(argc, argv, "c:ftVh")) != -1) {
 		switch (ch) {
@@ -213,16 +213,6 @@ main(int argc, char **argv)
 		fprintf(stderr, "%s\n", err);
 		return 1;
 	}
-	for (l = 0; l < conf->listener_count; l++) {
-		if (conf->listeners[l].kind == LISTENER_SUBMISSIONS) {
-			fprintf(stderr, "%s:%d: listener %s: kind \"submissions\" "
-			    "(implicit TLS) needs TLS support, which this release "
-			    "does not have yet\n", conf_file,
-			    conf->listeners[l].line, conf->listeners[l].name);
-			conf_free(&conf);
-			return 1;
-		}
-	}
 	if (check_only) {
 		printf("%s: configuration OK\n", conf_file);
 		conf_free(&conf);
@@ -240,6 +230,18 @@ main(int argc, char **argv)
 	if (nworkers == 0) {
 		long n = sysconf(_SC_NPROCESSORS_ONLN);
 		nworkers = n > 0 ? (unsigned)n : 1;
+	}
+	if (conf->tls.enabled) {
+		const char *error = NULL;
+
+		/* before the workers fork: they share the session ticket
+		 * keys made here, so a ticket from one resumes in another */
+		worker_tls = tls_server_new(&conf->tls, &error);
+		if (worker_tls == NULL) {
+			log_err("tls: %s", error);
+			fprintf(stderr, "msaproxy: tls: %s\n", error);
+			return 1;
+		}
 	}
 	{
 		const char *error = NULL;
@@ -302,6 +304,8 @@ main(int argc, char **argv)
 		if (got_hup) {
 			got_hup = 0;
 			log_open(&conf->log, foreground);
+			/* for workers forked from now on */
+			worker_reload_tls(conf);
 			for (i = 0; i < nworkers; i++)
 				if (pids[i] > 0)
 					kill(pids[i], SIGHUP);

@@ -27,12 +27,14 @@
 #include "proxyproto.h"
 #include "received.h"
 #include "session.h"
+#include "tls.h"
 #include "util.h"
 #include "worker.h"
 
 static const char *const state_names[S_STATE_COUNT] = {
 	[S_PROXY_HDR] = "PROXY_HDR", [S_GREETING] = "GREETING",
 	[S_COMMAND] = "COMMAND", [S_DATA] = "DATA", [S_BDAT] = "BDAT",
+	[S_TLS] = "TLS",
 	[S_CLOSING] = "CLOSING",
 };
 
@@ -41,6 +43,7 @@ static void relay(struct session *s, const struct backend_reply *r,
 		  enum backend_expect e);
 static void session_read_content(struct session *s);
 static void session_greet(struct session *s);
+static void start_greeting(struct session *s);
 static void set_timeout(struct session *s);
 
 static void be_on_reply(void *ctx, uint32_t tag, const struct backend_reply *r);
@@ -134,6 +137,9 @@ set_timeout(struct session *s)
 	case S_DATA:
 	case S_BDAT:
 		secs = t->data;
+		break;
+	case S_TLS:
+		secs = s->conf->tls.handshake_timeout ? s->conf->tls.handshake_timeout : 30;
 		break;
 	default:
 		break;
@@ -244,6 +250,8 @@ session_begin_content(struct session *s, enum session_state st)
 	ri.esmtp = s->helo_kind != HELO_HELO;
 	ri.tls = s->tls;
 	ri.auth = s->auth;
+	if (s->tls && s->conf->sasl.received_tls_comment)
+		ri.tls_comment = s->tls_desc;
 	ri.utf8 = tx->smtputf8;
 	ri.when = time(NULL);
 	evbuffer_drain(s->content, evbuffer_get_length(s->content));
@@ -489,9 +497,42 @@ run_commands(struct session *s)
 	}
 }
 
+/*
+ * Hand the socket to TLS.  For STARTTLS (RFC 3207 4.2) everything learned
+ * before is forgotten: the greeting, the transaction, the authentication;
+ * and whatever the client sent after STARTTLS in the clear is thrown away
+ * (conn_start_tls drains the input; the CVE-2011-0411 class).
+ */
+static void
+begin_tls(struct session *s)
+{
+	SSL *ssl;
+
+	s->starttls_pending = 0;
+	s->have_line = 0;
+	s->skipping_line = 0;
+	s->line_too_long = 0;
+	if (s->tx.state != TX_NONE) {
+		session_abort_backend_tx(s);
+		tx_reset(s);
+	}
+	s->helo_kind = HELO_NONE;
+	s->helo[0] = '\0';
+	s->auth = 0;
+	ssl = worker_tls != NULL ? tls_server_ssl_new(worker_tls) : NULL;
+	if (ssl == NULL || conn_start_tls(s->conn, ssl) < 0) {
+		log_warn("%s: cannot start TLS", s->id);
+		session_reply(s, R_TLS_UNAVAIL_421);
+		return;
+	}
+	session_enter_state(s, S_TLS);
+}
+
 static void
 session_run(struct session *s)
 {
+	if (s->state == S_TLS)
+		return;		/* conn drives the handshake */
 	for (;;) {
 		run_commands(s);
 		if (s->state != S_DATA && s->state != S_BDAT)
@@ -507,6 +548,10 @@ session_run(struct session *s)
 	if (s->state != S_CLOSING)
 		conn_pause_read(s->conn, s->input_paused);
 	session_flush(s);
+	/* STARTTLS: the 220 must leave in the clear before TLS takes the
+	 * socket; if it could not all be written, CONN_DRAINED resumes. */
+	if (s->starttls_pending && conn_pending_output(s->conn) == 0)
+		begin_tls(s);
 }
 
 /* Stop reading from the client while the backend has a backlog. */
@@ -892,6 +937,7 @@ read_cb(void *arg)
 		read_proxy_header(s);
 		return;
 	case S_GREETING:
+	case S_TLS:
 		return;		/* input waits in the buffer */
 	case S_CLOSING:
 		evbuffer_drain(conn_input(s->conn),
@@ -907,6 +953,13 @@ event_cb(void *arg, int what)
 {
 	struct session *s = arg;
 
+	if ((what & (CONN_EOF | CONN_ERROR)) && s->state == S_TLS) {
+		log_info("%s: TLS handshake with %s failed: %s", s->id,
+		    s->peer_ip, (what & CONN_EOF) ? "connection closed" :
+		    conn_tls_error(s->conn));
+		session_free(&s);
+		return;
+	}
 	if (what & (CONN_EOF | CONN_ERROR)) {
 		if (s->tx.state == TX_CONTENT || s->tx.state == TX_FINAL)
 			log_info("%s: client %s during %s, message abandoned",
@@ -924,7 +977,10 @@ event_cb(void *arg, int what)
 			 * governs. */
 			return;
 		}
-		if (s->state == S_CLOSING || s->state == S_PROXY_HDR) {
+		if (s->state == S_CLOSING || s->state == S_PROXY_HDR ||
+		    s->state == S_TLS) {
+			log_info("%s: timeout in state %s", s->id,
+			    state_names[s->state]);
 			session_free(&s);
 			return;
 		}
@@ -933,6 +989,29 @@ event_cb(void *arg, int what)
 			session_abort_backend_tx(s);
 		session_reply(s, R_TIMEOUT);
 		session_flush(s);
+		return;
+	}
+	if (what & CONN_TLS_READY) {
+		tls_describe(conn_ssl(s->conn), s->tls_desc, sizeof(s->tls_desc));
+		if (!tls_peer_subject(conn_ssl(s->conn), s->tls_subject,
+		    sizeof(s->tls_subject)))
+			s->tls_subject[0] = '\0';
+		s->tls = 1;
+		log_info("%s: TLS %s%s%s", s->id, s->tls_desc,
+		    s->tls_subject[0] ? ", client certificate " : "",
+		    s->tls_subject);
+		if (s->greet_after_tls) {
+			s->greet_after_tls = 0;
+			start_greeting(s);
+			return;
+		}
+		session_enter_state(s, S_COMMAND);
+		session_run(s);
+		return;
+	}
+	if ((what & CONN_DRAINED) && s->starttls_pending &&
+	    conn_pending_output(s->conn) == 0) {
+		begin_tls(s);
 		return;
 	}
 	if ((what & (CONN_DEFERRED | CONN_DRAINED)) && s->state == S_CLOSING &&
@@ -971,6 +1050,12 @@ dns_reverse_cb(int result, char type, int count, int ttl, void *addrs,
 static void
 start_greeting(struct session *s)
 {
+	if (s->lc->kind == LISTENER_SUBMISSIONS && !s->tls) {
+		/* RFC 8314: TLS from the first byte (after a PROXY header) */
+		s->greet_after_tls = 1;
+		begin_tls(s);
+		return;
+	}
 	if (s->worker->dns != NULL && (s->peer.ss_family == AF_INET ||
 	    s->peer.ss_family == AF_INET6)) {
 		session_enter_state(s, S_GREETING);

@@ -3,9 +3,10 @@
  *
  * States (only session_enter_state() assigns s->state, and logs the change):
  *
- *   PROXY_HDR --> GREETING --> COMMAND <--> DATA / BDAT
- *       (PROXY header)  (rDNS)      |
- *                                    +--> CLOSING (flush replies, then free)
+ *   PROXY_HDR --> [TLS] --> GREETING --> COMMAND <--> DATA / BDAT
+ *   (PROXY header) (implicit) (rDNS)       |  ^
+ *                                          |  +-- TLS (STARTTLS: state reset)
+ *                                          +--> CLOSING (flush, then free)
  *
  * PIPELINING (RFC 2920): commands are taken from the input buffer one at a
  * time, in order.  A command that needs the backend (MAIL, RCPT, DATA, the
@@ -44,6 +45,7 @@ enum session_state {
 	S_COMMAND,	/* reading commands */
 	S_DATA,		/* reading DATA content (dot-stuffed) */
 	S_BDAT,		/* reading a BDAT chunk (raw, counted) */
+	S_TLS,		/* TLS handshake (STARTTLS or implicit TLS) */
 	S_CLOSING,	/* no more input; close once the output is flushed */
 	S_STATE_COUNT
 };
@@ -118,7 +120,11 @@ struct session {
 	enum helo_kind helo_kind;
 	char helo[256];
 	int lmtp;
-	int tls, auth;			/* set by TLS/AUTH (later releases) */
+	int tls, auth;			/* TLS is on; AUTH succeeded */
+	int starttls_pending;		/* 220 sent: TLS starts once it is out */
+	int greet_after_tls;		/* implicit TLS: greeting after handshake */
+	char tls_desc[96];		/* "TLSv1.3 TLS_AES_256_GCM_SHA384" */
+	char tls_subject[256];		/* verified client certificate, or "" */
 
 	char *line;			/* the next command, max_line_length + 1 */
 	char *scratch;			/* same size: a copy to parse */

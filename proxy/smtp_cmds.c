@@ -15,6 +15,7 @@
 #include "log.h"
 #include "session.h"
 #include "util.h"
+#include "worker.h"
 
 enum cmd_flags {
 	CMD_NEEDS_HELO = 1 << 0,	/* 503 before EHLO/HELO/LHLO */
@@ -87,6 +88,13 @@ greeting_common(struct session *s, char *args, enum helo_kind kind)
 	return 0;
 }
 
+/* The same predicate decides what EHLO says and what STARTTLS accepts. */
+static int
+starttls_offered(const struct session *s)
+{
+	return !s->tls && s->lc->starttls && worker_tls != NULL;
+}
+
 static void
 ehlo_reply(struct session *s)
 {
@@ -104,6 +112,8 @@ ehlo_reply(struct session *s)
 		evbuffer_add(out, "250-DSN\r\n", 9);
 	if (caps & EC_SMTPUTF8)
 		evbuffer_add(out, "250-SMTPUTF8\r\n", 14);
+	if (starttls_offered(s))
+		evbuffer_add(out, "250-STARTTLS\r\n", 14);
 	evbuffer_add(out, "250-ENHANCEDSTATUSCODES\r\n", 25);
 	evbuffer_add(out, "250 CHUNKING\r\n", 14);
 }
@@ -573,6 +583,24 @@ cmd_expn(struct session *s, char *args)
 }
 
 static void
+cmd_starttls(struct session *s, char *args)
+{
+	if (s->tls) {
+		session_bad_command(s, R_TLS_ACTIVE);
+		return;
+	}
+	if (!starttls_offered(s)) {
+		session_bad_command(s, R_NOT_IMPL);
+		return;
+	}
+	/* RFC 3207 4: the 220, then the handshake; session_run starts TLS
+	 * once the 220 is out, and nothing read after STARTTLS survives. */
+	session_reply(s, R_TLS_GO);
+	s->starttls_pending = 1;
+	session_enter_state(s, S_TLS);
+}
+
+static void
 cmd_not_implemented(struct session *s, char *args)
 {
 	session_bad_command(s, R_NOT_IMPL);
@@ -599,7 +627,7 @@ static const struct cmd_def commands[V_VERB_COUNT] = {
 	[V_HELP] = { 0, cmd_help },
 	[V_VRFY] = { 0, cmd_vrfy },
 	[V_EXPN] = { 0, cmd_expn },
-	[V_STARTTLS] = { 0, cmd_not_implemented },
+	[V_STARTTLS] = { CMD_NO_ARGS, cmd_starttls },
 	[V_AUTH] = { 0, cmd_not_implemented },
 	[V_BURL] = { 0, cmd_not_implemented },
 	[V_ETRN] = { 0, cmd_not_implemented },

@@ -54,6 +54,10 @@ static const char *const reply_texts[R_REPLY_COUNT] = {
 	[R_TIMEOUT] = "421 4.4.2 Timeout, closing connection",
 	[R_SHUTDOWN] = "421 4.3.2 Service shutting down, closing connection",
 	[R_LOCAL_ERROR] = "451 4.3.0 Local error, try again later",
+	[R_TLS_GO] = "220 2.0.0 Ready to start TLS",
+	[R_TLS_ACTIVE] = "503 5.5.1 TLS already active",
+	[R_TLS_UNAVAIL] = "454 4.7.0 TLS not available",
+	[R_TLS_UNAVAIL_421] = "421 4.7.0 TLS not available, closing connection",
 };
 
 const char *

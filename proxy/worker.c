@@ -15,7 +15,10 @@
 #include "log.h"
 #include "session.h"
 #include "smtp_reply.h"
+#include "tls.h"
 #include "worker.h"
+
+struct tls_server *worker_tls;
 
 struct accept_ctx {
 	struct worker *w;
@@ -176,6 +179,30 @@ worker_shutdown(struct worker *w)
 	check_done(w);
 }
 
+/*
+ * Load the certificates and keys again (SIGHUP).  New sessions use the new
+ * ones; sessions set up from the old contexts keep them (OpenSSL counts the
+ * references).  If anything fails to load, the old ones stay in use.
+ */
+void
+worker_reload_tls(const struct conf *conf)
+{
+	struct tls_server *ts;
+	const char *error = NULL;
+
+	if (!conf->tls.enabled)
+		return;
+	ts = tls_server_new(&conf->tls, &error);
+	if (ts == NULL) {
+		log_err("SIGHUP: TLS reload failed, keeping the old certificates: %s",
+		    error);
+		return;
+	}
+	tls_server_free(&worker_tls);
+	worker_tls = ts;
+	log_info("SIGHUP: TLS certificates reloaded");
+}
+
 static void
 signal_cb(evutil_socket_t sig, short what, void *arg)
 {
@@ -185,6 +212,7 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 	if (sig == SIGHUP) {
 		log_open(&w->conf->log, 1);
 		log_info("SIGHUP: log reopened");
+		worker_reload_tls(w->conf);
 		return;
 	}
 	worker_shutdown(w);

@@ -13,6 +13,12 @@ struct conf;
 struct session;
 struct evdns_base;
 
+struct tls_server;
+
+/* The server TLS contexts (tls section), made by the master before the
+ * workers fork; NULL without TLS.  A worker replaces its copy on reload. */
+extern struct tls_server *worker_tls;
+
 struct worker {
 	int index;
 	const struct conf *conf;
@@ -33,5 +39,8 @@ struct worker {
 int worker_run(const struct conf *conf, int index, const int *fds, size_t count);
 
 void worker_session_closed(struct worker *w, struct session *s);
+
+/* SIGHUP: reload the TLS certificates (master and workers). */
+void worker_reload_tls(const struct conf *conf);
 
 #endif

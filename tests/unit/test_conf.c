@@ -33,6 +33,84 @@
 static char tmp_path[256];
 static char errbuf[8192];
 
+/* Certificate and key files for tls sections: empty, but readable (conf.c
+ * only checks access(R_OK); the TLS module parses them).  Made by
+ * tls_files_setup() in a temporary directory; "@" in a config text given
+ * to with_dir() stands for that directory. */
+static const char *tls_file_names[] = {
+	"rsa.pem", "rsa.key", "ec.pem", "ec.key", "sni.pem", "sni.key",
+	"ca.pem",
+};
+static char tls_dir[256];
+
+static int
+tls_files_setup(void **state)
+{
+	const char *dir = getenv("TMPDIR");
+	char path[512];
+	size_t i;
+	FILE *fp;
+
+	(void)state;
+	snprintf(tls_dir, sizeof(tls_dir), "%s/test_conf_tls.XXXXXX",
+		 dir != NULL && *dir != '\0' ? dir : "/tmp");
+	if (mkdtemp(tls_dir) == NULL)
+		return -1;
+	for (i = 0; i < sizeof(tls_file_names) / sizeof(tls_file_names[0]);
+	     i++) {
+		snprintf(path, sizeof(path), "%s/%s", tls_dir,
+			 tls_file_names[i]);
+		if ((fp = fopen(path, "w")) == NULL)
+			return -1;
+		fputs("not parsed by conf.c\n", fp);
+		fclose(fp);
+	}
+	return 0;
+}
+
+static int
+tls_files_teardown(void **state)
+{
+	char path[512];
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(tls_file_names) / sizeof(tls_file_names[0]);
+	     i++) {
+		snprintf(path, sizeof(path), "%s/%s", tls_dir,
+			 tls_file_names[i]);
+		unlink(path);
+	}
+	rmdir(tls_dir);
+	return 0;
+}
+
+/* tmpl with each '@' replaced by tls_dir, in a static buffer. */
+static const char *
+with_dir(const char *tmpl)
+{
+	static char buf[16384];
+	size_t len = 0, dlen = strlen(tls_dir);
+	const char *p;
+
+	for (p = tmpl; *p != '\0'; p++) {
+		assert_true(len + dlen + 2 < sizeof(buf));
+		if (*p == '@') {
+			memcpy(buf + len, tls_dir, dlen);
+			len += dlen;
+		} else {
+			buf[len++] = *p;
+		}
+	}
+	buf[len] = '\0';
+	return buf;
+}
+
+/* A tls section with one certificate, for tests about other keys. */
+#define TLS_ONE \
+	"tls = { certificates = ( { cert = \"@/rsa.pem\"; " \
+	"key = \"@/rsa.key\"; } ); };\n"
+
 /* Write text to a new temporary file; its name goes to tmp_path. */
 static const char *
 write_conf(const char *text)
@@ -145,6 +223,11 @@ assert_defaults(const struct conf *conf)
 			 sizeof(struct sockaddr_in));
 	assert_int_equal(conf->listeners[0].proxy_protocol, 0);
 	assert_int_equal(conf->listeners[0].proxy_from_count, 0);
+	/* No tls section: no STARTTLS; submission requires AUTH. */
+	assert_int_equal(conf->listeners[0].starttls, 0);
+	assert_int_equal(conf->listeners[0].require_auth, 1);
+	assert_int_equal(conf->listeners[0].require_tls_for_auth, 0);
+	assert_string_equal(conf->listeners[0].auth_mechanisms, "");
 
 	assert_string_equal(conf->backend.addr.text, "127.0.0.1:25");
 	assert_int_equal(conf->backend.proto, BACKEND_SMTP);
@@ -169,6 +252,34 @@ assert_defaults(const struct conf *conf)
 	assert_int_equal(conf->timeouts.backend_command, 300);
 	assert_int_equal(conf->timeouts.backend_data, 600);
 	assert_int_equal(conf->timeouts.shutdown, 30);
+
+	assert_int_equal(conf->tls.enabled, 0);
+	assert_int_equal(conf->tls.sni_count, 0);
+	assert_string_equal(conf->tls.min_protocol, "TLSv1.2");
+	assert_string_equal(conf->tls.ciphers, "");
+	assert_string_equal(conf->tls.ciphersuites, "");
+	assert_string_equal(conf->tls.groups, "");
+	assert_string_equal(conf->tls.client_ca_file, "");
+	assert_int_equal(conf->tls.verify_client, 0);
+	assert_int_equal(conf->tls.session_tickets, 1);
+	assert_int_equal(conf->tls.handshake_timeout, 30);
+
+	assert_string_equal(conf->sasl.app_name, "msaproxy");
+	assert_string_equal(conf->sasl.mechanisms,
+			    "GSSAPI SCRAM-SHA-256 PLAIN LOGIN");
+	assert_string_equal(conf->sasl.sasldb_path, "");
+	assert_string_equal(conf->sasl.plugin_path, "");
+	assert_string_equal(conf->sasl.keytab, "");
+	assert_string_equal(conf->sasl.service, "smtp");
+	assert_string_equal(conf->sasl.hostname, conf->server_name);
+	assert_string_equal(conf->sasl.realm, "");
+	assert_int_equal(conf->sasl.allow_authzid, 0);
+	assert_int_equal(conf->sasl.max_failures, 3);
+	assert_int_equal(conf->sasl.failure_delay_ms, 1000);
+	assert_string_equal(conf->sasl.sender_map, "");
+	assert_string_equal(conf->sasl.sender_domains, "");
+	assert_int_equal(conf->sasl.received_auth_comment, 0);
+	assert_int_equal(conf->sasl.received_tls_comment, 0);
 }
 
 static void
@@ -385,6 +496,61 @@ static const struct range_case range_cases[] = {
 	{ NULL, "bare_newline", "\"strip\"",
 	  "'bare_newline' = \"strip\" is not one of \"reject\", \"normalize\"" },
 	{ NULL, "bare_newline", "\"normalize\"", NULL },
+	{ "sasl", "max_failures", "0",
+	  "'sasl.max_failures' = 0 is out of range (1..100)" },
+	{ "sasl", "max_failures", "1", NULL },
+	{ "sasl", "max_failures", "100", NULL },
+	{ "sasl", "max_failures", "101",
+	  "'sasl.max_failures' = 101 is out of range (1..100)" },
+	{ "sasl", "failure_delay_ms", "0", NULL },
+	{ "sasl", "failure_delay_ms", "60000", NULL },
+	{ "sasl", "failure_delay_ms", "60001",
+	  "'sasl.failure_delay_ms' = 60001 is out of range (0..60000)" },
+	{ "sasl", "allow_authzid", "1",
+	  "'sasl.allow_authzid' must be a boolean (true or false), not an "
+	  "integer" },
+	{ "sasl", "service", "\"\"", "'sasl.service' = \"\": must not be empty" },
+	{ "sasl", "app_name", "\"\"", "'sasl.app_name' = \"\": must not be empty" },
+	{ "sasl", "app_name", "\"msa proxy\"",
+	  "'sasl.app_name' = \"msa proxy\": only printable characters "
+	  "without spaces are allowed" },
+	{ "sasl", "hostname", "\"bad host\"",
+	  "'sasl.hostname' = \"bad host\": not a domain name (letters, "
+	  "digits, '-', '.', '_')" },
+	{ "sasl", "mechanisms", "\"\"",
+	  "'sasl.mechanisms' = \"\": must name at least one mechanism" },
+	{ "sasl", "mechanisms", "\"  \"",
+	  "'sasl.mechanisms' = \"  \": must name at least one mechanism" },
+	{ "sasl", "mechanisms", "\"PLAIN\"", NULL },
+	{ "sasl", "mechanisms", "\" EXTERNAL  PLAIN \"", NULL },
+	{ "sasl", "mechanisms", "\"ABCDEFGHIJ-_0123456Z\"", NULL },
+	{ "sasl", "mechanisms", "\"ABCDEFGHIJ-_0123456ZZ\"",
+	  "'sasl.mechanisms' = \"ABCDEFGHIJ-_0123456ZZ\": a mechanism name "
+	  "has at most 20 characters" },
+	{ "sasl", "mechanisms", "\"GSSAPI plain\"",
+	  "'sasl.mechanisms' = \"GSSAPI plain\": mechanism names are "
+	  "space-separated and have only upper-case letters, digits, '-' "
+	  "and '_'" },
+	{ "sasl", "mechanisms", "\"CRAM/MD5\"",
+	  "'sasl.mechanisms' = \"CRAM/MD5\": mechanism names are "
+	  "space-separated and have only upper-case letters, digits, '-' "
+	  "and '_'" },
+	{ "sasl", "mechanisms", "\"PLAIN,LOGIN\"",
+	  "'sasl.mechanisms' = \"PLAIN,LOGIN\": mechanism names are "
+	  "space-separated and have only upper-case letters, digits, '-' "
+	  "and '_'" },
+	{ "sasl", "sender_domains", "\"example.org mail.example.net\"", NULL },
+	{ "sasl", "sender_domains", "\"example.org [192.0.2.1]\"",
+	  "'sasl.sender_domains' = \"example.org [192.0.2.1]\": not a "
+	  "domain name" },
+	{ "sasl", "sender_domains", "\"example.org,example.net\"",
+	  "'sasl.sender_domains' = \"example.org,example.net\": not a "
+	  "domain name (letters, digits, '-', '.', '_')" },
+	{ "sasl", "realm", "\"EXAMPLE.ORG\"", NULL },
+	{ "sasl", "keytab", "\"/etc/a\\nb\"",
+	  "'sasl.keytab' = \"/etc/a\\x0ab\": control characters are not "
+	  "allowed in a path" },
+	{ "sasl", "colour", "true", "unknown key 'colour' in section 'sasl'" },
 };
 
 static void
@@ -530,7 +696,8 @@ test_listeners(void **state)
 	struct conf *conf;
 
 	(void)state;
-	conf = load_ok("listeners = (\n"
+	/* "submissions" needs a tls section. */
+	conf = load_ok(with_dir("listeners = (\n"
 		       "  { name = \"sub\"; address = \"0.0.0.0:587\"; },\n"
 		       "  { name = \"subs\"; kind = \"submissions\";\n"
 		       "    address = \"[::]:465\"; },\n"
@@ -540,7 +707,7 @@ test_listeners(void **state)
 		       "                            \"192.0.2.7\" ]; },\n"
 		       "  { name = \"l\"; kind = \"LMTP\"; address = \"127.0.0.1:24\"; }\n"
 		       ");\n"
-		       "backend = { address = \"127.0.0.1:25\"; };\n");
+		       "backend = { address = \"127.0.0.1:25\"; };\n" TLS_ONE));
 	assert_int_equal(conf->listener_count, 4);
 	assert_int_equal(conf->listeners[0].kind, LISTENER_SUBMISSION);
 	assert_int_equal(conf->listeners[0].line, 2);
@@ -566,6 +733,555 @@ test_listeners(void **state)
 			    "submissions");
 	assert_string_equal(conf_listener_kind_name(LISTENER_SMTP), "smtp");
 	assert_string_equal(conf_listener_kind_name(LISTENER_LMTP), "lmtp");
+}
+
+static void
+test_tls(void **state)
+{
+	struct conf *conf;
+
+	(void)state;
+	/* Two default certificates, two SNI sets, every other key set. */
+	conf = load_ok(with_dir(MINIMAL
+		"tls = {\n"
+		"  certificates = (\n"
+		"    { cert = \"@/rsa.pem\"; key = \"@/rsa.key\"; },\n"
+		"    { cert = \"@/ec.pem\"; key = \"@/ec.key\"; }\n"
+		"  );\n"
+		"  sni = (\n"
+		"    { name = \"mail.example.org\";\n"
+		"      certificates = ( { cert = \"@/sni.pem\"; key = \"@/sni.key\"; } ); },\n"
+		"    { name = \"*.example.net\";\n"
+		"      certificates = ( { cert = \"@/rsa.pem\"; key = \"@/rsa.key\"; },\n"
+		"                       { cert = \"@/ec.pem\"; key = \"@/ec.key\"; } ); }\n"
+		"  );\n"
+		"  min_protocol = \"tlsv1.3\";\n"
+		"  ciphers = \"ECDHE+AESGCM:!aNULL\";\n"
+		"  ciphersuites = \"TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256\";\n"
+		"  groups = \"X25519:P-256\";\n"
+		"  client_ca_file = \"@/ca.pem\";\n"
+		"  verify_client = \"optional\";\n"
+		"  session_tickets = false;\n"
+		"  handshake_timeout = 3600;\n"
+		"};\n"));
+	assert_int_equal(conf->tls.enabled, 1);
+	assert_int_equal(conf->tls.sni_count, 3);
+	assert_string_equal(conf->tls.sni[0].name, "");
+	assert_int_equal(conf->tls.sni[0].cert_count, 2);
+	assert_string_equal(conf->tls.sni[0].certs[0].cert_file,
+			    with_dir("@/rsa.pem"));
+	assert_string_equal(conf->tls.sni[0].certs[0].key_file,
+			    with_dir("@/rsa.key"));
+	assert_string_equal(conf->tls.sni[0].certs[1].cert_file,
+			    with_dir("@/ec.pem"));
+	assert_string_equal(conf->tls.sni[0].certs[1].key_file,
+			    with_dir("@/ec.key"));
+	assert_string_equal(conf->tls.sni[1].name, "mail.example.org");
+	assert_int_equal(conf->tls.sni[1].cert_count, 1);
+	assert_string_equal(conf->tls.sni[1].certs[0].cert_file,
+			    with_dir("@/sni.pem"));
+	assert_string_equal(conf->tls.sni[1].certs[0].key_file,
+			    with_dir("@/sni.key"));
+	assert_string_equal(conf->tls.sni[2].name, "*.example.net");
+	assert_int_equal(conf->tls.sni[2].cert_count, 2);
+	assert_string_equal(conf->tls.sni[2].certs[1].key_file,
+			    with_dir("@/ec.key"));
+	/* Written in any case, stored as the TLS module compares it. */
+	assert_string_equal(conf->tls.min_protocol, "TLSv1.3");
+	assert_string_equal(conf->tls.ciphers, "ECDHE+AESGCM:!aNULL");
+	assert_string_equal(conf->tls.ciphersuites,
+			    "TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256");
+	assert_string_equal(conf->tls.groups, "X25519:P-256");
+	assert_string_equal(conf->tls.client_ca_file, with_dir("@/ca.pem"));
+	assert_int_equal(conf->tls.verify_client, 1);
+	assert_int_equal(conf->tls.session_tickets, 0);
+	assert_int_equal(conf->tls.handshake_timeout, 3600);
+	/* With TLS, the submission listener offers STARTTLS. */
+	assert_int_equal(conf->listeners[0].starttls, 1);
+	assert_int_equal(conf->listeners[0].require_auth, 1);
+	conf_free(&conf);
+
+	/* The smallest tls section: defaults for the rest. */
+	conf = load_ok(with_dir(MINIMAL TLS_ONE));
+	assert_int_equal(conf->tls.enabled, 1);
+	assert_int_equal(conf->tls.sni_count, 1);
+	assert_string_equal(conf->tls.sni[0].name, "");
+	assert_int_equal(conf->tls.sni[0].cert_count, 1);
+	assert_string_equal(conf->tls.min_protocol, "TLSv1.2");
+	assert_string_equal(conf->tls.ciphers, "");
+	assert_int_equal(conf->tls.verify_client, 0);
+	assert_int_equal(conf->tls.session_tickets, 1);
+	assert_int_equal(conf->tls.handshake_timeout, 30);
+	conf_free(&conf);
+
+	conf = load_ok(with_dir(MINIMAL
+		"tls = {\n"
+		"  certificates = ( { cert = \"@/rsa.pem\"; key = \"@/rsa.key\"; } );\n"
+		"  min_protocol = \"TLSv1.2\";\n"
+		"  client_ca_file = \"@/ca.pem\";\n"
+		"  verify_client = \"REQUIRE\";\n"
+		"  handshake_timeout = 1;\n"
+		"};\n"));
+	assert_string_equal(conf->tls.min_protocol, "TLSv1.2");
+	assert_int_equal(conf->tls.verify_client, 2);
+	assert_int_equal(conf->tls.handshake_timeout, 1);
+	assert_int_equal(conf->tls.sni_count, 1);
+	conf_free(&conf);
+
+	/* Up to CONF_MAX_CERTS certificates and CONF_MAX_SNI - 1 SNI sets. */
+	{
+		char text[8192];
+		size_t len, i;
+
+		len = (size_t)snprintf(text, sizeof(text), MINIMAL
+			"tls = { certificates = (\n");
+		for (i = 0; i < CONF_MAX_CERTS; i++)
+			len += (size_t)snprintf(text + len, sizeof(text) - len,
+				"%s{ cert = \"@/rsa.pem\"; key = \"@/rsa.key\"; }\n",
+				i > 0 ? "," : "");
+		len += (size_t)snprintf(text + len, sizeof(text) - len,
+					");\nsni = (\n");
+		for (i = 1; i < CONF_MAX_SNI; i++)
+			len += (size_t)snprintf(text + len, sizeof(text) - len,
+				"%s{ name = \"h%zu.example.org\"; certificates = "
+				"( { cert = \"@/sni.pem\"; key = \"@/sni.key\"; } ); }\n",
+				i > 1 ? "," : "", i);
+		snprintf(text + len, sizeof(text) - len, "); };\n");
+		conf = load_ok(with_dir(text));
+		assert_int_equal(conf->tls.sni_count, CONF_MAX_SNI);
+		assert_int_equal(conf->tls.sni[0].cert_count, CONF_MAX_CERTS);
+		assert_string_equal(conf->tls.sni[CONF_MAX_SNI - 1].name,
+				    "h15.example.org");
+		conf_free(&conf);
+	}
+}
+
+static void
+test_tls_errors(void **state)
+{
+	char text[8192];
+	size_t len, i;
+
+	(void)state;
+	/* A tls section needs certificates. */
+	load_fail(MINIMAL "\ntls = {\n  min_protocol = \"TLSv1.3\";\n};\n");
+	assert_error_line(4, "missing key 'certificates' in section 'tls'");
+	assert_int_equal(error_count(), 1);
+	load_fail(MINIMAL "tls = { };\n");
+	assert_error_line(3, "missing key 'certificates' in section 'tls'");
+	assert_int_equal(error_count(), 1);
+	load_fail(MINIMAL "tls = {\n  certificates = ( );\n};\n");
+	assert_error_line(4, "'tls.certificates' must have at least one entry");
+	assert_int_equal(error_count(), 1);
+	load_fail(MINIMAL "tls = {\n  certificates = \"/etc/cert.pem\";\n};\n");
+	assert_error_line(4, "'tls.certificates' must be a list of groups "
+			  "( { ... }, { ... } ), not a string");
+	assert_int_equal(error_count(), 1);
+	load_fail(MINIMAL "tls = true;\n");
+	assert_error_line(3, "'tls' must be a group { }, not a boolean");
+	assert_int_equal(error_count(), 1);
+
+	/* Each entry needs both files, readable now. */
+	load_fail(with_dir(MINIMAL "tls = {\n  certificates = (\n"
+		  "    { cert = \"@/rsa.pem\"; },\n"
+		  "    { key = \"@/rsa.key\"; },\n"
+		  "    { cert = \"\"; key = \"@/rsa.key\"; }\n"
+		  "  );\n};\n"));
+	assert_error_line(5, "missing key 'key' in section 'tls.certificates[0]'");
+	assert_error_line(6, "missing key 'cert' in section 'tls.certificates[1]'");
+	assert_error_line(7, "'tls.certificates[2].cert' = \"\": must not be empty");
+	assert_int_equal(error_count(), 3);
+
+	load_fail(with_dir(MINIMAL "tls = {\n  certificates = (\n"
+		  "    { cert = \"@/rsa.pem\"; key = \"@/rsa.key\"; },\n"
+		  "    { cert = \"/nonexistent/ecdsa.pem\";\n"
+		  "      key = \"@/missing.key\"; }\n"
+		  "  );\n};\n"));
+	assert_error_line(6, "'tls.certificates[1].cert' /nonexistent/ecdsa.pem: "
+			  "No such file or directory");
+	snprintf(text, sizeof(text), "'tls.certificates[1].key' %s/missing.key: "
+		 "No such file or directory", tls_dir);
+	assert_error_line(7, text);
+	assert_int_equal(error_count(), 2);
+
+	/* Whatever access() says is reported, here ENOTDIR. */
+	load_fail(with_dir(MINIMAL "tls = {\n  certificates = (\n"
+		  "    { cert = \"@/rsa.pem/x\"; key = \"@/rsa.key\"; }\n"
+		  "  );\n};\n"));
+	snprintf(text, sizeof(text), "'tls.certificates[0].cert' %s/rsa.pem/x: "
+		 "Not a directory", tls_dir);
+	assert_error_line(5, text);
+	assert_int_equal(error_count(), 1);
+
+	/* At most CONF_MAX_CERTS certificates. */
+	len = (size_t)snprintf(text, sizeof(text), MINIMAL
+			       "tls = { certificates = (\n");
+	for (i = 0; i < CONF_MAX_CERTS + 1; i++)
+		len += (size_t)snprintf(text + len, sizeof(text) - len,
+			"%s{ cert = \"@/rsa.pem\"; key = \"@/rsa.key\"; }\n",
+			i > 0 ? "," : "");
+	snprintf(text + len, sizeof(text) - len, "); };\n");
+	load_fail(with_dir(text));
+	assert_error_line(3, "'tls.certificates' has 5 entries; at most 4 are "
+			  "allowed");
+	assert_int_equal(error_count(), 1);
+
+	/* Nothing older than TLS 1.2. */
+	load_fail(with_dir(MINIMAL
+		  "tls = {\n"
+		  "  certificates = ( { cert = \"@/rsa.pem\"; key = \"@/rsa.key\"; } );\n"
+		  "  min_protocol = \"TLSv1.1\";\n"
+		  "};\n"));
+	assert_error_line(5, "'tls.min_protocol' = \"TLSv1.1\": must be "
+			  "\"TLSv1.2\" or \"TLSv1.3\" (older protocols are not "
+			  "accepted)");
+	assert_int_equal(error_count(), 1);
+	load_fail(with_dir(MINIMAL
+		  "tls = {\n"
+		  "  certificates = ( { cert = \"@/rsa.pem\"; key = \"@/rsa.key\"; } );\n"
+		  "  min_protocol = \"SSLv3\";\n"
+		  "  handshake_timeout = 0;\n"
+		  "  verify_client = \"always\";\n"
+		  "  ciphers = \"HIGH\\n\";\n"
+		  "  session_tickets = \"yes\";\n"
+		  "  colour = true;\n"
+		  "};\n"));
+	assert_error_line(5, "'tls.min_protocol' = \"SSLv3\": must be "
+			  "\"TLSv1.2\" or \"TLSv1.3\" (older protocols are not "
+			  "accepted)");
+	assert_error_line(6, "'tls.handshake_timeout' = 0 is out of range "
+			  "(1..3600)");
+	assert_error_line(7, "'tls.verify_client' = \"always\" is not one of "
+			  "\"none\", \"optional\", \"require\"");
+	assert_error_line(8, "'tls.ciphers' = \"HIGH\\x0a\": only printable "
+			  "ASCII characters are allowed");
+	assert_error_line(9, "'tls.session_tickets' must be a boolean (true or "
+			  "false), not a string");
+	assert_error_line(10, "unknown key 'colour' in section 'tls'");
+	assert_int_equal(error_count(), 6);
+	load_fail(with_dir(MINIMAL
+		  "tls = { handshake_timeout = 3601;\n"
+		  "  certificates = ( { cert = \"@/rsa.pem\"; key = \"@/rsa.key\"; } ); };\n"));
+	assert_error_line(3, "'tls.handshake_timeout' = 3601 is out of range "
+			  "(1..3600)");
+	assert_int_equal(error_count(), 1);
+
+	/* Verifying clients needs something to verify against. */
+	load_fail(with_dir(MINIMAL
+		  "tls = {\n"
+		  "  certificates = ( { cert = \"@/rsa.pem\"; key = \"@/rsa.key\"; } );\n"
+		  "  verify_client = \"require\";\n"
+		  "};\n"));
+	assert_error_line(5, "'tls.verify_client' is \"require\" but "
+			  "'tls.client_ca_file' is empty");
+	assert_int_equal(error_count(), 1);
+	load_fail(with_dir(MINIMAL
+		  "tls = {\n"
+		  "  certificates = ( { cert = \"@/rsa.pem\"; key = \"@/rsa.key\"; } );\n"
+		  "  verify_client = \"optional\";\n"
+		  "  client_ca_file = \"\";\n"
+		  "};\n"));
+	assert_error_line(5, "'tls.verify_client' is \"optional\" but "
+			  "'tls.client_ca_file' is empty");
+	assert_int_equal(error_count(), 1);
+	load_fail(with_dir(MINIMAL
+		  "tls = {\n"
+		  "  certificates = ( { cert = \"@/rsa.pem\"; key = \"@/rsa.key\"; } );\n"
+		  "  client_ca_file = \"/nonexistent/ca.pem\";\n"
+		  "};\n"));
+	assert_error_line(5, "'tls.client_ca_file' /nonexistent/ca.pem: No such "
+			  "file or directory");
+	assert_int_equal(error_count(), 1);
+}
+
+static void
+test_tls_sni_errors(void **state)
+{
+	char text[8192];
+	size_t len, i;
+
+	(void)state;
+	load_fail(with_dir(MINIMAL
+		  "tls = {\n"
+		  "  certificates = ( { cert = \"@/rsa.pem\"; key = \"@/rsa.key\"; } );\n"
+		  "  sni = (\n"
+		  "    { certificates = ( { cert = \"@/sni.pem\"; key = \"@/sni.key\"; } ); },\n"
+		  "    { name = \"a.example.org\"; },\n"
+		  "    { name = \"b.example.org\"; certificates = ( ); },\n"
+		  "    { name = \"a*.example.org\";\n"
+		  "      certificates = ( { cert = \"@/sni.pem\"; key = \"@/sni.key\"; } ); },\n"
+		  "    { name = \"*\";\n"
+		  "      certificates = ( { cert = \"@/sni.pem\"; key = \"@/sni.key\"; } ); },\n"
+		  "    { name = \"[192.0.2.1]\";\n"
+		  "      certificates = ( { cert = \"@/sni.pem\"; key = \"@/sni.key\"; } ); },\n"
+		  "    { name = \"\";\n"
+		  "      certificates = ( { cert = \"@/sni.pem\"; key = \"@/sni.key\"; } ); },\n"
+		  "    { name = \"c.example.org\";\n"
+		  "      certificates = ( { cert = \"@/sni.pem\"; key = \"/nonexistent/c.key\"; } ); },\n"
+		  "    \"d.example.org\"\n"
+		  "  );\n"
+		  "};\n"));
+	assert_error_line(6, "missing key 'name' in section 'tls.sni[0]'");
+	assert_error_line(7, "missing key 'certificates' in section 'tls.sni[1]'");
+	assert_error_line(8, "'tls.sni[2].certificates' must have at least one "
+			  "entry");
+	assert_error_line(9, "'tls.sni[3].name' = \"a*.example.org\": a wildcard "
+			  "is only allowed as \"*.\" at the start");
+	assert_error_line(11, "'tls.sni[4].name' = \"*\": a wildcard is only "
+			  "allowed as \"*.\" at the start");
+	assert_error_line(13, "'tls.sni[5].name' = \"[192.0.2.1]\": must be a "
+			  "host name, not an address literal");
+	assert_error_line(15, "'tls.sni[6].name' = \"\": must be a host name or "
+			  "\"*.\" and a domain");
+	assert_error_line(18, "'tls.sni[7].certificates[0].key' "
+			  "/nonexistent/c.key: No such file or directory");
+	assert_error_line(20, "'tls.sni[8]' must be a group { }, not a string");
+	assert_int_equal(error_count(), 9);
+
+	/* The same name twice (case-blind): the second would never match. */
+	load_fail(with_dir(MINIMAL
+		  "tls = {\n"
+		  "  certificates = ( { cert = \"@/rsa.pem\"; key = \"@/rsa.key\"; } );\n"
+		  "  sni = (\n"
+		  "    { name = \"*.example.org\";\n"
+		  "      certificates = ( { cert = \"@/sni.pem\"; key = \"@/sni.key\"; } ); },\n"
+		  "    { name = \"mail.example.org\";\n"
+		  "      certificates = ( { cert = \"@/sni.pem\"; key = \"@/sni.key\"; } ); },\n"
+		  "    { name = \"*.EXAMPLE.org\";\n"
+		  "      certificates = ( { cert = \"@/sni.pem\"; key = \"@/sni.key\"; } ); }\n"
+		  "  );\n"
+		  "};\n"));
+	assert_error_line(10, "duplicate name '*.EXAMPLE.org' in 'tls.sni'");
+	assert_int_equal(error_count(), 1);
+
+	/* sni[0] is the default set: CONF_MAX_SNI - 1 entries at most. */
+	len = (size_t)snprintf(text, sizeof(text), MINIMAL
+		"tls = { certificates = ( { cert = \"@/rsa.pem\"; "
+		"key = \"@/rsa.key\"; } );\nsni = (\n");
+	for (i = 0; i < CONF_MAX_SNI; i++)
+		len += (size_t)snprintf(text + len, sizeof(text) - len,
+			"%s{ name = \"h%zu.example.org\"; certificates = "
+			"( { cert = \"@/sni.pem\"; key = \"@/sni.key\"; } ); }\n",
+			i > 0 ? "," : "", i);
+	snprintf(text + len, sizeof(text) - len, "); };\n");
+	load_fail(with_dir(text));
+	assert_error_line(4, "'tls.sni' has 16 entries; at most 15 are allowed");
+	assert_int_equal(error_count(), 1);
+}
+
+/* Listener keys that depend on the tls section and on the kind. */
+static void
+test_listener_tls_auth(void **state)
+{
+	struct conf *conf;
+	size_t i;
+
+	(void)state;
+	/* With a tls section: STARTTLS everywhere but on submissions; AUTH
+	 * required on submission and submissions only. */
+	conf = load_ok(with_dir("listeners = (\n"
+		"  { name = \"sub\"; address = \"127.0.0.1:587\"; },\n"
+		"  { name = \"subs\"; kind = \"submissions\"; address = \"127.0.0.1:465\"; },\n"
+		"  { name = \"mx\"; kind = \"smtp\"; address = \"127.0.0.1:25\"; },\n"
+		"  { name = \"lm\"; kind = \"lmtp\"; address = \"127.0.0.1:24\"; }\n"
+		");\n"
+		"backend = { address = \"127.0.0.1:26\"; };\n" TLS_ONE));
+	assert_int_equal(conf->listener_count, 4);
+	assert_int_equal(conf->listeners[0].starttls, 1);
+	assert_int_equal(conf->listeners[0].require_auth, 1);
+	assert_int_equal(conf->listeners[1].starttls, 0);
+	assert_int_equal(conf->listeners[1].require_auth, 1);
+	assert_int_equal(conf->listeners[2].starttls, 1);
+	assert_int_equal(conf->listeners[2].require_auth, 0);
+	assert_int_equal(conf->listeners[3].starttls, 1);
+	assert_int_equal(conf->listeners[3].require_auth, 0);
+	for (i = 0; i < 4; i++) {
+		assert_int_equal(conf->listeners[i].require_tls_for_auth, 0);
+		assert_string_equal(conf->listeners[i].auth_mechanisms, "");
+	}
+	conf_free(&conf);
+
+	/* The tls section may come after the listeners: defaults are
+	 * resolved once the whole file is read.  Explicit values win. */
+	conf = load_ok(with_dir("listeners = (\n"
+		"  { name = \"sub\"; address = \"127.0.0.1:587\"; starttls = false;\n"
+		"    require_auth = false; require_tls_for_auth = true;\n"
+		"    auth_mechanisms = \"SCRAM-SHA-256 GSSAPI\"; },\n"
+		"  { name = \"subs\"; kind = \"submissions\"; address = \"127.0.0.1:465\";\n"
+		"    starttls = false; require_auth = false; },\n"
+		"  { name = \"mx\"; kind = \"smtp\"; address = \"127.0.0.1:25\";\n"
+		"    starttls = true; require_auth = true; auth_mechanisms = \"\"; },\n"
+		"  { name = \"lm\"; kind = \"lmtp\"; address = \"127.0.0.1:24\";\n"
+		"    starttls = false; }\n"
+		");\n"
+		"backend = { address = \"127.0.0.1:26\"; };\n" TLS_ONE));
+	assert_int_equal(conf->listeners[0].starttls, 0);
+	assert_int_equal(conf->listeners[0].require_auth, 0);
+	assert_int_equal(conf->listeners[0].require_tls_for_auth, 1);
+	assert_string_equal(conf->listeners[0].auth_mechanisms,
+			    "SCRAM-SHA-256 GSSAPI");
+	assert_int_equal(conf->listeners[1].starttls, 0);
+	assert_int_equal(conf->listeners[1].require_auth, 0);
+	assert_int_equal(conf->listeners[2].starttls, 1);
+	assert_int_equal(conf->listeners[2].require_auth, 1);
+	assert_int_equal(conf->listeners[3].starttls, 0);
+	assert_int_equal(conf->listeners[3].require_auth, 0);
+	conf_free(&conf);
+
+	/* Without tls: no STARTTLS; saying so explicitly is fine too. */
+	conf = load_ok("listeners = (\n"
+		"  { name = \"sub\"; address = \"127.0.0.1:587\"; },\n"
+		"  { name = \"mx\"; kind = \"smtp\"; address = \"127.0.0.1:25\"; },\n"
+		"  { name = \"lm\"; kind = \"lmtp\"; address = \"127.0.0.1:24\";\n"
+		"    starttls = false; require_auth = true; }\n"
+		");\n"
+		"backend = { address = \"127.0.0.1:26\"; };\n");
+	assert_int_equal(conf->tls.enabled, 0);
+	assert_int_equal(conf->listeners[0].starttls, 0);
+	assert_int_equal(conf->listeners[0].require_auth, 1);
+	assert_int_equal(conf->listeners[1].starttls, 0);
+	assert_int_equal(conf->listeners[1].require_auth, 0);
+	assert_int_equal(conf->listeners[2].starttls, 0);
+	assert_int_equal(conf->listeners[2].require_auth, 1);
+	conf_free(&conf);
+}
+
+static void
+test_listener_tls_auth_errors(void **state)
+{
+	(void)state;
+	/* submissions is TLS from the first byte: it needs a tls section. */
+	load_fail("listeners = (\n"
+		  "  { name = \"subs\";\n"
+		  "    kind = \"submissions\";\n"
+		  "    address = \"127.0.0.1:465\"; }\n"
+		  ");\n"
+		  "backend = { address = \"127.0.0.1:26\"; };\n");
+	assert_error_line(3, "'listeners[0].kind' is \"submissions\" (implicit "
+			  "TLS) but there is no 'tls' section");
+	assert_int_equal(error_count(), 1);
+
+	/* STARTTLS needs certificates. */
+	load_fail("listeners = (\n"
+		  "  { name = \"sub\"; address = \"127.0.0.1:587\"; },\n"
+		  "  { name = \"mx\"; kind = \"smtp\"; address = \"127.0.0.1:25\";\n"
+		  "    starttls = true; }\n"
+		  ");\n"
+		  "backend = { address = \"127.0.0.1:26\"; };\n");
+	assert_error_line(4, "'listeners[1].starttls' is true but there is no "
+			  "'tls' section");
+	assert_int_equal(error_count(), 1);
+
+	/* ...and makes no sense on submissions. */
+	load_fail(with_dir("listeners = (\n"
+		  "  { name = \"subs\"; kind = \"submissions\";\n"
+		  "    address = \"127.0.0.1:465\";\n"
+		  "    starttls = true; }\n"
+		  ");\n"
+		  "backend = { address = \"127.0.0.1:26\"; };\n" TLS_ONE));
+	assert_error_line(4, "'listeners[0].starttls' must not be true on a "
+			  "\"submissions\" listener (TLS starts at connect)");
+	assert_int_equal(error_count(), 1);
+
+	/* A broken tls section is reported once, not again per listener. */
+	load_fail("listeners = (\n"
+		  "  { name = \"subs\"; kind = \"submissions\";\n"
+		  "    address = \"127.0.0.1:465\"; }\n"
+		  ");\n"
+		  "backend = { address = \"127.0.0.1:26\"; };\n"
+		  "tls = { };\n");
+	assert_error_line(6, "missing key 'certificates' in section 'tls'");
+	assert_int_equal(error_count(), 1);
+
+	/* Types and mechanism names. */
+	load_fail("listeners = (\n"
+		  "  { name = \"sub\"; address = \"127.0.0.1:587\";\n"
+		  "    starttls = 1;\n"
+		  "    require_auth = \"yes\";\n"
+		  "    require_tls_for_auth = 0;\n"
+		  "    auth_mechanisms = \"PLAIN, LOGIN\"; }\n"
+		  ");\n"
+		  "backend = { address = \"127.0.0.1:26\"; };\n");
+	assert_error_line(3, "'listeners[0].starttls' must be a boolean (true or "
+			  "false), not an integer");
+	assert_error_line(4, "'listeners[0].require_auth' must be a boolean (true "
+			  "or false), not a string");
+	assert_error_line(5, "'listeners[0].require_tls_for_auth' must be a "
+			  "boolean (true or false), not an integer");
+	assert_error_line(6, "'listeners[0].auth_mechanisms' = \"PLAIN, LOGIN\": "
+			  "mechanism names are space-separated and have only "
+			  "upper-case letters, digits, '-' and '_'");
+	assert_int_equal(error_count(), 4);
+}
+
+static void
+test_sasl(void **state)
+{
+	struct conf *conf;
+
+	(void)state;
+	conf = load_ok("server_name = \"mx.example.org\";\n" MINIMAL
+		"sasl = {\n"
+		"  app_name = \"msa-test\";\n"
+		"  mechanisms = \"EXTERNAL SCRAM-SHA-256\";\n"
+		"  sasldb_path = \"/var/lib/msaproxy/sasldb2\";\n"
+		"  plugin_path = \"/usr/lib/sasl2\";\n"
+		"  keytab = \"/etc/msaproxy/smtp.keytab\";\n"
+		"  service = \"submission\";\n"
+		"  hostname = \"smtp.example.org\";\n"
+		"  realm = \"EXAMPLE.ORG\";\n"
+		"  allow_authzid = true;\n"
+		"  max_failures = 5;\n"
+		"  failure_delay_ms = 0;\n"
+		"  sender_map = \"/etc/msaproxy/senders\";\n"
+		"  sender_domains = \"example.org example.net\";\n"
+		"  received_auth_comment = true;\n"
+		"  received_tls_comment = true;\n"
+		"};\n");
+	assert_string_equal(conf->sasl.app_name, "msa-test");
+	assert_string_equal(conf->sasl.mechanisms, "EXTERNAL SCRAM-SHA-256");
+	assert_string_equal(conf->sasl.sasldb_path, "/var/lib/msaproxy/sasldb2");
+	assert_string_equal(conf->sasl.plugin_path, "/usr/lib/sasl2");
+	assert_string_equal(conf->sasl.keytab, "/etc/msaproxy/smtp.keytab");
+	assert_string_equal(conf->sasl.service, "submission");
+	assert_string_equal(conf->sasl.hostname, "smtp.example.org");
+	assert_string_equal(conf->sasl.realm, "EXAMPLE.ORG");
+	assert_int_equal(conf->sasl.allow_authzid, 1);
+	assert_int_equal(conf->sasl.max_failures, 5);
+	assert_int_equal(conf->sasl.failure_delay_ms, 0);
+	assert_string_equal(conf->sasl.sender_map, "/etc/msaproxy/senders");
+	assert_string_equal(conf->sasl.sender_domains, "example.org example.net");
+	assert_int_equal(conf->sasl.received_auth_comment, 1);
+	assert_int_equal(conf->sasl.received_tls_comment, 1);
+	assert_string_equal(conf->backend.helo_name, "mx.example.org");
+	conf_free(&conf);
+
+	/* hostname defaults to server_name, even when set after sasl. */
+	conf = load_ok(MINIMAL "sasl = { realm = \"\"; };\n"
+		       "server_name = \"mx.example.org\";\n");
+	assert_string_equal(conf->sasl.hostname, "mx.example.org");
+	assert_string_equal(conf->sasl.mechanisms,
+			    "GSSAPI SCRAM-SHA-256 PLAIN LOGIN");
+	conf_free(&conf);
+
+	/* Every problem is reported. */
+	load_fail(MINIMAL "sasl = {\n"
+		  "  mechanisms = \"GSSAPI DIGEST_MD5 cram-md5\";\n"
+		  "  max_failures = 0;\n"
+		  "  service = \"\";\n"
+		  "  sender_domains = \"example.org bad..example\";\n"
+		  "};\n");
+	assert_error_line(4, "'sasl.mechanisms' = \"GSSAPI DIGEST_MD5 "
+			  "cram-md5\": mechanism names are space-separated and "
+			  "have only upper-case letters, digits, '-' and '_'");
+	assert_error_line(5, "'sasl.max_failures' = 0 is out of range (1..100)");
+	assert_error_line(6, "'sasl.service' = \"\": must not be empty");
+	assert_error_line(7, "'sasl.sender_domains' = \"example.org "
+			  "bad..example\": not a domain name");
+	assert_int_equal(error_count(), 4);
+	load_fail(MINIMAL "sasl = \"GSSAPI\";\n");
+	assert_error_line(3, "'sasl' must be a group { }, not a string");
+	assert_int_equal(error_count(), 1);
 }
 
 static void
@@ -936,7 +1652,24 @@ main(void)
 		cmocka_unit_test(test_ranges),
 		cmocka_unit_test(test_sizes),
 		cmocka_unit_test(test_log_names),
-		cmocka_unit_test(test_listeners),
+		cmocka_unit_test_setup_teardown(test_listeners,
+						tls_files_setup,
+						tls_files_teardown),
+		cmocka_unit_test_setup_teardown(test_tls, tls_files_setup,
+						tls_files_teardown),
+		cmocka_unit_test_setup_teardown(test_tls_errors,
+						tls_files_setup,
+						tls_files_teardown),
+		cmocka_unit_test_setup_teardown(test_tls_sni_errors,
+						tls_files_setup,
+						tls_files_teardown),
+		cmocka_unit_test_setup_teardown(test_listener_tls_auth,
+						tls_files_setup,
+						tls_files_teardown),
+		cmocka_unit_test_setup_teardown(test_listener_tls_auth_errors,
+						tls_files_setup,
+						tls_files_teardown),
+		cmocka_unit_test(test_sasl),
 		cmocka_unit_test(test_listener_errors),
 		cmocka_unit_test(test_too_many_listeners),
 		cmocka_unit_test(test_backend_errors),

@@ -92,6 +92,10 @@ static const struct reply_expect expected[] = {
 	{ R_TIMEOUT, 421, "4.4.2", NULL },
 	{ R_SHUTDOWN, 421, "4.3.2", NULL },
 	{ R_LOCAL_ERROR, 451, "4.3.0", NULL },
+	{ R_TLS_GO, 220, "2.0.0", NULL },
+	{ R_TLS_ACTIVE, 503, "5.5.1", NULL },
+	{ R_TLS_UNAVAIL, 454, "4.7.0", NULL },
+	{ R_TLS_UNAVAIL_421, 421, "4.7.0", NULL },
 };
 
 /* The list above covers every id exactly once, in order. */

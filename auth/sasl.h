@@ -1,0 +1,96 @@
+/*
+ * sasl.h - SMTP AUTH (RFC 4954) through Cyrus SASL, behind a small interface
+ * (after Postfix's xsasl.h): the session never sees a sasl_conn_t.
+ *
+ * SECURITY: everything a client sends here is hostile; Cyrus SASL and its
+ * plugins (GSSAPI via MIT krb5, SCRAM, PLAIN, LOGIN, EXTERNAL) parse it.
+ * No SASL security layer is ever negotiated (max_ssf = 0): TLS protects the
+ * session.  Passwords and tokens are never logged; buffers that held them
+ * are wiped.  msaproxy owns its Cyrus SASL configuration (app name, plugin
+ * path, sasldb path, keytab) through callbacks: no file under /etc needs
+ * editing.
+ *
+ * Ownership: sasl_server_new_session() returns an object owned by the
+ * session, freed with sasl_session_free().  A failed exchange leaves it
+ * unusable: the session makes a new one for the next AUTH (a fresh Cyrus
+ * context after every failure).
+ */
+#ifndef MSA_SASL_H
+#define MSA_SASL_H
+
+#include <stddef.h>
+
+struct conf;
+struct sasl_session;
+
+/* Once per process (master before fork): sasl_server_init with our
+ * callbacks.  -1 with *error_r set on failure. */
+int sasl_global_init(const struct conf *conf, const char **error_r);
+void sasl_global_done(void);
+
+/* The mechanisms Cyrus can actually offer from `wanted` (space-separated,
+ * order kept), written to out.  PLAIN and LOGIN are left out when !tls
+ * (RFC 4954 4: never offered without TLS). */
+void sasl_available_mechanisms(const char *wanted, int tls, char *out,
+			       size_t outsize);
+
+struct sasl_peer {
+	const char *local_ip;	/* "127.0.0.1" */
+	int local_port;
+	const char *remote_ip;
+	int remote_port;
+	int tls;		/* the session is under TLS */
+	unsigned tls_ssf;	/* cipher strength, passed as external SSF */
+	const char *external_id;/* verified client certificate subject, or NULL */
+};
+
+struct sasl_session *sasl_session_new(const struct conf *conf,
+				      const struct sasl_peer *peer,
+				      const char **error_r);
+void sasl_session_free(struct sasl_session **sp);
+
+enum sasl_result {
+	SASL_RES_OK,		/* authenticated: identities are available */
+	SASL_RES_CONTINUE,	/* send a 334 with *out_r (base64 by the caller) */
+	SASL_RES_FAIL,		/* bad credentials: 535 5.7.8 */
+	SASL_RES_TEMP,		/* temporary (KDC unreachable ...): 454 4.7.0 */
+	SASL_RES_WEAK,		/* mechanism too weak for the policy: 534 5.7.9 */
+	SASL_RES_NOMECH,	/* unknown or not allowed mechanism: 504 5.5.4 */
+	SASL_RES_AUTHZ,		/* authzid not allowed for authcid: 535 5.7.8 */
+	SASL_RES_BADPROT,	/* malformed client data: 501 5.5.2 */
+};
+
+/*
+ * Start (mech + optional initial response, already base64-decoded; has_ir
+ * distinguishes "no initial response" from an empty one, RFC 4954 4's "=")
+ * or continue an exchange (the decoded client response).  *out_r and *outlen_r
+ * is the server challenge (owned by the sasl_session, valid until the next
+ * call).  *reason_r is a static string for the log on failure.
+ */
+enum sasl_result sasl_session_start(struct sasl_session *ss, const char *mech,
+				    const char *ir, size_t irlen, int has_ir,
+				    const char **out_r, size_t *outlen_r,
+				    const char **reason_r);
+enum sasl_result sasl_session_step(struct sasl_session *ss, const char *in,
+				   size_t inlen, const char **out_r,
+				   size_t *outlen_r, const char **reason_r);
+
+/* After SASL_RES_OK: the authentication identity as Cyrus gave it
+ * ("alice@LAB.TEST" for GSSAPI, "alice" for sasldb), the authorization
+ * identity (== authcid unless the client asked otherwise and policy
+ * allowed it), and the mechanism. */
+const char *sasl_session_authcid(const struct sasl_session *ss);
+const char *sasl_session_authzid(const struct sasl_session *ss);
+const char *sasl_session_mech(const struct sasl_session *ss);
+
+/*
+ * The canonical identity: what the audit trail, BURL access and ETRN policy
+ * key on.  Rule (docs/AUTH.md): the authorization identity, with
+ * "@<conf->sasl.realm>" (compared case-blind) stripped; any other realm is
+ * kept ("alice@LAB.TEST" -> "alice" when realm = "LAB.TEST";
+ * "carol@OTHER.TEST" stays).  A pure function.
+ */
+void sasl_canonical_identity(const char *authzid, const char *default_realm,
+			     char *out, size_t outsize);
+
+#endif
