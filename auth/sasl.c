@@ -12,8 +12,10 @@
  *   sasldb_path     conf->sasl.sasldb_path
  *   mech_list       conf->sasl.mechanisms; `wanted` for the throwaway
  *                   context of sasl_available_mechanisms
- *   keytab          conf->sasl.keytab (only Heimdal reads it; for MIT,
- *                   KRB5_KTNAME is set in the environment before init)
+ *   keytab          conf->sasl.keytab: Debian's GSSAPI plugin registers
+ *                   it (gsskrb5_register_acceptor_identity) and refuses to
+ *                   load when it is not readable at init (GSSAPI is then
+ *                   not offered); KRB5_KTNAME is set too, before init
  *   log_level       follows our log level, never above SASL_LOG_DEBUG
  * Each session answers from the conf it was made with (Cyrus reads these
  * per connection, and the sasldb is opened per lookup), so a reload takes
@@ -21,7 +23,8 @@
  * reads once (plugin loading, keytab).  Unanswered options chain to the
  * global callback (Cyrus' _sasl_conn_getopt), then to Cyrus' defaults.
  *
- * Identities (Cyrus 2.1.28, verified in its source and in test_sasl.c):
+ * Identities (Cyrus 2.1.28, verified in its source, in test_sasl.c and,
+ * for GSSAPI, against the lab KDC):
  *   - sasl_server_new() gets user_realm = NULL.  Cyrus then appends no realm
  *     to identities, and the sasldb plugin looks a bare user name up in the
  *     realm serverFQDN (= sasl.hostname): users must be created with
@@ -35,9 +38,9 @@
  * Result codes: see map_result().  Anything that is not clearly the
  * client's doing is SASL_RES_TEMP.  GSSAPI with the KDC down: the acceptor
  * never talks to the KDC (it only decrypts the client's ticket with the
- * keytab), so a dead KDC shows up on the client side only; a missing or
- * unreadable keytab, or one without <service>/<hostname>, makes
- * gss_acquire_cred fail, which Cyrus reports as SASL_FAIL -> TEMP.  A
+ * keytab), so a dead KDC shows up on the client side only.  A keytab
+ * without <service>/<hostname> (or unreadable after the privilege drop)
+ * makes gss_acquire_cred fail, which Cyrus reports as SASL_FAIL -> TEMP.  A
  * ticket that does not decrypt or verify (wrong kvno, skew, replay) is
  * SASL_BADAUTH -> FAIL.  An unreadable sasldb (e.g. not readable by the
  * unprivileged user) is SASL_FAIL -> TEMP; a missing sasldb is
@@ -59,6 +62,10 @@
 /* Longest client response we hand to Cyrus (decoded).  GSSAPI tokens with
  * a large PAC reach a few tens of KiB; the SMTP line limit is smaller. */
 #define SASL_MAX_INPUT	(256 * 1024)
+
+/* Longest user name (authcid or authzid) we accept, in bytes: identities
+ * must fit the session's 256-byte buffers untruncated. */
+#define SASL_MAX_NAME	255
 
 /* RFC 4422 3.1: a mechanism name is 1 to 20 of [A-Z0-9-_]. */
 #define SASL_MECH_MAX	20
@@ -82,12 +89,14 @@ struct sasl_opts {
 
 struct sasl_session {
 	sasl_conn_t *conn;
-	sasl_callback_t callbacks[3];	/* GETOPT, PROXY_POLICY, END */
+	sasl_callback_t callbacks[4];	/* GETOPT, CANON_USER, PROXY_POLICY,
+					 * END */
 	struct sasl_opts opts;
 	int allow_authzid;
 	int authz_denied;		/* set by the proxy policy callback */
 	enum { SS_NEW, SS_RUNNING, SS_DONE, SS_FAILED } state;
 	char mech[SASL_MECH_MAX + 1];
+	int login_user_pending;		/* LOGIN: the next input is the name */
 	char *inbuf;			/* copy of client data; wiped after use */
 	size_t inbuf_size;
 	char *authcid;
@@ -217,15 +226,64 @@ proxy_policy_cb(sasl_conn_t *conn, void *context, const char *requested_user,
 	(void)def_realm;
 	(void)urlen;
 	(void)propctx;
-	if (requested_user == NULL || rlen == 0 ||
-	    (auth_identity != NULL && rlen == alen &&
-	     memcmp(requested_user, auth_identity, rlen) == 0))
+	/* Without an authzid from the client, Cyrus passes the authcid. */
+	if (requested_user != NULL && auth_identity != NULL && rlen == alen &&
+	    memcmp(requested_user, auth_identity, rlen) == 0)
 		return SASL_OK;
 	if (ss->allow_authzid)
 		return SASL_OK;
 	ss->authz_denied = 1;
 	sasl_seterror(conn, SASL_NOLOG, "authorization identity not allowed");
 	return SASL_NOAUTHZ;
+}
+
+/*
+ * A user name we let through: 1 to SASL_MAX_NAME bytes, not all blanks
+ * (Cyrus would say SASL_FAIL, i.e. temporary), no control characters
+ * (they must never reach a log line or a Received header, whatever
+ * allow_authzid says).  Other bytes (UTF-8) pass; Cyrus trims surrounding
+ * blanks afterwards.
+ */
+static int
+valid_user_name(const char *in, size_t len)
+{
+	int blank = 1;
+	size_t i;
+
+	if (len == 0 || len > SASL_MAX_NAME)
+		return 0;
+	for (i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)in[i];
+
+		if (c < 0x20 || c == 0x7f)
+			return 0;
+		if (c != ' ')
+			blank = 0;
+	}
+	return !blank;
+}
+
+/* Every identity a mechanism hands to Cyrus passes here first. */
+static int
+canon_user_cb(sasl_conn_t *conn, void *context, const char *in,
+	      unsigned inlen, unsigned flags, const char *user_realm,
+	      char *out, unsigned out_max, unsigned *out_len)
+{
+	(void)context;
+	(void)flags;
+	(void)user_realm;
+	if (in == NULL || out == NULL || out_len == NULL)
+		return SASL_BADPARAM;
+	if (!valid_user_name(in, inlen)) {
+		sasl_seterror(conn, SASL_NOLOG, "malformed user name");
+		return SASL_BADPROT;
+	}
+	if (inlen >= out_max)
+		return SASL_BUFOVER;
+	memcpy(out, in, inlen);
+	out[inlen] = '\0';
+	*out_len = inlen;
+	return SASL_OK;
 }
 
 /* ------------------------------------------------------------------ */
@@ -288,6 +346,33 @@ set_secprops(sasl_conn_t *conn, int tls)
 	return sasl_setprop(conn, SASL_SEC_PROPS, &sp);
 }
 
+static int
+is_plaintext_mech(const char *m, size_t len)
+{
+	return (len == 5 && strncasecmp(m, "PLAIN", 5) == 0) ||
+	       (len == 5 && strncasecmp(m, "LOGIN", 5) == 0);
+}
+
+/* Is the token (tok, len) a word of the space-separated list? */
+static const char *
+list_find(const char *list, const char *tok, size_t len)
+{
+	const char *p = list;
+
+	while (*p != '\0') {
+		size_t l;
+
+		p += strspn(p, " \t");
+		l = strcspn(p, " \t");
+		if (l == 0)
+			break;
+		if (l == len && strncasecmp(p, tok, len) == 0)
+			return p;
+		p += l;
+	}
+	return NULL;
+}
+
 int
 sasl_global_init(const struct conf *conf, const char **error_r)
 {
@@ -342,25 +427,24 @@ sasl_global_init(const struct conf *conf, const char **error_r)
 		copy_str(want, sizeof(want), g.opts.mech_list);
 		for (tok = strtok_r(want, " \t", &save); tok != NULL;
 		     tok = strtok_r(NULL, " \t", &save)) {
-			const char *p = avail;
-			size_t tl = strlen(tok);
-			int found = 0;
-
-			while (*p != '\0') {
-				size_t l = strcspn(p, " ");
-
-				if (l == tl && strncasecmp(p, tok, l) == 0)
-					found = 1;
-				p += l;
-				p += strspn(p, " ");
-			}
-			if (!found)
+			if (list_find(avail, tok, strlen(tok)) == NULL)
 				log_warn("sasl: mechanism %s is not available"
-					 " (no Cyrus SASL plugin for it?)", tok);
+					 " (no Cyrus SASL plugin for it, or for"
+					 " GSSAPI an unreadable keytab)", tok);
 		}
-		if (conf->sasl.sasldb_path[0] == '\0')
-			log_info("sasl: no sasldb_path: password mechanisms"
-				 " cannot succeed");
+		if (conf->sasl.sasldb_path[0] == '\0') {
+			static const char *const pw[] = { "PLAIN", "LOGIN",
+				"SCRAM-SHA-1", "SCRAM-SHA-256", "CRAM-MD5",
+				"DIGEST-MD5", NULL };
+			size_t i;
+
+			for (i = 0; pw[i] != NULL; i++)
+				if (list_find(g.opts.mech_list, pw[i],
+					      strlen(pw[i])) != NULL)
+					log_warn("sasl: %s needs a user store,"
+						 " but sasldb_path is not set",
+						 pw[i]);
+		}
 	}
 	return 0;
 }
@@ -376,33 +460,6 @@ sasl_global_done(void)
 
 /* ------------------------------------------------------------------ */
 /* Listing */
-
-static int
-is_plaintext_mech(const char *m, size_t len)
-{
-	return (len == 5 && strncasecmp(m, "PLAIN", 5) == 0) ||
-	       (len == 5 && strncasecmp(m, "LOGIN", 5) == 0);
-}
-
-/* Is the token (tok, len) a word of the space-separated list? */
-static const char *
-list_find(const char *list, const char *tok, size_t len)
-{
-	const char *p = list;
-
-	while (*p != '\0') {
-		size_t l;
-
-		p += strspn(p, " \t");
-		l = strcspn(p, " \t");
-		if (l == 0)
-			break;
-		if (l == len && strncasecmp(p, tok, len) == 0)
-			return p;
-		p += l;
-	}
-	return NULL;
-}
 
 void
 sasl_available_mechanisms(const char *wanted, int tls, char *out,
@@ -502,9 +559,11 @@ sasl_session_new(const struct conf *conf, const struct sasl_peer *peer,
 	ss->allow_authzid = conf->sasl.allow_authzid;
 	ss->callbacks[0] = (sasl_callback_t){ SASL_CB_GETOPT,
 		CB(local_getopt), &ss->opts };
-	ss->callbacks[1] = (sasl_callback_t){ SASL_CB_PROXY_POLICY,
+	ss->callbacks[1] = (sasl_callback_t){ SASL_CB_CANON_USER,
+		CB(canon_user_cb), ss };
+	ss->callbacks[2] = (sasl_callback_t){ SASL_CB_PROXY_POLICY,
 		CB(proxy_policy_cb), ss };
-	ss->callbacks[2] = (sasl_callback_t){ SASL_CB_LIST_END, NULL, NULL };
+	ss->callbacks[3] = (sasl_callback_t){ SASL_CB_LIST_END, NULL, NULL };
 
 	/* Cyrus wants "a.b.c.d;port" / "v6addr;port" (its own parser). */
 	if (peer->local_ip != NULL && peer->local_ip[0] != '\0' &&
@@ -685,15 +744,15 @@ finish(struct sasl_session *ss, int rc, const char *out, unsigned outlen,
 	case SASL_RES_OK:
 		ss->authcid = get_identity(ss->conn, SASL_AUTHUSER);
 		ss->authzid = get_identity(ss->conn, SASL_USERNAME);
-		if (ss->authcid == NULL || ss->authzid == NULL ||
-		    ss->authcid[0] == '\0' || ss->authzid[0] == '\0') {
+		if (ss->authcid == NULL || ss->authzid == NULL) {
 			res = SASL_RES_TEMP;
 			*reason_r = "no identity after authentication";
 			break;
 		}
-		/* Belt and braces: the proxy policy callback decides. */
-		if (!ss->allow_authzid &&
-		    strcmp(ss->authcid, ss->authzid) != 0) {
+		/* Belt and braces: the callbacks above decide. */
+		if (ss->authcid[0] == '\0' || ss->authzid[0] == '\0' ||
+		    (!ss->allow_authzid &&
+		     strcmp(ss->authcid, ss->authzid) != 0)) {
 			res = SASL_RES_AUTHZ;
 			*reason_r = "authorization identity not allowed";
 			break;
@@ -785,6 +844,18 @@ sasl_session_start(struct sasl_session *ss, const char *mech, const char *ir,
 	} else {
 		irlen = 0;
 	}
+	/* Cyrus' LOGIN plugin leaks the password, unwiped, when the user
+	 * name fails canonicalization: such names never reach it.  The name
+	 * is a non-empty initial response, else the next response. */
+	if (strcmp(ss->mech, "LOGIN") == 0) {
+		if (irlen > 0 && !valid_user_name(ir, irlen)) {
+			wipe_input(ss);
+			return refuse(ss, SASL_RES_BADPROT,
+				      "malformed user name", out_r, outlen_r,
+				      reason_r);
+		}
+		ss->login_user_pending = irlen == 0;
+	}
 	rc = sasl_server_start(ss->conn, ss->mech, in, (unsigned)irlen, &out,
 			       &outlen);
 	if (rc == SASL_NOMECH && conn_offers(ss->conn, ss->mech)) {
@@ -812,6 +883,13 @@ sasl_session_step(struct sasl_session *ss, const char *in, size_t inlen,
 	if (inlen > SASL_MAX_INPUT)
 		return refuse(ss, SASL_RES_BADPROT, "client response too long",
 			      out_r, outlen_r, reason_r);
+	if (ss->login_user_pending) {
+		ss->login_user_pending = 0;
+		if (in == NULL || !valid_user_name(in, inlen))
+			return refuse(ss, SASL_RES_BADPROT,
+				      "malformed user name", out_r, outlen_r,
+				      reason_r);
+	}
 	cin = stash_input(ss, in != NULL ? in : "", in != NULL ? inlen : 0);
 	if (cin == NULL)
 		return refuse(ss, SASL_RES_TEMP, "out of memory",

@@ -1157,8 +1157,21 @@ static const struct conf_key conf_sasl_keys[] = {
 	{ .name = NULL },
 };
 
+/* SMTP AUTH is offered only when a sasl section exists: EHLO advertises
+ * only what the operator configured. */
+static void
+conf_check_sasl(struct conf_ctx *ctx, void *obj, const config_setting_t *group,
+		const char *path)
+{
+	struct conf_sasl *sa = obj;
+
+	(void)ctx;
+	(void)path;
+	sa->enabled = group != NULL;
+}
+
 static const struct conf_section conf_sasl_section = {
-	conf_sasl_keys, NULL,
+	conf_sasl_keys, conf_check_sasl,
 };
 
 static const struct conf_list conf_listeners_list = {

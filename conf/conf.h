@@ -154,6 +154,7 @@ struct conf_tls {
 };
 
 struct conf_sasl {
+	int enabled;			/* a sasl section is present: AUTH offered */
 	char app_name[64];		/* Cyrus SASL application name ("msaproxy") */
 	char mechanisms[256];		/* offered, space-separated, in order */
 	char sasldb_path[512];		/* the embedded user store; "" = none */

@@ -26,7 +26,7 @@ static SSL_CTX *backend_tls_ctx;
 
 enum backend_state {
 	BS_CONNECTING, BS_GREETING, BS_EHLO, BS_STARTTLS, BS_TLS_HANDSHAKE,
-	BS_READY, BS_DEAD,
+	BS_XCLIENT, BS_READY, BS_DEAD,
 };
 
 struct backend {
@@ -44,6 +44,8 @@ struct backend {
 	size_t fifo_head, fifo_len, fifo_cap;
 	struct backend_reply reply;
 	int tls;			/* TLS is on */
+	char *xclient;			/* XCLIENT attributes to send, or NULL */
+	int xclient_done;
 	int in_callback;		/* a callback is running: defer free */
 	int free_pending;
 	char log_id[32];
@@ -189,7 +191,32 @@ handle_reply(struct backend *be)
 				return -1;
 			}
 		}
+		if (be->xclient != NULL && !be->xclient_done &&
+		    (be->caps.flags & CAP_XCLIENT)) {
+			/* Postfix's XCLIENT: the real client, and who it
+			 * authenticated as; answered with a new 220 */
+			evbuffer_add_printf(conn_output(be->conn), "XCLIENT %s\r\n",
+			    be->xclient);
+			conn_flush(be->conn);
+			be->xclient_done = 1;
+			be->state = BS_XCLIENT;
+			return 0;
+		}
 		return become_ready(be);
+	case BS_XCLIENT:
+		if (r->code != 220) {
+			/* not authorized for XCLIENT: go on without */
+			log_warn("%s: backend refused XCLIENT: %d %s", be->log_id,
+			    r->code, r->text);
+			return become_ready(be);
+		}
+		/* the session starts anew: EHLO again (caps may change) */
+		evbuffer_add_printf(conn_output(be->conn), "%s %s\r\n",
+		    be->conf->backend.proto == BACKEND_LMTP ? "LHLO" : "EHLO",
+		    be->conf->backend.helo_name);
+		conn_flush(be->conn);
+		be->state = BS_EHLO;
+		return 0;
 	case BS_STARTTLS: {
 		SSL *ssl;
 
@@ -440,6 +467,7 @@ backend_free(struct backend **bep)
 		event_free(be->defer_ev);
 	if (be->held != NULL)
 		evbuffer_free(be->held);
+	free(be->xclient);
 	free(be->fifo);
 	free(be);
 }
@@ -554,4 +582,11 @@ int
 backend_is_tls(const struct backend *be)
 {
 	return be->tls;
+}
+
+void
+backend_set_xclient(struct backend *be, const char *attrs)
+{
+	free(be->xclient);
+	be->xclient = attrs != NULL ? strdup(attrs) : NULL;
 }

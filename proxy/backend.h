@@ -80,6 +80,11 @@ struct backend;
  * for backend.tls.  -1 with *error_r set on failure. */
 int backend_global_init(const struct conf *conf, const char **error_r);
 
+/* Before the backend is ready: attributes for Postfix's XCLIENT
+ * ("LOGIN=alice NAME=... ADDR=... PORT=... HELO=... PROTO=ESMTP", values
+ * xtext-encoded), sent after EHLO when the backend offers XCLIENT. */
+void backend_set_xclient(struct backend *be, const char *attrs);
+
 /* Is the connection protected by TLS (backend.tls)? */
 int backend_is_tls(const struct backend *be);
 

@@ -26,6 +26,7 @@
 #include "conf.h"
 #include "listener.h"
 #include "log.h"
+#include "smtp_auth.h"
 #include "tls.h"
 #include "worker.h"
 
@@ -240,6 +241,15 @@ main(int argc, char **argv)
 		if (worker_tls == NULL) {
 			log_err("tls: %s", error);
 			fprintf(stderr, "msaproxy: tls: %s\n", error);
+			return 1;
+		}
+	}
+	{
+		const char *error = NULL;
+
+		if (smtp_auth_init(conf, &error) < 0) {
+			log_err("sasl: %s", error);
+			fprintf(stderr, "msaproxy: sasl: %s\n", error);
 			return 1;
 		}
 	}

@@ -26,7 +26,9 @@
 #include "log.h"
 #include "proxyproto.h"
 #include "received.h"
+#include "sasl.h"
 #include "session.h"
+#include "smtp_auth.h"
 #include "tls.h"
 #include "util.h"
 #include "worker.h"
@@ -34,7 +36,7 @@
 static const char *const state_names[S_STATE_COUNT] = {
 	[S_PROXY_HDR] = "PROXY_HDR", [S_GREETING] = "GREETING",
 	[S_COMMAND] = "COMMAND", [S_DATA] = "DATA", [S_BDAT] = "BDAT",
-	[S_TLS] = "TLS",
+	[S_TLS] = "TLS", [S_AUTH] = "AUTH",
 	[S_CLOSING] = "CLOSING",
 };
 
@@ -184,11 +186,28 @@ session_caps(const struct session *s)
 int
 session_backend(struct session *s)
 {
+	char attrs[1200], name[300], helo[300], login[300];
+
 	if (s->be != NULL)
 		return 0;
 	s->be = backend_new(s->worker->base, s->conf, &session_backend_cbs, s,
 	    s->id);
-	return s->be != NULL ? 0 : -1;
+	if (s->be == NULL)
+		return -1;
+	/* XCLIENT (when the backend offers it): the real client address,
+	 * also the one from a PROXY header, and the authenticated identity */
+	util_xtext_encode(s->rdns != NULL && strcmp(s->rdns, "unknown") != 0 ?
+	    s->rdns : "[UNAVAILABLE]", name, sizeof(name));
+	util_xtext_encode(s->helo[0] ? s->helo : "[UNAVAILABLE]", helo,
+	    sizeof(helo));
+	util_xtext_encode(s->identity, login, sizeof(login));
+	snprintf(attrs, sizeof(attrs), "%s%s%sNAME=%s ADDR=%s%s PORT=%d HELO=%s "
+	    "PROTO=%s", s->auth ? "LOGIN=" : "", s->auth ? login : "",
+	    s->auth ? " " : "", name, strchr(s->peer_ip, ':') ? "IPV6:" : "",
+	    s->peer_ip, s->peer_port, helo,
+	    s->helo_kind == HELO_HELO ? "SMTP" : "ESMTP");
+	backend_set_xclient(s->be, attrs);
+	return 0;
 }
 
 /* The backend transaction cannot be completed: make sure nothing of it is
@@ -228,6 +247,7 @@ session_begin_content(struct session *s, enum session_state st)
 {
 	struct tx *tx = &s->tx;
 	struct received_info ri;
+	char auth_comment[300];
 
 	tx->state = TX_CONTENT;
 	data_filter_init(&tx->filter, s->conf->limits.max_data_line_length,
@@ -250,6 +270,11 @@ session_begin_content(struct session *s, enum session_state st)
 	ri.esmtp = s->helo_kind != HELO_HELO;
 	ri.tls = s->tls;
 	ri.auth = s->auth;
+	if (s->auth && s->conf->sasl.received_auth_comment) {
+		snprintf(auth_comment, sizeof(auth_comment), "authenticated as %s",
+		    s->identity);
+		ri.auth_comment = auth_comment;
+	}
 	if (s->tls && s->conf->sasl.received_tls_comment)
 		ri.tls_comment = s->tls_desc;
 	ri.utf8 = tx->smtputf8;
@@ -425,6 +450,26 @@ read_line(struct session *s)
 	size_t max = s->conf->limits.max_line_length;
 	struct evbuffer_ptr eol;
 	size_t eol_len = 0, len;
+	char head[5];
+
+	/* RFC 4954 4: AUTH lines (the command with an initial response, and
+	 * the answers to 334) may be 12288 octets long: GSSAPI tokens are. */
+	if (max < SMTP_AUTH_LINE_MAX && (s->state == S_AUTH ||
+	    (evbuffer_copyout(in, head, 5) == 5 &&
+	    strncasecmp(head, "AUTH ", 5) == 0)))
+		max = SMTP_AUTH_LINE_MAX;
+	if (max > s->line_cap) {
+		char *l = realloc(s->line, max + 1), *sc;
+
+		if (l == NULL)
+			return 0;
+		s->line = l;
+		sc = realloc(s->scratch, max + 1);
+		if (sc == NULL)
+			return 0;
+		s->scratch = sc;
+		s->line_cap = max;
+	}
 
 	eol = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_LF);
 	if (eol.pos < 0) {
@@ -465,8 +510,9 @@ run_commands(struct session *s)
 		struct smtp_command cmd;
 
 		/* While the backend's 354 is awaited, what follows DATA or
-		 * BDAT is content, not commands: leave it in the buffer. */
-		if (s->await_data_go)
+		 * BDAT is content, not commands: leave it in the buffer.  And
+		 * nothing is read while a failed AUTH is being delayed. */
+		if (s->await_data_go || s->auth_waiting)
 			break;
 		if (!s->have_line && !read_line(s))
 			break;
@@ -519,6 +565,8 @@ begin_tls(struct session *s)
 	s->helo_kind = HELO_NONE;
 	s->helo[0] = '\0';
 	s->auth = 0;
+	s->identity[0] = '\0';
+	sasl_session_free(&s->sasl);
 	ssl = worker_tls != NULL ? tls_server_ssl_new(worker_tls) : NULL;
 	if (ssl == NULL || conn_start_tls(s->conn, ssl) < 0) {
 		log_warn("%s: cannot start TLS", s->id);
@@ -528,13 +576,35 @@ begin_tls(struct session *s)
 	session_enter_state(s, S_TLS);
 }
 
+void
+session_resume(struct session *s)
+{
+	session_run(s);
+}
+
 static void
 session_run(struct session *s)
 {
 	if (s->state == S_TLS)
 		return;		/* conn drives the handshake */
 	for (;;) {
+		if (s->state == S_AUTH) {
+			if (s->auth_waiting || !read_line(s))
+				break;
+			s->have_line = 0;
+			if (s->line_too_long) {
+				s->line_too_long = 0;
+				session_reply(s, R_LINE_TOO_LONG);
+				sasl_session_free(&s->sasl);
+				session_enter_state(s, S_COMMAND);
+				continue;
+			}
+			smtp_auth_response(s, s->line);
+			continue;
+		}
 		run_commands(s);
+		if (s->state == S_AUTH)
+			continue;
 		if (s->state != S_DATA && s->state != S_BDAT)
 			break;
 		session_read_content(s);
@@ -1096,8 +1166,9 @@ session_new(struct worker *w, const struct conf_listener *lc,
 	    sizeof(s->local_ip), &s->local_port);
 	if (s->peer.ss_family == AF_UNIX)
 		snprintf(s->peer_ip, sizeof(s->peer_ip), "127.0.0.1");
-	s->line = malloc(s->conf->limits.max_line_length + 1);
-	s->scratch = malloc(s->conf->limits.max_line_length + 1);
+	s->line_cap = s->conf->limits.max_line_length;
+	s->line = malloc(s->line_cap + 1);
+	s->scratch = malloc(s->line_cap + 1);
 	s->content = evbuffer_new();
 	s->chunk = evbuffer_new();
 	{
@@ -1113,6 +1184,7 @@ session_new(struct worker *w, const struct conf_listener *lc,
 		return NULL;
 	}
 	tx_reset(s);
+	smtp_auth_session_init(s);
 	/* Read up to a buffer's worth at once; stop reading while that much
 	 * input waits unprocessed. */
 	conn_set_read_size(s->conn, s->conf->limits.session_buffer);
@@ -1178,6 +1250,9 @@ session_free(struct session **sp)
 	}
 	log_debug("%s: disconnect, %u message(s)", s->id, s->messages);
 	tx_reset(s);
+	smtp_auth_session_free(s);
+	if (s->line != NULL)
+		explicit_bzero(s->line, s->line_cap + 1);	/* may have held AUTH data */
 	conn_free(&s->conn);
 	if (s->content != NULL)
 		evbuffer_free(s->content);

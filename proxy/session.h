@@ -35,8 +35,12 @@
 #include "smtp_parse.h"
 #include "smtp_reply.h"
 
+/* RFC 4954 4: AUTH command lines and responses up to 12288 octets. */
+#define SMTP_AUTH_LINE_MAX 12288
+
 struct conf;
 struct conf_listener;
+struct sasl_session;
 struct worker;
 
 enum session_state {
@@ -46,6 +50,7 @@ enum session_state {
 	S_DATA,		/* reading DATA content (dot-stuffed) */
 	S_BDAT,		/* reading a BDAT chunk (raw, counted) */
 	S_TLS,		/* TLS handshake (STARTTLS or implicit TLS) */
+	S_AUTH,		/* AUTH: the next line answers our 334 */
 	S_CLOSING,	/* no more input; close once the output is flushed */
 	S_STATE_COUNT
 };
@@ -125,9 +130,18 @@ struct session {
 	int greet_after_tls;		/* implicit TLS: greeting after handshake */
 	char tls_desc[96];		/* "TLSv1.3 TLS_AES_256_GCM_SHA384" */
 	char tls_subject[256];		/* verified client certificate, or "" */
+	struct sasl_session *sasl;	/* an AUTH exchange in progress */
+	struct event *auth_timer;	/* the delay after a failed AUTH */
+	int auth_waiting;		/* ... is running: input waits */
+	unsigned auth_failures;
+	enum smtp_reply_id auth_fail_reply;
+	char auth_mech[32];
+	char authcid[256];		/* as the mechanism gave it */
+	char identity[256];		/* canonical: what policy keys on */
 
-	char *line;			/* the next command, max_line_length + 1 */
+	char *line;			/* the next command, line_cap + 1 */
 	char *scratch;			/* same size: a copy to parse */
+	size_t line_cap;		/* max_line_length; AUTH lines grow it */
 	size_t line_len;
 	int have_line, line_too_long, skipping_line;
 
@@ -163,6 +177,8 @@ void session_reply(struct session *s, enum smtp_reply_id id, ...);
  * Returns 1 if the session is now closing. */
 int session_bad_command(struct session *s, enum smtp_reply_id id);
 void session_close_after_reply(struct session *s);
+/* Go on processing input (after a timer, e.g. the AUTH delay). */
+void session_resume(struct session *s);
 struct evbuffer *session_output(struct session *s);
 
 /* Run one command line (s->line).  Defined in smtp_cmds.c. */

@@ -14,6 +14,7 @@
 #include "conf.h"
 #include "log.h"
 #include "session.h"
+#include "smtp_auth.h"
 #include "util.h"
 #include "worker.h"
 
@@ -114,6 +115,8 @@ ehlo_reply(struct session *s)
 		evbuffer_add(out, "250-SMTPUTF8\r\n", 14);
 	if (starttls_offered(s))
 		evbuffer_add(out, "250-STARTTLS\r\n", 14);
+	if (!s->auth && auth_mechanisms(s)[0] != '\0')
+		evbuffer_add_printf(out, "250-AUTH %s\r\n", auth_mechanisms(s));
 	evbuffer_add(out, "250-ENHANCEDSTATUSCODES\r\n", 25);
 	evbuffer_add(out, "250 CHUNKING\r\n", 14);
 }
@@ -254,6 +257,10 @@ cmd_mail(struct session *s, char *args)
 		session_bad_command(s, R_SEQ_NESTED_MAIL);
 		return;
 	}
+	if (s->lc->require_auth && !s->auth) {
+		session_reply(s, R_AUTH_REQUIRED);
+		return;
+	}
 	/* Parse with UTF-8 allowed, then insist on SMTPUTF8 if it is used. */
 	pe = smtp_parse_path_args(args, "FROM:", 1, 1, &pa);
 	if (pe == SMTP_PARSE_BAD_PATH) {
@@ -275,6 +282,30 @@ cmd_mail(struct session *s, char *args)
 		else
 			session_bad_command(s, r);
 		return;
+	}
+	if (s->auth && !smtp_sender_allowed(s, pa.path)) {
+		char clean[300];
+
+		log_info("%s: sender <%s> refused for %s", s->id,
+		    log_sanitize(clean, sizeof(clean), pa.path, strlen(pa.path)),
+		    s->identity);
+		tx_reset(s);
+		session_reply(s, R_SENDER_DENIED, s->identity);
+		return;
+	}
+	if (s->auth) {
+		/* RFC 4954 5: tell the backend who submitted, unless XCLIENT
+		 * already did (backend.c), when it understands AUTH */
+		const struct backend_caps *bc = session_caps(s);
+
+		if (bc != NULL && (bc->flags & CAP_AUTH) &&
+		    !(bc->flags & CAP_XCLIENT)) {
+			size_t o = strlen(params);
+			char x[300];
+
+			util_xtext_encode(s->identity, x, sizeof(x));
+			snprintf(params + o, sizeof(params) - o, " AUTH=%s", x);
+		}
 	}
 	if (session_backend(s) < 0) {
 		tx_reset(s);
@@ -628,7 +659,7 @@ static const struct cmd_def commands[V_VERB_COUNT] = {
 	[V_VRFY] = { 0, cmd_vrfy },
 	[V_EXPN] = { 0, cmd_expn },
 	[V_STARTTLS] = { CMD_NO_ARGS, cmd_starttls },
-	[V_AUTH] = { 0, cmd_not_implemented },
+	[V_AUTH] = { 0, cmd_auth },
 	[V_BURL] = { 0, cmd_not_implemented },
 	[V_ETRN] = { 0, cmd_not_implemented },
 };

@@ -70,6 +70,20 @@ enum smtp_reply_id {
 	R_TLS_ACTIVE,		/* 503 5.5.1 TLS already active */
 	R_TLS_UNAVAIL,		/* 454 4.7.0 TLS not available */
 	R_TLS_UNAVAIL_421,	/* 421 4.7.0 TLS not available, closing */
+	R_AUTH_OK,		/* 235 2.7.0 Authentication successful */
+	R_AUTH_CANCELLED,	/* 501 5.0.0 Authentication cancelled */
+	R_AUTH_BAD_BASE64,	/* 501 5.5.2 Cannot decode response */
+	R_AUTH_TWICE,		/* 503 5.5.1 Already authenticated */
+	R_AUTH_IN_TX,		/* 503 5.5.1 AUTH not permitted during a transaction */
+	R_AUTH_NO_MECH,		/* 504 5.5.4 Unrecognized authentication type */
+	R_AUTH_WEAK,		/* 534 5.7.9 Authentication mechanism is too weak */
+	R_AUTH_FAILED,		/* 535 5.7.8 Authentication credentials invalid */
+	R_AUTH_TLS_REQUIRED,	/* 538 5.7.11 Encryption required for requested authentication mechanism */
+	R_AUTH_TEMP,		/* 454 4.7.0 Temporary authentication failure */
+	R_AUTH_REQUIRED,	/* 530 5.7.0 Authentication required */
+	R_AUTH_TOO_MANY,	/* 421 4.7.0 Too many authentication failures */
+	R_AUTH_NOT_AVAIL,	/* 502 5.5.1 AUTH not available */
+	R_SENDER_DENIED,	/* 553 5.7.1 Sender address not owned by user %s */
 	R_REPLY_COUNT
 };
 

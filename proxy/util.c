@@ -94,3 +94,97 @@ util_now_ms(void)
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
+
+static int
+b64_value(unsigned char c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	if (c == '+')
+		return 62;
+	if (c == '/')
+		return 63;
+	return -1;
+}
+
+long
+util_b64_decode(const char *in, size_t inlen, unsigned char *out, size_t outsize)
+{
+	size_t i, o = 0;
+
+	if (inlen % 4 != 0)
+		return -1;
+	for (i = 0; i < inlen; i += 4) {
+		int v[4], k, pad = 0;
+
+		for (k = 0; k < 4; k++) {
+			unsigned char ch = (unsigned char)in[i + k];
+
+			if (ch == '=' && i + 4 == inlen && k >= 2) {
+				v[k] = 0;
+				pad++;
+				continue;
+			}
+			if (pad > 0 || (v[k] = b64_value(ch)) < 0)
+				return -1;
+		}
+		if (o + 3 - (size_t)pad > outsize)
+			return -1;
+		out[o++] = (unsigned char)(v[0] << 2 | v[1] >> 4);
+		if (pad < 2)
+			out[o++] = (unsigned char)((v[1] & 15) << 4 | v[2] >> 2);
+		if (pad < 1)
+			out[o++] = (unsigned char)((v[2] & 3) << 6 | v[3]);
+	}
+	return (long)o;
+}
+
+long
+util_b64_encode(const unsigned char *in, size_t len, char *out, size_t outsize)
+{
+	static const char tab[] =
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	size_t i, o = 0;
+
+	if (outsize < (len + 2) / 3 * 4 + 1)
+		return -1;
+	for (i = 0; i + 2 < len; i += 3) {
+		out[o++] = tab[in[i] >> 2];
+		out[o++] = tab[(in[i] & 3) << 4 | in[i + 1] >> 4];
+		out[o++] = tab[(in[i + 1] & 15) << 2 | in[i + 2] >> 6];
+		out[o++] = tab[in[i + 2] & 63];
+	}
+	if (i < len) {
+		out[o++] = tab[in[i] >> 2];
+		if (i + 1 < len) {
+			out[o++] = tab[(in[i] & 3) << 4 | in[i + 1] >> 4];
+			out[o++] = tab[(in[i + 1] & 15) << 2];
+		} else {
+			out[o++] = tab[(in[i] & 3) << 4];
+			out[o++] = '=';
+		}
+		out[o++] = '=';
+	}
+	out[o] = '\0';
+	return (long)o;
+}
+
+void
+util_xtext_encode(const char *s, char *out, size_t outsize)
+{
+	size_t o = 0;
+
+	for (; *s && o + 4 < outsize; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c < 33 || c > 126 || c == '+' || c == '=')
+			o += (size_t)snprintf(out + o, outsize - o, "+%02X", c);
+		else
+			out[o++] = (char)c;
+	}
+	out[o] = '\0';
+}

@@ -24,6 +24,17 @@ void util_session_id(char out[16]);
 /* Case-insensitive ASCII prefix compare of n bytes. */
 int util_strncaseeq(const char *a, const char *b, size_t n);
 
+/* Strict base64 (RFC 4648 4, padding required, no whitespace) into out.
+ * Returns the decoded length, or -1 if invalid or longer than outsize. */
+long util_b64_decode(const char *in, size_t inlen, unsigned char *out,
+		     size_t outsize);
+/* Base64 of in into out (NUL-terminated); outsize >= 4*ceil(len/3)+1.
+ * Returns the length, or -1 if out is too small. */
+long util_b64_encode(const unsigned char *in, size_t len, char *out,
+		     size_t outsize);
+/* RFC 3461 xtext encoding of s into out (NUL-terminated, cut to fit). */
+void util_xtext_encode(const char *s, char *out, size_t outsize);
+
 /* Monotonic milliseconds. */
 uint64_t util_now_ms(void);
 

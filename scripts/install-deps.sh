@@ -8,7 +8,7 @@ export DEBIAN_FRONTEND=noninteractive
 echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
 echo "postfix postfix/mailname string localhost" | debconf-set-selections
 PKGS="build-essential autoconf automake libtool pkg-config clang libclang-rt-14-dev
-  libevent-dev libssl-dev libsasl2-dev libsasl2-modules libsasl2-modules-gssapi-mit
+  libevent-dev libssl-dev libsasl2-dev libsasl2-modules libsasl2-modules-db libsasl2-modules-gssapi-mit
   sasl2-bin libkrb5-dev krb5-kdc krb5-admin-server krb5-user libconfig-dev
   libcmocka-dev libjansson-dev postfix python3 python3-pytest python3-gssapi
   swaks msmtp valgrind openssl procps iproute2 ca-certificates"

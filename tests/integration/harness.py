@@ -1151,6 +1151,9 @@ class Msaproxy:
         deep_merge(conf, overrides or {})
         self.ports = {}
         for lst in conf["listeners"]:
+            # submission listeners require AUTH by default; tests of
+            # everything else run without it unless they say otherwise
+            lst.setdefault("require_auth", False)
             if "address" not in lst:
                 p = free_port()
                 lst["address"] = f"127.0.0.1:{p}"

@@ -96,6 +96,20 @@ static const struct reply_expect expected[] = {
 	{ R_TLS_ACTIVE, 503, "5.5.1", NULL },
 	{ R_TLS_UNAVAIL, 454, "4.7.0", NULL },
 	{ R_TLS_UNAVAIL_421, 421, "4.7.0", NULL },
+	{ R_AUTH_OK, 235, "2.7.0", NULL },
+	{ R_AUTH_CANCELLED, 501, "5.0.0", NULL },
+	{ R_AUTH_BAD_BASE64, 501, "5.5.2", NULL },
+	{ R_AUTH_TWICE, 503, "5.5.1", NULL },
+	{ R_AUTH_IN_TX, 503, "5.5.1", NULL },
+	{ R_AUTH_NO_MECH, 504, "5.5.4", NULL },
+	{ R_AUTH_WEAK, 534, "5.7.9", NULL },
+	{ R_AUTH_FAILED, 535, "5.7.8", NULL },
+	{ R_AUTH_TLS_REQUIRED, 538, "5.7.11", NULL },
+	{ R_AUTH_TEMP, 454, "4.7.0", NULL },
+	{ R_AUTH_REQUIRED, 530, "5.7.0", NULL },
+	{ R_AUTH_TOO_MANY, 421, "4.7.0", NULL },
+	{ R_AUTH_NOT_AVAIL, 502, "5.5.1", NULL },
+	{ R_SENDER_DENIED, 553, "5.7.1", "%s" },
 };
 
 /* The list above covers every id exactly once, in order. */
