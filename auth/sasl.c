@@ -774,7 +774,8 @@ static enum sasl_result
 refuse(struct sasl_session *ss, enum sasl_result res, const char *reason,
        const char **out_r, size_t *outlen_r, const char **reason_r)
 {
-	if (ss != NULL)
+	/* A finished exchange keeps its identities; anything else is over. */
+	if (ss != NULL && ss->state != SS_DONE)
 		ss->state = SS_FAILED;
 	*out_r = "";
 	*outlen_r = 0;

@@ -25,8 +25,9 @@
  *     default_realm ("alice@LAB.TEST" -> "alice"); other realms are kept
  *     ("carol@OTHER.TEST").  The acceptor principal is
  *     <sasl.service>/<sasl.hostname> from sasl.keytab.
- *   - Empty or blank names and names with control characters are refused
- *     as malformed (SASL_RES_BADPROT) before any lookup.
+ *   - Empty or blank names, names longer than 255 bytes and names with
+ *     control characters are refused as malformed (SASL_RES_BADPROT) before
+ *     any lookup, authzids included.
  */
 #ifndef MSA_SASL_H
 #define MSA_SASL_H

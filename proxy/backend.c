@@ -45,6 +45,7 @@ struct backend {
 	struct backend_reply reply;
 	int tls;			/* TLS is on */
 	char *xclient;			/* XCLIENT attributes to send, or NULL */
+	char *xclient_helo;		/* EHLO name after XCLIENT */
 	int xclient_done;
 	int in_callback;		/* a callback is running: defer free */
 	int free_pending;
@@ -210,9 +211,12 @@ handle_reply(struct backend *be)
 			    r->code, r->text);
 			return become_ready(be);
 		}
-		/* the session starts anew: EHLO again (caps may change) */
+		/* The session starts anew: EHLO again (caps may change), with
+		 * the client's own HELO name, which the new EHLO would
+		 * otherwise overwrite in the backend's Received header. */
 		evbuffer_add_printf(conn_output(be->conn), "%s %s\r\n",
 		    be->conf->backend.proto == BACKEND_LMTP ? "LHLO" : "EHLO",
+		    be->xclient_helo != NULL ? be->xclient_helo :
 		    be->conf->backend.helo_name);
 		conn_flush(be->conn);
 		be->state = BS_EHLO;
@@ -468,6 +472,7 @@ backend_free(struct backend **bep)
 	if (be->held != NULL)
 		evbuffer_free(be->held);
 	free(be->xclient);
+	free(be->xclient_helo);
 	free(be->fifo);
 	free(be);
 }
@@ -585,8 +590,10 @@ backend_is_tls(const struct backend *be)
 }
 
 void
-backend_set_xclient(struct backend *be, const char *attrs)
+backend_set_xclient(struct backend *be, const char *attrs, const char *helo)
 {
 	free(be->xclient);
+	free(be->xclient_helo);
 	be->xclient = attrs != NULL ? strdup(attrs) : NULL;
+	be->xclient_helo = helo != NULL && helo[0] != '\0' ? strdup(helo) : NULL;
 }

@@ -82,8 +82,10 @@ int backend_global_init(const struct conf *conf, const char **error_r);
 
 /* Before the backend is ready: attributes for Postfix's XCLIENT
  * ("LOGIN=alice NAME=... ADDR=... PORT=... HELO=... PROTO=ESMTP", values
- * xtext-encoded), sent after EHLO when the backend offers XCLIENT. */
-void backend_set_xclient(struct backend *be, const char *attrs);
+ * xtext-encoded), sent after EHLO when the backend offers XCLIENT, and the
+ * client's HELO name for the EHLO that must follow XCLIENT. */
+void backend_set_xclient(struct backend *be, const char *attrs,
+			 const char *helo);
 
 /* Is the connection protected by TLS (backend.tls)? */
 int backend_is_tls(const struct backend *be);

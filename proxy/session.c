@@ -206,7 +206,7 @@ session_backend(struct session *s)
 	    s->auth ? " " : "", name, strchr(s->peer_ip, ':') ? "IPV6:" : "",
 	    s->peer_ip, s->peer_port, helo,
 	    s->helo_kind == HELO_HELO ? "SMTP" : "ESMTP");
-	backend_set_xclient(s->be, attrs);
+	backend_set_xclient(s->be, attrs, s->helo);
 	return 0;
 }
 

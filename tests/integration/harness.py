@@ -240,6 +240,8 @@ class PostfixBackend:
             "smtpd_relay_restrictions": "check_client_access static:OK, reject",
             "smtpd_recipient_restrictions": "",
             "smtpd_authorized_xclient_hosts": "127.0.0.0/8",
+            # show the login the proxy passes with XCLIENT LOGIN=
+            "smtpd_sasl_authenticated_header": "yes",
             "smtpd_authorized_xforward_hosts": "127.0.0.0/8",
             "message_size_limit": "104857600",
             "virtual_mailbox_limit": "0",

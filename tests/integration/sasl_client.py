@@ -34,9 +34,17 @@ import hmac
 import os
 import re
 import secrets
+import select
+import shutil
+import signal
+import socket
 import stringprep
 import subprocess
+import tempfile
+import threading
+import time
 import unicodedata
+from pathlib import Path
 
 import harness
 
@@ -79,10 +87,7 @@ class _Conn:
         self.smtplib = hasattr(client, "getreply") and hasattr(client, "putcmd")
 
     def send_line(self, line):
-        if self.smtplib:
-            self.c.send(line + "\r\n")
-        else:
-            self.c.send(line + "\r\n")
+        self.c.send(line + "\r\n")       # both accept str
 
     def reply(self):
         if self.smtplib:
@@ -530,3 +535,278 @@ def run_msmtp(port, env, auth="gssapi", user="alice", password=None, host="local
 
 def _shq(s):
     return "'" + s.replace("'", "'\\''") + "'"
+
+
+# ------------------------------------- Cyrus SASL reference SMTP AUTH peer --
+#
+# For the self-tests (and for comparing msaproxy with what Cyrus SASL itself
+# does): every AUTH is handed to a fresh `sasl-sample-server` process (Cyrus
+# SASL 2.1.28's own sample server, package sasl2-bin), i.e. the very library
+# and plugins msaproxy links to, with users in a private sasldb and the
+# GSSAPI acceptor key from KRB5_KTNAME.  Not a model of msaproxy's replies.
+
+SAMPLE_SERVER = "sasl-sample-server"
+
+
+class CyrusSaslSession:
+    """One server-side exchange in one sasl-sample-server process.
+    start()/step() return ("continue", challenge_bytes), ("ok", username)
+    or ("fail", text)."""
+
+    def __init__(self, mech, confdir, service="smtp", fqdn="localhost", env=None,
+                 timeout=10):
+        self.mech = mech
+        self.timeout = timeout
+        self.buf = b""
+        self.log = []
+        e = dict(os.environ)
+        for k in KRB5_VARS:
+            e.pop(k, None)
+        e.update({k: str(v) for k, v in (env or {}).items()})
+        e["SASL_CONF_PATH"] = str(confdir)
+        argv = [SAMPLE_SERVER, "-s", service, "-d", fqdn, "-m", mech]
+        if shutil.which("stdbuf"):
+            argv = ["stdbuf", "-oL", "-eL"] + argv      # its stdio is buffered on a pipe
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, env=e)
+        kind, _ = self._until_s()               # the mechanism list
+        if kind != "S":
+            raise RuntimeError(f"sasl-sample-server did not start: {self.log}")
+
+    def _line(self):
+        deadline = time.monotonic() + self.timeout
+        while b"\n" not in self.buf:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            r, _, _ = select.select([self.proc.stdout], [], [], left)
+            if not r:
+                return None
+            d = os.read(self.proc.stdout.fileno(), 4096)
+            if not d:
+                if self.buf:
+                    d, self.buf = self.buf, b""
+                    return d.decode("utf-8", "replace")
+                return None
+            self.buf += d
+        line, self.buf = self.buf.split(b"\n", 1)
+        line = line.decode("utf-8", "replace")
+        self.log.append(line)
+        return line
+
+    def _until_s(self):
+        """Read to the next 'S: ' line, 'Negotiation complete' or the end."""
+        while True:
+            line = self._line()
+            if line is None:
+                return "end", None
+            if line.startswith("S: ") or line == "S:":
+                return "S", line[3:]
+            if line.startswith("Negotiation complete"):
+                return "done", None
+
+    def _result(self):
+        kind, data = self._until_s()
+        if kind == "S":
+            return "continue", unb64(data)
+        if kind == "done":
+            user = None
+            for _ in range(5):
+                line = self._line()
+                if line is None:
+                    break
+                if line.startswith("Username: "):
+                    user = line[len("Username: "):]
+                    break
+            self.close()
+            return "ok", user
+        self.close()
+        return "fail", " / ".join(l for l in self.log if "sasl-sample-server:" in l)
+
+    def _send(self, data):
+        try:
+            self.proc.stdin.write(b"C: " + b64(data).encode() + b"\n")
+            self.proc.stdin.flush()
+        except BrokenPipeError:
+            pass
+
+    def start(self, ir=None):
+        """ir: None (no initial response) or bytes (b"" = empty one)."""
+        self._send(self.mech.encode() + (b"\0" + ir if ir is not None else b""))
+        return self._result()
+
+    def step(self, data):
+        self._send(data)
+        return self._result()
+
+    def close(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(3)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(3)
+        if self.proc:
+            for f in (self.proc.stdin, self.proc.stdout):
+                try:
+                    f.close()
+                except OSError:
+                    pass
+
+
+class CyrusSmtpAuthServer:
+    """A minimal SMTP server on 127.0.0.1 whose AUTH is Cyrus SASL
+    (CyrusSaslSession per AUTH).  users: {name: password} for the sasldb
+    (realm = fqdn); env: Kerberos environment incl. KRB5_KTNAME for GSSAPI.
+    Records .auths [(mech, username)] and .messages [bytes].  Replies:
+    235 2.7.0 / 535 5.7.8 / 501 5.7.0 (cancel) / 501 5.5.2 (bad base64) /
+    504 5.5.4 (mechanism not offered)."""
+
+    def __init__(self, users=None, mechs=("PLAIN", "LOGIN", "SCRAM-SHA-256", "GSSAPI"),
+                 service="smtp", fqdn="localhost", env=None):
+        self.dir = Path(tempfile.mkdtemp(prefix="msaproxy-cyrusref.", dir="/tmp"))
+        self.mechs = list(mechs)
+        self.service, self.fqdn, self.env = service, fqdn, dict(env or {})
+        self.users = dict(users or {})
+        self.auths = []
+        self.messages = []
+        self.sock = None
+        self.threads = []
+        self.stopping = False
+
+    def start(self):
+        sasldb = self.dir / "sasldb2"
+        (self.dir / "sample.conf").write_text(
+            "pwcheck_method: auxprop\nauxprop_plugin: sasldb\n"
+            f"sasldb_path: {sasldb}\nmech_list: {' '.join(self.mechs)}\n")
+        for u, pw in self.users.items():
+            subprocess.run(["saslpasswd2", "-p", "-f", str(sasldb), "-u", self.fqdn, "-c", u],
+                           input=pw.encode(), check=True, capture_output=True, timeout=10)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        t = threading.Thread(target=self._accept, daemon=True)
+        t.start()
+        self.threads.append(t)
+        return self
+
+    def stop(self):
+        self.stopping = True
+        if self.sock:
+            try:
+                self.sock.close()
+            except OSError:
+                pass
+            self.sock = None
+        for t in self.threads:
+            t.join(3)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def _accept(self):
+        while not self.stopping:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            t = threading.Thread(target=self._serve, args=(c,), daemon=True)
+            t.start()
+            self.threads.append(t)
+
+    def _serve(self, c):
+        c.settimeout(15)
+        f = c.makefile("rb")
+
+        def out(s):
+            c.sendall(s.encode() + b"\r\n")
+        try:
+            out("220 cyrus-ref.test ESMTP")
+            authed = None
+            while True:
+                line = f.readline()
+                if not line:
+                    return
+                line = line.rstrip(b"\r\n").decode("utf-8", "replace")
+                verb = line.split(" ", 1)[0].upper()
+                if verb in ("EHLO", "HELO"):
+                    out("250-cyrus-ref.test\r\n250-8BITMIME\r\n250 AUTH " + " ".join(self.mechs)
+                        if verb == "EHLO" else "250 cyrus-ref.test")
+                elif verb == "AUTH":
+                    authed = self._auth(line, f, out, authed)
+                elif verb == "MAIL":
+                    out("250 2.1.0 Ok" if authed else "530 5.7.0 Authentication required")
+                elif verb == "RCPT":
+                    out("250 2.1.5 Ok")
+                elif verb == "DATA":
+                    out("354 End data with <CR><LF>.<CR><LF>")
+                    data = b""
+                    while True:
+                        l = f.readline()
+                        if not l or l == b".\r\n":
+                            break
+                        data += l[1:] if l.startswith(b".") else l
+                    self.messages.append(data)
+                    out("250 2.0.0 Ok: queued")
+                elif verb in ("RSET", "NOOP"):
+                    out("250 2.0.0 Ok")
+                elif verb == "QUIT":
+                    out("221 2.0.0 Bye")
+                    return
+                else:
+                    out("502 5.5.2 Error: command not recognized")
+        except OSError:
+            pass
+        finally:
+            try:
+                c.close()
+            except OSError:
+                pass
+
+    def _auth(self, line, f, out, authed):
+        parts = line.split(" ")
+        if authed:
+            out("503 5.5.1 Error: already authenticated")
+            return authed
+        if len(parts) < 2 or parts[1].upper() not in self.mechs:
+            out("504 5.5.4 Unrecognized authentication type")
+            return None
+        mech = parts[1].upper()
+        ir = None
+        if len(parts) > 2:
+            try:
+                ir = b"" if parts[2] == "=" else unb64(parts[2])
+            except ValueError:
+                out("501 5.5.2 Cannot decode response")
+                return None
+        sess = CyrusSaslSession(mech, self.dir, self.service, self.fqdn, self.env)
+        try:
+            kind, data = sess.start(ir)
+            while kind == "continue":
+                out("334 " + b64(data) if data else "334 ")
+                resp = f.readline().rstrip(b"\r\n").decode("utf-8", "replace")
+                if resp == "*":
+                    out("501 5.7.0 Authentication aborted")
+                    return None
+                try:
+                    data = unb64(resp)
+                except ValueError:
+                    out("501 5.5.2 Cannot decode response")
+                    return None
+                kind, data = sess.step(data)
+            if kind == "ok":
+                self.auths.append((mech, data))
+                out("235 2.7.0 Authentication successful")
+                return data
+            self.auths.append((mech, None))
+            out("535 5.7.8 Error: authentication failed")
+            return None
+        finally:
+            sess.close()

@@ -268,9 +268,13 @@ test_plain_no_initial_response(void **state)
 	r = step(ss, B("\0alice\0alicepw"));
 	assert_int_equal(r.res, SASL_RES_OK);
 	assert_string_equal(sasl_session_authcid(ss), "alice");
-	/* Done: no more steps, no restart. */
+	/* Done: no more steps, no restart; the identities stay. */
 	r = step(ss, B("\0alice\0alicepw"));
 	assert_int_not_equal(r.res, SASL_RES_OK);
+	assert_int_not_equal(r.res, SASL_RES_CONTINUE);
+	r = start(ss, "PLAIN", B("\0bob\0bobpw"), 1);
+	assert_int_not_equal(r.res, SASL_RES_OK);
+	assert_string_equal(sasl_session_authcid(ss), "alice");
 	sasl_session_free(&ss);
 }
 
@@ -1084,7 +1088,7 @@ test_no_secrets_in_log(void **state)
 /*
  * Sanitizer builds (configure --enable-asan): Cyrus leaks a little memory
  * once per process while sasl_server_init()/sasl_client_init() load the
- * plugins (tests/unit/test_sasl.supp says the same for valgrind).  The
+ * plugins (tests/unit/valgrind-sasl.supp says the same for valgrind).  The
  * plugins are unloaded by then and built without frame pointers, so the
  * stacks are only recognizable with the slow unwinder.  Nothing per session
  * is suppressed.  Without a sanitizer these functions are never called.
