@@ -287,9 +287,13 @@ auth_result(struct session *s, enum sasl_result res, const char *out,
 		auth_failed(s, R_AUTH_FAILED, reason);
 		return;
 	case SASL_RES_TEMP:
+		/* Counted too (some Cyrus SASL_FAIL paths are the client's
+		 * doing), but not delayed: the fault may well be ours. */
+		s->auth_failures++;
 		log_warn("%s: AUTH %s temporary failure: %s", s->id, s->auth_mech,
 		    reason ? reason : "-");
-		session_reply(s, R_AUTH_TEMP);
+		session_reply(s, s->auth_failures >= s->conf->sasl.max_failures ?
+		    R_AUTH_TOO_MANY : R_AUTH_TEMP);
 		break;
 	case SASL_RES_WEAK:
 		session_reply(s, R_AUTH_WEAK);

@@ -546,6 +546,7 @@ def _shq(s):
 # GSSAPI acceptor key from KRB5_KTNAME.  Not a model of msaproxy's replies.
 
 SAMPLE_SERVER = "sasl-sample-server"
+CLIENT_FIRST_MECHS = {"PLAIN", "SCRAM-SHA-1", "SCRAM-SHA-256", "GSSAPI", "EXTERNAL"}
 
 
 class CyrusSaslSession:
@@ -783,6 +784,20 @@ class CyrusSmtpAuthServer:
         if len(parts) > 2:
             try:
                 ir = b"" if parts[2] == "=" else unb64(parts[2])
+            except ValueError:
+                out("501 5.5.2 Cannot decode response")
+                return None
+        if ir is None and mech in CLIENT_FIRST_MECHS:
+            # RFC 4422 5: an empty challenge asks for the client's first
+            # message.  (sasl-sample-server cannot send it itself: "No data
+            # to send--something's wrong".)
+            out("334 ")
+            resp = f.readline().rstrip(b"\r\n").decode("utf-8", "replace")
+            if resp == "*":
+                out("501 5.7.0 Authentication aborted")
+                return None
+            try:
+                ir = unb64(resp)
             except ValueError:
                 out("501 5.5.2 Cannot decode response")
                 return None
