@@ -14,6 +14,9 @@
  *
  * Latency of a message: from queueing MAIL FROM to parsing its final 250.
  * Setup latency of a session: from connect() to "ready for MAIL".
+ * TLS handshakes are full ones, unless --tls-resume: then the first
+ * session (ticket) the server hands out is offered on every later
+ * connection, and the report says how many handshakes were resumed.
  *
  * SECURITY: a benchmark tool.  It refuses targets outside 127.0.0.0/8 and
  * ::1 unless --allow-remote is given, takes numeric addresses only (no DNS)
@@ -57,6 +60,7 @@
 
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/objects.h>
 #include <openssl/ssl.h>
 
 #ifndef TAILQ_FOREACH_SAFE	/* glibc's sys/queue.h lacks it */
@@ -138,6 +142,7 @@ struct sess {
 	struct bufferevent	*bev;
 	enum phase		 phase;
 	int			 tls;		/* TLS layer is up */
+	int			 tls_offered;	/* a session was offered */
 	int			 authed;
 	int			 has_msg;	/* holds a reserved message */
 	int			 counted_ready;	/* idle mode bookkeeping */
@@ -186,6 +191,7 @@ static struct {
 	int		 pipelining;
 	int		 bdat;
 	int		 starttls;
+	int		 tls_resume;
 	int		 allow_remote;
 	int		 quiet;
 	const char	*auth;		/* USER:PASS */
@@ -252,6 +258,14 @@ static struct {
 	struct samples		 lat;		/* ms, accepted messages */
 	struct samples		 setup;		/* ms, sessions */
 	const char		*stop_reason;
+	/* TLS: --tls-resume keeps one session (one event loop = one
+	 * "thread") and offers it on every later handshake */
+	SSL_SESSION		*resume_sess;
+	long			 tls_handshakes;
+	long			 tls_resumed;
+	long			 tls_offered;	/* handshakes that offered it */
+	char			 tls_full[128];	/* version/cipher/group, full */
+	char			 tls_res[128];	/* the same, resumed */
 } run;
 
 static void	usage(void) __attribute__((noreturn));
@@ -269,6 +283,8 @@ static int	target_setup(void);
 static void	payloads_build(void);
 static void	auth_build(void);
 static void	tls_setup(void);
+static int	tls_new_session(SSL *, SSL_SESSION *);
+static void	tls_done(struct sess *);
 static void	raise_nofile(void);
 static int	reserve_msg(void);
 static void	fill_sessions(void);
@@ -312,8 +328,8 @@ usage(void)
 	    "[-m per_session]\n"
 	    "               [-s size] [-r rcpts] [-d max_seconds] [-q] "
 	    "[--pipelining] [--bdat]\n"
-	    "               [--starttls] [--auth USER:PASS] [--idle N "
-	    "[--hold SEC]]\n"
+	    "               [--starttls [--tls-resume]] [--auth USER:PASS] "
+	    "[--idle N [--hold SEC]]\n"
 	    "               [--timeout SEC] [--grace SEC] "
 	    "[--max-errors N] [--allow-remote]\n"
 	    "  -c  concurrent sessions (10); in --idle mode: handshakes in "
@@ -321,7 +337,11 @@ usage(void)
 	    "  -n  total messages (1000)      -m  messages per session, "
 	    "0 = unlimited (1)\n"
 	    "  -s  message size, k/m suffix (10240)  -r  recipients (1)\n"
-	    "  -d  duration cap in seconds (60)\n");
+	    "  -d  duration cap in seconds (60)\n"
+	    "  --tls-resume  keep the first TLS session (ticket) and offer it "
+	    "on every\n"
+	    "      later handshake; the report's tls line counts the resumed "
+	    "ones\n");
 	exit(1);
 }
 
@@ -612,7 +632,62 @@ tls_setup(void)
 	/* A benchmark against self-signed test certificates. */
 	SSL_CTX_set_verify(run.ssl_ctx, SSL_VERIFY_NONE, NULL);
 	SSL_CTX_set_min_proto_version(run.ssl_ctx, TLS1_2_VERSION);
-	SSL_CTX_set_session_cache_mode(run.ssl_ctx, SSL_SESS_CACHE_OFF);
+	if (!opt.tls_resume) {
+		/* Every handshake a full one. */
+		SSL_CTX_set_session_cache_mode(run.ssl_ctx, SSL_SESS_CACHE_OFF);
+		return;
+	}
+	/*
+	 * Resumption as a MUA does it: the session (with TLS 1.3, the first
+	 * ticket, which arrives after the handshake) is kept and offered on
+	 * every new connection.  No internal cache: tls_new_session() keeps
+	 * the one session.
+	 */
+	SSL_CTX_set_session_cache_mode(run.ssl_ctx, SSL_SESS_CACHE_CLIENT |
+	    SSL_SESS_CACHE_NO_INTERNAL_STORE);
+	SSL_CTX_sess_set_new_cb(run.ssl_ctx, tls_new_session);
+}
+
+/* A new session (ticket) from the server: keep it if we have none. */
+static int
+tls_new_session(SSL *ssl, SSL_SESSION *sess)
+{
+	(void)ssl;
+	if (run.resume_sess != NULL || !SSL_SESSION_is_resumable(sess))
+		return 0;		/* OpenSSL frees it */
+	run.resume_sess = sess;		/* we own the reference now */
+	return 1;
+}
+
+/* A TLS handshake completed: count it, and note what was negotiated. */
+static void
+tls_done(struct sess *s)
+{
+	SSL *ssl = bufferevent_openssl_get_ssl(s->bev);
+	char *note;
+	const char *group = "-";
+	int nid, reused;
+
+	if (ssl == NULL)
+		return;
+	run.tls_handshakes++;
+	run.tls_offered += s->tls_offered;
+	reused = SSL_session_reused(ssl);
+	if (reused)
+		run.tls_resumed++;
+	else if (s->tls_offered && run.resume_sess != NULL) {
+		/* Refused (e.g. the ticket expired): take the next one. */
+		SSL_SESSION_free(run.resume_sess);
+		run.resume_sess = NULL;
+	}
+	note = reused ? run.tls_res : run.tls_full;
+	if (note[0] != '\0')
+		return;
+	nid = SSL_get_negotiated_group(ssl);
+	if (nid != NID_undef && nid != 0 && OBJ_nid2sn(nid) != NULL)
+		group = OBJ_nid2sn(nid);
+	snprintf(note, sizeof(run.tls_full), "%s/%s/%s", SSL_get_version(ssl),
+	    SSL_get_cipher_name(ssl), group);
 }
 
 /* --idle 2000 needs more descriptors than the usual soft limit of 1024. */
@@ -976,6 +1051,21 @@ tls_start(struct sess *s)
 		sess_fail(s, ERR_TLS, "SSL_new failed");
 		return -1;
 	}
+	if (opt.tls_resume && run.resume_sess != NULL) {
+		/*
+		 * A copy: OpenSSL marks a TLS 1.3 session it has resumed as
+		 * not resumable (single use), so the kept one stays fresh.
+		 * Its ticket is offered again each time, which servers with
+		 * stateless tickets (OpenSSL's default) accept.
+		 */
+		SSL_SESSION *dup = SSL_SESSION_dup(run.resume_sess);
+
+		if (dup != NULL) {
+			SSL_set_session(ssl, dup);
+			SSL_SESSION_free(dup);
+			s->tls_offered = 1;
+		}
+	}
 	tbev = bufferevent_openssl_filter_new(run.base, s->bev, ssl,
 	    BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
 	if (tbev == NULL) {
@@ -1285,6 +1375,7 @@ event_cb(struct bufferevent *bev, short what, void *arg)
 	if (what & BEV_EVENT_CONNECTED) {
 		if (s->phase == PH_HANDSHAKE) {
 			s->tls = 1;
+			tls_done(s);
 			s->phase = PH_SETUP;
 			pend_push(s, CMD_EHLO);
 			sess_send(s, "EHLO " EHLO_NAME "\r\n",
@@ -1522,6 +1613,13 @@ report(void)
 	    "(connect -> ready)\n", run.setup.n, samples_pct(&run.setup, 50),
 	    samples_pct(&run.setup, 90), samples_pct(&run.setup, 99),
 	    samples_pct(&run.setup, 100));
+	if (opt.starttls)
+		printf("tls           handshakes=%ld resumed=%ld offered=%ld "
+		    "resumed_ratio=%.3f full=%s resumed_as=%s\n",
+		    run.tls_handshakes, run.tls_resumed, run.tls_offered,
+		    run.tls_handshakes ? (double)run.tls_resumed /
+		    run.tls_handshakes : 0.0, run.tls_full[0] ? run.tls_full :
+		    "-", run.tls_res[0] ? run.tls_res : "-");
 	printf("errors       ");
 	for (i = 0; i < ERR_COUNT; i++)
 		printf(" %s=%ld", err_names[i], run.errors[i]);
@@ -1540,6 +1638,7 @@ main(int argc, char *argv[])
 		{ "pipelining",		no_argument,		NULL, 'P' },
 		{ "bdat",		no_argument,		NULL, 'B' },
 		{ "starttls",		no_argument,		NULL, 'T' },
+		{ "tls-resume",		no_argument,		NULL, 'S' },
 		{ "auth",		required_argument,	NULL, 'A' },
 		{ "idle",		required_argument,	NULL, 'I' },
 		{ "hold",		required_argument,	NULL, 'O' },
@@ -1595,6 +1694,9 @@ main(int argc, char *argv[])
 		case 'T':
 			opt.starttls = 1;
 			break;
+		case 'S':
+			opt.tls_resume = 1;
+			break;
 		case 'A':
 			opt.auth = optarg;
 			break;
@@ -1620,6 +1722,8 @@ main(int argc, char *argv[])
 	}
 	if (optind != argc || opt.port == 0)
 		usage();
+	if (opt.tls_resume && !opt.starttls)
+		die("--tls-resume needs --starttls");
 
 	target_setup();
 	payloads_build();

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 import harness
+from fixtures_auth import *  # noqa: F401,F403  (KDC and SASL fixtures)
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: takes more than a few seconds")

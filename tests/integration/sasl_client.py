@@ -674,6 +674,7 @@ class CyrusSmtpAuthServer:
         self.messages = []
         self.sock = None
         self.threads = []
+        self.conns = []
         self.stopping = False
 
     def start(self):
@@ -696,12 +697,14 @@ class CyrusSmtpAuthServer:
 
     def stop(self):
         self.stopping = True
-        if self.sock:
-            try:
-                self.sock.close()
-            except OSError:
-                pass
-            self.sock = None
+        socks = ([self.sock] if self.sock else []) + list(self.conns)
+        for s in socks:             # shutdown() wakes accept()/recv() in the threads
+            for fn in (lambda: s.shutdown(socket.SHUT_RDWR), s.close):
+                try:
+                    fn()
+                except OSError:
+                    pass
+        self.sock = None
         for t in self.threads:
             t.join(3)
         shutil.rmtree(self.dir, ignore_errors=True)
@@ -718,6 +721,7 @@ class CyrusSmtpAuthServer:
                 c, _ = self.sock.accept()
             except OSError:
                 return
+            self.conns.append(c)
             t = threading.Thread(target=self._serve, args=(c,), daemon=True)
             t.start()
             self.threads.append(t)
