@@ -254,6 +254,24 @@ tls_server_ssl_new(struct tls_server *ts)
 }
 
 int
+tls_peer_cn(SSL *ssl, char *out, size_t outsize)
+{
+	X509 *cert = SSL_get_peer_certificate(ssl);
+	int n;
+
+	if (cert == NULL)
+		return 0;
+	if (SSL_get_verify_result(ssl) != X509_V_OK) {
+		X509_free(cert);
+		return 0;
+	}
+	n = X509_NAME_get_text_by_NID(X509_get_subject_name(cert),
+	    NID_commonName, out, (int)outsize);
+	X509_free(cert);
+	return n > 0 && (size_t)n < outsize;
+}
+
+int
 tls_peer_subject(SSL *ssl, char *out, size_t outsize)
 {
 	X509 *cert = SSL_get_peer_certificate(ssl);

@@ -41,6 +41,10 @@ void tls_server_free(struct tls_server **tsp);
  * matching certificate set during the handshake). */
 SSL *tls_server_ssl_new(struct tls_server *ts);
 
+/* The verified client certificate's common name, or 0 if none: what SASL
+ * EXTERNAL authenticates as. */
+int tls_peer_cn(SSL *ssl, char *out, size_t outsize);
+
 /* The verified client certificate's subject (one line), or 0 if none. */
 int tls_peer_subject(SSL *ssl, char *out, size_t outsize);
 

@@ -3,7 +3,9 @@
 # against the smtp-sink ceiling in one run.
 #
 # usage: bench/run_bench.sh [-r ROUNDS] [-w WORKERS[,WORKERS...]] [-o OUTDIR]
-#                           [-a MSGS] [-b MSGS] [-d SECS] [-i IDLE]
+#                           [-P PROFILES] [--tls] [--peers]
+#                           [-a MSGS] [-b MSGS] [--at MSGS] [--bt MSGS]
+#                           [--dovecot-msgs MSGS] [-d SECS] [-i IDLE]
 #                           [--ceiling-only] [--proxy PATH] [--load PATH]
 #                           [--peer-matrix]
 #
@@ -17,7 +19,22 @@
 #               msaproxy per value, each on its own port
 #   -o OUTDIR   where results.tsv, idle.tsv, summary.md and logs go
 #               (default: a new /tmp/mpbench.XXXXXX)
-#   -a / -b     messages per run for profile A (100000) / B (40000)
+#   -P LIST     profiles, comma-separated, from A, B, A-TLS, B-TLS
+#               (default A,B; see below)
+#   --tls       shorthand for -P A,B,A-TLS,B-TLS
+#   --peers     A-TLS is also run against nginx's mail proxy and Dovecot's
+#               submission service, started with the team's run_peers.sh
+#               (PEER_BENCH, default TOP/../shared/bench; needs nginx with
+#               its mail module and dovecot-submissiond installed).  Each
+#               round then runs ceiling, msaproxy, nginx, dovecot (peers
+#               and proxies reversed in even rounds), and the summary gives
+#               msaproxy/nginx and msaproxy/Dovecot ratios of msgs/s.
+#               Optional: skipped with a note where the directory or the
+#               daemons are missing.
+#   -a / -b     messages per run for profile A (100000) / B (40000); also
+#               the ceiling runs paired with A-TLS / B-TLS
+#   --at / --bt messages per run for A-TLS (50000) / B-TLS (10000)
+#   --dovecot-msgs   messages per Dovecot A-TLS run (15000; it is slow)
 #   -d SECS     cap per run (60); msgs/s stays valid when it is hit
 #   -i IDLE     idle sessions for the memory test (2000; 0 = skip)
 #   --ceiling-only   no proxy at all: ceiling runs only (tests the setup)
@@ -29,17 +46,32 @@
 #               "ext"; needs port 20025.  Optional: a fresh clone has none.
 #
 # Profiles (10 KB messages, 1 recipient, DATA, no pipelining, 50 sessions):
-#   A  100 messages per session      B  1 message per session
-# ratio = proxy msgs/s / msgs/s of the ceiling run just before it, median
-# over the rounds; likewise for p99.
+#   A      100 messages per session      B  1 message per session
+#   A-TLS  like A, with STARTTLS + AUTH PLAIN once per session
+#   B-TLS  like B, with STARTTLS + AUTH PLAIN per message: each message
+#          pays a full TLS handshake ("proxy") and, in a second run, a
+#          resumed one ("proxy-resume": msaload --tls-resume offers the
+#          first session ticket it got on every later connection)
+# The ceiling (msaload -> smtp-sink) is plain A or B: the sink has no TLS.
+# For the TLS profiles msaproxy runs with its own config: a "submission"
+# listener with require_auth, a tls section with a throwaway self-signed
+# ECDSA P-256 certificate (openssl, in OUTDIR/work/tls) and session tickets
+# on, and a sasl section (PLAIN, sasldb made with saslpasswd2 -a msaproxy
+# -u localhost; user bench, password benchpass, as for the team's peers).
+# ratio = target msgs/s / msgs/s of the ceiling run just before it, median
+# over the rounds; likewise for p99.  CPU = utime+stime of the target's
+# process tree (reaped children included) per accepted message; in B and
+# B-TLS a message is a session, so this is the cost of a session.
 # Memory: a fresh msaproxy, 50 warm-up sessions, then IDLE sessions that
-# stop after EHLO; (Rss|Pss during - before) / IDLE, summed over the
-# msaproxy process tree from /proc/PID/smaps_rollup.
+# stop after EHLO (with the TLS profiles also: after STARTTLS + AUTH);
+# (Rss|Pss during - before) / IDLE, summed over the msaproxy process tree
+# from /proc/PID/smaps_rollup.
 #
 # Everything listens on 127.0.0.1, ports 20000-20999 (SINK_PORT, default
-# 20825, and PROXY_PORT, default 20850 and up, or the next free ones; the
-# team's peers use 20025-20300), runs from a temp dir and is stopped on
-# exit.  msaload, smtp-sink and msaproxy each run in their own session
+# 20825, and PROXY_PORT, default 20850 and up, or the next free ones;
+# --peers: nginx 20900-20902 and Dovecot 20910-20911, or the next free
+# ones; the team's own runs use 20025-20300), runs from a temp dir and is
+# stopped on exit (peers too).  msaload, smtp-sink and msaproxy each run in their own session
 # (setsid), i.e. their own scheduler autogroup.  msaproxy runs from a
 # private copy (OUTDIR/work/mpbench-proxy): a rebuild, or a "pkill
 # msaproxy" elsewhere on the machine, must not change or stop what is
@@ -57,6 +89,13 @@ DUR=60
 IDLE=2000
 CEILING_ONLY=0
 PEER_MATRIX=0
+PROFILES=A,B
+PEERS=0
+AT_MSGS=50000
+BT_MSGS=10000
+DOVECOT_MSGS=15000
+AUTH_USER=bench
+AUTH_PASS=benchpass
 PROXY_SRC=$TOP/msaproxy
 LOAD=
 CONC=50
@@ -76,6 +115,12 @@ while [ $# -gt 0 ]; do
 	-b) B_MSGS=${2:-}; shift ;;
 	-d) DUR=${2:-}; shift ;;
 	-i) IDLE=${2:-}; shift ;;
+	-P) PROFILES=${2:-}; shift ;;
+	--tls) PROFILES=A,B,A-TLS,B-TLS ;;
+	--peers) PEERS=1 ;;
+	--at) AT_MSGS=${2:-}; shift ;;
+	--bt) BT_MSGS=${2:-}; shift ;;
+	--dovecot-msgs) DOVECOT_MSGS=${2:-}; shift ;;
 	--ceiling-only) CEILING_ONLY=1 ;;
 	--peer-matrix) PEER_MATRIX=1 ;;
 	--proxy) PROXY_SRC=${2:-}; shift ;;
@@ -98,17 +143,49 @@ isnum() {
 }
 
 read -r -a WLIST <<<"${WORKERS//,/ }"
-for v in "$ROUNDS" "$A_MSGS" "$B_MSGS" "$DUR" "$IDLE" "${WLIST[@]}"; do
+for v in "$ROUNDS" "$A_MSGS" "$B_MSGS" "$AT_MSGS" "$BT_MSGS" \
+    "$DOVECOT_MSGS" "$DUR" "$IDLE" "${WLIST[@]}"; do
 	isnum "$v" || die "not a number: '$v'"
 done
 [ "$ROUNDS" -ge 1 ] || die "-r: at least 1"
 [ "${#WLIST[@]}" -ge 1 ] || die "-w: no value"
-NP=${#WLIST[@]}
-[ "$CEILING_ONLY" = 1 ] && NP=0
+read -r -a PLIST <<<"${PROFILES//,/ }"
+[ "${#PLIST[@]}" -ge 1 ] || die "-P: no profile"
+NEED_PLAIN=0
+NEED_TLS=0
+for v in "${PLIST[@]}"; do
+	case $v in
+	A|B) NEED_PLAIN=1 ;;
+	A-TLS|B-TLS) NEED_TLS=1 ;;
+	*) die "-P: unknown profile '$v' (A, B, A-TLS, B-TLS)" ;;
+	esac
+done
+
+# msaproxy instances: one per workers value and kind of config ("plain":
+# an smtp listener; "tls": submission + STARTTLS + AUTH), each on its port
+declare -a IW IM
+NP=0
+if [ "$CEILING_ONLY" = 0 ]; then
+	for m in plain tls; do
+		[ "$m" = plain ] && [ "$NEED_PLAIN" = 0 ] && continue
+		[ "$m" = tls ] && [ "$NEED_TLS" = 0 ] && continue
+		for w in "${WLIST[@]}"; do
+			IW[NP]=$w
+			IM[NP]=$m
+			NP=$((NP + 1))
+		done
+	done
+fi
 
 SINK=$(command -v smtp-sink || echo /usr/sbin/smtp-sink)
 [ -x "$SINK" ] || die "smtp-sink not found (Debian package postfix)"
 command -v ss >/dev/null || die "ss not found (iproute2)"
+if [ "$NEED_TLS" = 1 ] && [ "$NP" -gt 0 ]; then
+	command -v openssl >/dev/null || die "openssl not found"
+	SASLPASSWD=$(command -v saslpasswd2 || echo /usr/sbin/saslpasswd2)
+	[ -x "$SASLPASSWD" ] ||
+	    die "saslpasswd2 not found (Debian package sasl2-bin)"
+fi
 
 if [ -z "$OUT" ]; then
 	OUT=$(mktemp -d /tmp/mpbench.XXXXXX) || die "mktemp failed"
@@ -158,12 +235,21 @@ port_free() {
 }
 
 USED_PORTS=" "
-pick_port() { # preferred
-	local p=$1
-	while [ "$p" -le 20999 ]; do
-		if [ "${USED_PORTS#* $p }" = "$USED_PORTS" ] && port_free "$p"
-		then
-			USED_PORTS="$USED_PORTS$p "
+pick_port() { # preferred [count]: the first of count free ports in a row
+	local p=$1 n=${2:-1} k ok
+	while [ $((p + n - 1)) -le 20999 ]; do
+		ok=1
+		for ((k = 0; k < n; k++)); do
+			if [ "${USED_PORTS#* $((p + k)) }" != "$USED_PORTS" ] ||
+			    ! port_free $((p + k)); then
+				ok=0
+				break
+			fi
+		done
+		if [ "$ok" = 1 ]; then
+			for ((k = 0; k < n; k++)); do
+				USED_PORTS="$USED_PORTS$((p + k)) "
+			done
 			echo "$p"
 			return 0
 		fi
@@ -179,11 +265,10 @@ in_range() {
 
 if [ -n "${SINK_PORT:-}" ]; then
 	in_range "$SINK_PORT"
-	USED_PORTS=" $SINK_PORT "
 else
 	SINK_PORT=$(pick_port 20825) || die "no free port"
-	USED_PORTS=" $SINK_PORT "
 fi
+USED_PORTS=" $SINK_PORT "
 declare -a PPORT PPID_ PSTARTS
 next=${PROXY_PORT:-20850}
 in_range "$next"
@@ -195,9 +280,54 @@ for ((i = 0; i < NP; i++)); do
 		PPORT[i]=$(pick_port "$next") || die "no free port"
 		next=$((PPORT[i] + 1))
 	fi
+	USED_PORTS="$USED_PORTS${PPORT[i]} "
 	PPID_[i]=
 	PSTARTS[i]=0
 done
+
+# --peers: nginx and Dovecot from the team's bench directory, A-TLS only
+PB=$(cd "${PEER_BENCH:-$TOP/../shared/bench}" 2>/dev/null && pwd)
+declare -a PEER_LIST
+declare -A PEER_PORT PEER_MAIN
+if [ "$PEERS" = 1 ]; then
+	case " ${PLIST[*]} " in
+	*" A-TLS "*) ;;
+	*) die "--peers needs profile A-TLS (-P ...,A-TLS or --tls)" ;;
+	esac
+fi
+if [ "$PEERS" = 1 ] && { [ -z "$PB" ] || [ ! -x "$PB/run_peers.sh" ]; }
+then
+	echo "run_bench: --peers: no run_peers.sh in" \
+	    "${PEER_BENCH:-$TOP/../shared/bench}, peers skipped" >&2
+elif [ "$PEERS" = 1 ]; then
+	for peer in nginx dovecot; do
+		case $peer in
+		nginx)
+			if ! command -v nginx >/dev/null || [ ! -e \
+			    /usr/lib/nginx/modules/ngx_mail_module.so ]; then
+				echo "run_bench: --peers: nginx or its mail" \
+				    "module (libnginx-mod-mail) missing," \
+				    "nginx skipped" >&2
+				continue
+			fi
+			p=$(pick_port 20900 3) || die "no free ports"
+			USED_PORTS="$USED_PORTS$p $((p + 1)) $((p + 2)) " ;;
+		dovecot)
+			if ! command -v dovecot >/dev/null || [ ! -e \
+			    /usr/lib/dovecot/submission-login ]; then
+				echo "run_bench: --peers: dovecot or its" \
+				    "submission service" \
+				    "(dovecot-submissiond) missing, Dovecot" \
+				    "skipped" >&2
+				continue
+			fi
+			p=$(pick_port 20910 2) || die "no free ports"
+			USED_PORTS="$USED_PORTS$p $((p + 1)) " ;;
+		esac
+		PEER_LIST+=("$peer")
+		PEER_PORT[$peer]=$p
+	done
+fi
 
 wait_listen() { # port seconds
 	local i=0
@@ -305,6 +435,21 @@ tree_mem() {
 
 SINK_PID=
 IDLE_PID=
+PEERS_STARTED=
+
+# The peers are daemons (they detach): stopped through run_peers.sh, by
+# their PID files, then whatever is left of their process trees.
+stop_peers() {
+	local peer pids
+	for peer in $PEERS_STARTED; do
+		pids=$(tree "${PEER_MAIN[$peer]}")
+		"$PB/run_peers.sh" stop "$peer" "$W/peers" >/dev/null 2>&1
+		for p in $pids; do
+			alive "$p" && kill -KILL "$p" 2>/dev/null
+		done
+	done
+	PEERS_STARTED=
+}
 
 cleanup() {
 	local i
@@ -313,6 +458,7 @@ cleanup() {
 	for ((i = 0; i < NP; i++)); do
 		stop_pid "${PPID_[i]}" msaproxy
 	done
+	stop_peers
 	stop_pid "$SINK_PID" smtp-sink
 }
 trap cleanup EXIT
@@ -329,25 +475,109 @@ start_sink() {
 	    die "smtp-sink did not start (see $W/sink.log)"
 }
 
+# A throwaway self-signed ECDSA P-256 certificate and a sasldb with one
+# user, for the "tls" instances.
+TLSD=$W/tls
+make_tls_material() {
+	mkdir -p "$TLSD" || die "cannot create $TLSD"
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 \
+	    -nodes -days 7 -subj "/CN=bench.test" -keyout "$TLSD/key.pem" \
+	    -out "$TLSD/cert.pem" >"$TLSD/openssl.log" 2>&1 ||
+	    die "openssl could not make a certificate (see $TLSD/openssl.log)"
+	rm -f "$TLSD/sasldb"
+	echo "$AUTH_PASS" | "$SASLPASSWD" -f "$TLSD/sasldb" -a msaproxy \
+	    -u localhost -c -p "$AUTH_USER" ||
+	    die "saslpasswd2 could not make $TLSD/sasldb"
+}
+
+inst_name() { # index
+	echo "w${IW[$1]}-${IM[$1]}"
+}
+
 conf_file() { # index
-	echo "$W/msaproxy-w${WLIST[$1]}.conf"
+	echo "$W/msaproxy-$(inst_name "$1").conf"
 }
 
 write_conf() { # index
-	cat >"$(conf_file "$1")" <<EOF
+	local i=$1
+	if [ "${IM[i]}" = plain ]; then
+		cat >"$(conf_file "$i")" <<EOF
 # written by bench/run_bench.sh
 server_name = "bench.test";
-workers = ${WLIST[$1]};
+workers = ${IW[i]};
 log = { level = "warning"; };
 listeners = (
-  { name = "bench"; kind = "smtp"; address = "127.0.0.1:${PPORT[$1]}"; }
+  { name = "bench"; kind = "smtp"; address = "127.0.0.1:${PPORT[i]}"; }
 );
 backend = { address = "127.0.0.1:$SINK_PORT"; protocol = "smtp"; };
 EOF
+		return
+	fi
+	cat >"$(conf_file "$i")" <<EOF
+# written by bench/run_bench.sh
+server_name = "bench.test";
+workers = ${IW[i]};
+log = { level = "warning"; };
+listeners = (
+  { name = "bench-tls"; kind = "submission";
+    address = "127.0.0.1:${PPORT[i]}"; require_auth = true; }
+);
+backend = { address = "127.0.0.1:$SINK_PORT"; protocol = "smtp"; };
+tls = {
+  certificates = ( { cert = "$TLSD/cert.pem"; key = "$TLSD/key.pem"; } );
+  session_tickets = true;
+};
+sasl = {
+  hostname = "localhost";
+  mechanisms = "PLAIN";
+  sasldb_path = "$TLSD/sasldb";
+};
+EOF
+}
+
+# msaload's options for the TLS profiles (and any TLS target)
+TLS_ARGS=(--starttls --auth "$AUTH_USER:$AUTH_PASS")
+
+# Start the peers (--peers) in $W/peers, relaying to our sink.
+start_peers() {
+	local peer
+	for peer in "${PEER_LIST[@]}"; do
+		if ! NGINX_SSL_PROTOCOLS="TLSv1.2 TLSv1.3" \
+		    "$PB/run_peers.sh" start "$peer" "$W/peers" \
+		    "${PEER_PORT[$peer]}" "$SINK_PORT" >"$W/peer-$peer.log" 2>&1
+		then
+			cat "$W/peer-$peer.log" >&2
+			"$PB/run_peers.sh" stop "$peer" "$W/peers" \
+			    >/dev/null 2>&1
+			die "$peer did not start (see above)"
+		fi
+		PEERS_STARTED="$PEERS_STARTED $peer"
+		case $peer in
+		nginx) PEER_MAIN[$peer]=$(cat "$W/peers/nginx/nginx.pid") ;;
+		dovecot) PEER_MAIN[$peer]=$(cat \
+		    "$W/peers/dovecot/run/master.pid") ;;
+		esac
+		PEER_MAIN[$peer]=$(echo "${PEER_MAIN[$peer]}" | tr -d ' \n')
+		# smoke test with the TLS profile's options
+		if ! "$LOAD" -p "${PEER_PORT[$peer]}" -c 1 -n 3 -m 3 -d 20 -q \
+		    "${TLS_ARGS[@]}" >"$W/smoke.out" 2>&1; then
+			cat "$W/smoke.out" >&2
+			die "$peer does not relay a message with STARTTLS +" \
+			    "AUTH (see above)"
+		fi
+		echo "run_bench: $peer on 127.0.0.1:${PEER_PORT[$peer]}" \
+		    "(pid ${PEER_MAIN[$peer]}), $(tls_info "$W/smoke.out")"
+	done
+}
+
+# "TLSv1.3/cipher/group" of the first full handshake in an msaload report
+tls_info() {
+	sed -n 's/^tls .* full=\([^ ]*\).*/\1/p' "$1"
 }
 
 start_proxy() { # index
-	local i=$1 log=$W/proxy-w${WLIST[$1]}.log
+	local i=$1 log=$W/proxy-$(inst_name "$1").log targs=()
+	[ "${IM[i]}" = tls ] && targs=("${TLS_ARGS[@]}")
 	PSTARTS[i]=$((PSTARTS[i] + 1))
 	echo "--- start ${PSTARTS[i]} $(date -u +%H:%M:%S)" >>"$log"
 	PPID_[i]=$(spawn_watched "$W/proxy-$i.pid" "$log" "$PROXY" -f \
@@ -358,7 +588,7 @@ start_proxy() { # index
 	fi
 	# smoke test: three messages through the proxy
 	if ! "$LOAD" -p "${PPORT[i]}" -c 1 -n 3 -m 3 -d 20 -q \
-	    >"$W/smoke.out" 2>&1; then
+	    ${targs[@]+"${targs[@]}"} >"$W/smoke.out" 2>&1; then
 		cat "$W/smoke.out" "$log" >&2
 		die "msaproxy does not relay a message (see above)"
 	fi
@@ -375,9 +605,10 @@ check_proxy() { # index what
 	1[3-9][0-9]|2[0-9][0-9]) st="killed by signal $((st - 128))" ;;
 	*) st="exit status $st" ;;
 	esac
-	echo "$(date -u +%H:%M:%S) msaproxy workers=${WLIST[i]} (pid" \
+	echo "$(date -u +%H:%M:%S) msaproxy $(inst_name "$i") (pid" \
 	    "${PPID_[i]}) died during $2: $st; last log lines:" \
-	    "$(tail -3 "$W/proxy-w${WLIST[i]}.log" | tr '\n' ' ')" |
+	    "$(grep -v 'refused XCLIENT' "$W/proxy-$(inst_name "$i").log" |
+	    tail -3 | tr '\n' ' ')" |
 	    tee -a "$EVENTS" >&2
 	ls "$W"/core* >>"$EVENTS" 2>/dev/null
 	PPID_[i]=
@@ -391,88 +622,169 @@ stop_proxy() { # index
 
 # ---- throughput runs ----------------------------------------------------
 
-printf 'round\tprofile\ttarget\tworkers\tmessages\tok\tfail\tmsgs_per_s\tp50_ms\tp99_ms\tsetup_p50_ms\telapsed_s\tproxy_cpu_s\tsink_cpu_s\tload_cpu_s\texit\n' >"$RES"
+printf 'round\tprofile\ttarget\tworkers\tmessages\tok\tfail\tmsgs_per_s\tp50_ms\tp99_ms\tsetup_p50_ms\telapsed_s\tserver_cpu_s\tsink_cpu_s\tload_cpu_s\texit\ttls_handshakes\ttls_resumed\ttls\n' >"$RES"
 
 field() { # file key: value of "key=" on the results' last line
 	tail -1 "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"
 }
 
-run_one() { # round profile target [proxy index]
+# One msaload run.  target: ceiling (msaload -> smtp-sink, plain), proxy
+# or proxy-resume (msaproxy instance INDEX; -resume: --tls-resume), nginx
+# or dovecot (--peers).  Profiles A-TLS / B-TLS use STARTTLS + AUTH except
+# for the ceiling, which is plain A / B.
+run_one() { # round profile target [index]
 	local r=$1 prof=$2 tgt=$3 i=${4:-} port n m out rc sc0 sc1 pc0 pc1
-	local lc=- pcpu=- w=- setup
+	local lc=- pcpu=- w=- setup root= hs=- hr=- ti=- args=()
 	case $prof in
 	A) n=$A_MSGS; m=100 ;;
 	B) n=$B_MSGS; m=1 ;;
+	A-TLS) n=$AT_MSGS; m=100 ;;
+	B-TLS) n=$BT_MSGS; m=1 ;;
 	esac
-	if [ "$tgt" = proxy ]; then
-		port=${PPORT[i]}
-		w=${WLIST[i]}
-		pc0=$(tree_cpu "${PPID_[i]}")
-		out=$W/run-$r-$prof-proxy-w$w.out
-	else
+	case $tgt in
+	ceiling)
+		case $prof in
+		A*) n=$A_MSGS ;;
+		B*) n=$B_MSGS ;;
+		esac
 		port=$SINK_PORT
-		out=$W/run-$r-$prof-ceiling.out
-	fi
+		out=$W/run-$r-$prof-ceiling.out ;;
+	proxy|proxy-resume)
+		port=${PPORT[i]}
+		w=${IW[i]}
+		root=${PPID_[i]}
+		out=$W/run-$r-$prof-$tgt-w$w.out ;;
+	*)
+		port=${PEER_PORT[$tgt]}
+		root=${PEER_MAIN[$tgt]}
+		[ "$tgt" = dovecot ] && n=$DOVECOT_MSGS
+		out=$W/run-$r-$prof-$tgt.out ;;
+	esac
+	case $prof-$tgt in
+	*-TLS-ceiling) ;;
+	*-TLS-*) args=("${TLS_ARGS[@]}") ;;
+	esac
+	[ "$tgt" = proxy-resume ] && args+=(--tls-resume)
+	[ -n "$root" ] && pc0=$(tree_cpu "$root")
 	sc0=$(tree_cpu "$SINK_PID")
 	if [ -n "$TIME" ]; then
 		$TIME -f '%U %S' -o "$W/time.txt" setsid -w "$LOAD" \
 		    -p "$port" -c "$CONC" -n "$n" -m "$m" -s "$SIZE" \
-		    -d "$DUR" -q >"$out" 2>&1
+		    -d "$DUR" -q ${args[@]+"${args[@]}"} >"$out" 2>&1
 		rc=$?
 		lc=$(awk '{ printf "%.2f", $1 + $2 }' "$W/time.txt")
 	else
 		setsid -w "$LOAD" -p "$port" -c "$CONC" -n "$n" -m "$m" \
-		    -s "$SIZE" -d "$DUR" -q >"$out" 2>&1
+		    -s "$SIZE" -d "$DUR" -q ${args[@]+"${args[@]}"} \
+		    >"$out" 2>&1
 		rc=$?
 	fi
 	sc1=$(tree_cpu "$SINK_PID")
-	if [ "$tgt" = proxy ]; then
-		if [ -n "${PPID_[i]}" ] && alive "${PPID_[i]}"; then
-			pc1=$(tree_cpu "${PPID_[i]}")
+	if [ -n "$root" ]; then
+		if alive "$root"; then
+			pc1=$(tree_cpu "$root")
 			pcpu=$(awk -v a="$pc0" -v b="$pc1" -v t="$CLK_TCK" \
 			    'BEGIN { printf "%.2f", (b - a) / t }')
-		else
+		elif [ "$tgt" = proxy ] || [ "$tgt" = proxy-resume ]; then
 			check_proxy "$i" "round $r profile $prof"
+		else
+			echo "$(date -u +%H:%M:%S) $tgt (pid $root) died" \
+			    "during round $r profile $prof" |
+			    tee -a "$EVENTS" >&2
 		fi
 	fi
 	setup=$(sed -n 's/^setup_ms .* p50=\([^ ]*\).*/\1/p' "$out")
-	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
+	if grep -q '^tls ' "$out"; then
+		hs=$(sed -n 's/^tls .*handshakes=\([0-9]*\).*/\1/p' "$out")
+		hr=$(sed -n 's/^tls .* resumed=\([0-9]*\).*/\1/p' "$out")
+		ti=$(tls_info "$out")
+	fi
+	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
 	    "$r" "$prof" "$tgt" "$w" "$n" "$(field "$out" ok)" \
 	    "$(field "$out" fail)" "$(field "$out" msgs_per_s)" \
 	    "$(field "$out" p50_ms)" "$(field "$out" p99_ms)" "${setup:--}" \
 	    "$(awk '/^elapsed_s/ { print $2 }' "$out")" "$pcpu" \
 	    "$(awk -v a="$sc0" -v b="$sc1" -v t="$CLK_TCK" \
-	    'BEGIN { printf "%.2f", (b - a) / t }')" "$lc" "$rc" >>"$RES"
-	tail -1 "$RES" | awk -F'\t' '{ t = $3; if (t == "proxy") t = t "-w" $4
-	    printf "round %s %s %-10s %9s msgs/s  p50 %s  p99 %s ms  ok %s fail %s\n",
-	    $1, $2, t, $8, $9, $10, $6, $7 }'
+	    'BEGIN { printf "%.2f", (b - a) / t }')" "$lc" "$rc" \
+	    "${hs:--}" "${hr:--}" "${ti:--}" >>"$RES"
+	tail -1 "$RES" | awk -F'\t' '{ t = $3; if ($4 != "-") t = t "-w" $4
+	    printf "round %s %-5s %-16s %9s msgs/s  p50 %s  p99 %s ms  setup %s ms  ok %s fail %s%s\n",
+	    $1, $2, t, $8, $9, $10, $11, $6, $7,
+	    ($17 != "-" ? "  resumed " $18 "/" $17 : "") }'
 	[ "$rc" = 0 ] || echo "run_bench: msaload exit $rc, see $out" >&2
+}
+
+# The targets of a profile after its ceiling run, in round order
+# (odd rounds as listed, even rounds reversed).
+targets() { # round profile: "target:index" words
+	local r=$1 prof=$2 t=() k
+	for ((k = 0; k < NP; k++)); do
+		case $prof-${IM[k]} in
+		A-plain|B-plain|A-TLS-tls) t+=("proxy:$k") ;;
+		B-TLS-tls) t+=("proxy:$k" "proxy-resume:$k") ;;
+		esac
+	done
+	if [ "$prof" = A-TLS ]; then
+		for k in $PEERS_STARTED; do
+			t+=("$k:")
+		done
+	fi
+	if [ $((r % 2)) = 0 ]; then
+		for ((k = ${#t[@]} - 1; k >= 0; k--)); do
+			echo "${t[k]}"
+		done
+	else
+		printf '%s\n' ${t[@]+"${t[@]}"}
+	fi
+}
+
+# A short unrecorded run against each target before the first round.
+warm_up() {
+	local k peer
+	"$LOAD" -p "$SINK_PORT" -c 20 -n 2000 -m 10 -q >/dev/null 2>&1
+	for ((k = 0; k < NP; k++)); do
+		if [ "${IM[k]}" = tls ]; then
+			"$LOAD" -p "${PPORT[k]}" -c 20 -n 1000 -m 10 -q \
+			    "${TLS_ARGS[@]}" >/dev/null 2>&1
+		else
+			"$LOAD" -p "${PPORT[k]}" -c 20 -n 2000 -m 10 -q \
+			    >/dev/null 2>&1
+		fi
+	done
+	for peer in $PEERS_STARTED; do
+		"$LOAD" -p "${PEER_PORT[$peer]}" -c 20 -n 1000 -m 10 -q \
+		    "${TLS_ARGS[@]}" >/dev/null 2>&1
+	done
 }
 
 if [ "$NP" -gt 0 ]; then
 	echo "run_bench: output in $OUT; sink 127.0.0.1:$SINK_PORT;" \
-	    "msaproxy workers ${WLIST[*]} on ports ${PPORT[*]}; $ROUNDS rounds"
+	    "msaproxy $(for ((i = 0; i < NP; i++)); do
+	    printf '%s:%s ' "$(inst_name "$i")" "${PPORT[i]}"; done)" \
+	    "profiles ${PLIST[*]}; $ROUNDS rounds"
 else
 	echo "run_bench: output in $OUT; sink 127.0.0.1:$SINK_PORT;" \
-	    "ceiling only; $ROUNDS rounds"
+	    "ceiling only; profiles ${PLIST[*]}; $ROUNDS rounds"
 fi
 start_sink
+[ "$NEED_TLS" = 1 ] && [ "$NP" -gt 0 ] && make_tls_material
 for ((i = 0; i < NP; i++)); do
 	write_conf "$i"
 	start_proxy "$i"
 done
+[ "$NP" -gt 0 ] && start_peers
+warm_up
 T0=$(date -u '+%Y-%m-%d %H:%M')
 for r in $(seq 1 "$ROUNDS"); do
-	for prof in A B; do
+	for prof in "${PLIST[@]}"; do
 		run_one "$r" "$prof" ceiling
-		# several proxies: odd rounds in -w order, even rounds reversed
-		for ((k = 0; k < NP; k++)); do
-			i=$k
-			[ $((r % 2)) = 0 ] && i=$((NP - 1 - k))
-			run_one "$r" "$prof" proxy "$i"
+		for t in $(targets "$r" "$prof"); do
+			run_one "$r" "$prof" "${t%%:*}" "${t#*:}"
 		done
 	done
 done
+# The peers are done: they must not take CPU from the idle test.
+stop_peers
 
 # ---- idle memory --------------------------------------------------------
 

@@ -1066,6 +1066,8 @@ event_cb(void *arg, int what)
 		if (!tls_peer_subject(conn_ssl(s->conn), s->tls_subject,
 		    sizeof(s->tls_subject)))
 			s->tls_subject[0] = '\0';
+		if (!tls_peer_cn(conn_ssl(s->conn), s->tls_cn, sizeof(s->tls_cn)))
+			s->tls_cn[0] = '\0';
 		s->tls = 1;
 		log_info("%s: TLS %s%s%s", s->id, s->tls_desc,
 		    s->tls_subject[0] ? ", client certificate " : "",

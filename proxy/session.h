@@ -130,6 +130,7 @@ struct session {
 	int greet_after_tls;		/* implicit TLS: greeting after handshake */
 	char tls_desc[96];		/* "TLSv1.3 TLS_AES_256_GCM_SHA384" */
 	char tls_subject[256];		/* verified client certificate, or "" */
+	char tls_cn[256];		/* its common name: the EXTERNAL identity */
 	struct sasl_session *sasl;	/* an AUTH exchange in progress */
 	struct event *auth_timer;	/* the delay after a failed AUTH */
 	int auth_waiting;		/* ... is running: input waits */

@@ -29,6 +29,8 @@
 /* RFC 4954 4: a server must accept AUTH lines of at least 12288 octets. */
 #define AUTH_DECODED_MAX 12288
 
+static int mech_in_list(const char *list, const char *mech);
+
 /* The mechanism lists, per listener and TLS state: asking Cyrus on every
  * EHLO would cost more than the rest of the EHLO. */
 static char (*mech_cache)[2][256];
@@ -131,12 +133,22 @@ auth_mechanisms(const struct session *s)
 		return "";
 	if (s->lc->require_tls_for_auth && !s->tls)
 		return "";
+	wanted = s->lc->auth_mechanisms[0] ? s->lc->auth_mechanisms :
+	    s->conf->sasl.mechanisms;
 	if (!(mech_cached[li] & (1 << tls))) {
-		wanted = s->lc->auth_mechanisms[0] ? s->lc->auth_mechanisms :
-		    s->conf->sasl.mechanisms;
 		sasl_available_mechanisms(wanted, tls, mech_cache[li][tls],
 		    sizeof(mech_cache[li][tls]));
 		mech_cached[li] |= 1 << tls;
+	}
+	/* EXTERNAL exists only for a session with a verified client
+	 * certificate: it cannot come from the per-listener cache. */
+	if (s->tls_cn[0] != '\0' && mech_in_list(wanted, "EXTERNAL") &&
+	    !mech_in_list(mech_cache[li][tls], "EXTERNAL")) {
+		static char with_external[300];
+
+		snprintf(with_external, sizeof(with_external), "EXTERNAL%s%s",
+		    mech_cache[li][tls][0] ? " " : "", mech_cache[li][tls]);
+		return with_external;
 	}
 	return mech_cache[li][tls];
 }
@@ -381,7 +393,7 @@ cmd_auth(struct session *s, char *args)
 	peer.remote_port = s->peer_port;
 	peer.tls = s->tls;
 	peer.tls_ssf = s->tls ? 256 : 0;
-	peer.external_id = s->tls_subject[0] ? s->tls_subject : NULL;
+	peer.external_id = s->tls_cn[0] ? s->tls_cn : NULL;
 	/* a fresh Cyrus context for every attempt */
 	sasl_session_free(&s->sasl);
 	s->sasl = sasl_session_new(s->conf, &peer, &error);

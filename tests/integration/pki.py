@@ -40,6 +40,7 @@ def pki():
     _issue(d, "ecdsa", "mail.test", "ec")
     _issue(d, "other", "other.test", "ec")
     _issue(d, "renewed", "mail.test", "ec")
+    _issue(d, "client", "alice", "ec")          # a client certificate
     for f in d.iterdir():
         f.chmod(0o644)
     yield d

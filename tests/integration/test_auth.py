@@ -237,3 +237,57 @@ def test_identity_as_auth_parameter(pki, sasldb, proxy_factory, marker):
         assert mail == "MAIL FROM:<alice@example.org> AUTH=alice", mail
     finally:
         fb.stop()
+
+
+def test_require_tls_for_every_mechanism(pki, sasldb, fake, proxy_factory):
+    conf = auth_conf(pki, sasldb)
+    conf["listeners"][0]["require_tls_for_auth"] = True
+    p = proxy_factory(fake, conf)
+    with p.client() as c:
+        r = hello(c)
+        assert auth_keyword(r) is None, r
+        r = sasl_client.auth_scram_sha256(c, "alice", "alicepw")
+        assert (r.code, r.enhanced) == (538, "5.7.11"), r
+    with p.client() as c:
+        hello(c, pki)
+        assert sasl_client.auth_scram_sha256(c, "alice", "alicepw").code == 235
+
+
+def test_received_comments(pki, sasldb, fake, proxy_factory, marker):
+    p = proxy_factory(fake, auth_conf(pki, sasldb, received_auth_comment=True,
+                                      received_tls_comment=True))
+    with p.client() as c:
+        hello(c, pki)
+        assert sasl_client.auth_plain(c, "alice", "alicepw").code == 235
+        assert c.cmd("MAIL FROM:<alice@example.org>").code == 250
+        assert c.cmd("RCPT TO:<b@example.net>").code == 250
+        assert c.cmd("DATA").code == 354
+        c.send(f"Subject: {marker}\r\n\r\nx\r\n.\r\n")
+        assert c.reply().code == 250
+    [t] = fake.wait_transactions(1)
+    rec = t["content"].split(b"\r\nSubject:")[0].decode()
+    assert "\t(authenticated as alice)\r\n" in rec, rec
+    assert "\t(using TLSv1." in rec and "with ESMTPSA id" in rec, rec
+
+
+def test_external_with_client_certificate(pki, sasldb, fake, proxy_factory):
+    conf = auth_conf(pki, sasldb, mechanisms="EXTERNAL PLAIN")
+    conf["tls"].update({"verify_client": "optional", "client_ca_file": str(pki / "ca.pem")})
+    p = proxy_factory(fake, conf)
+    # without a client certificate: no EXTERNAL
+    with p.client() as c:
+        r = hello(c, pki)
+        assert auth_keyword(r) == ["PLAIN"], r
+    with p.client() as c:
+        assert c.reply().code == 220
+        c.cmd("EHLO client.example")
+        assert c.cmd("STARTTLS").code == 220
+        ctx = ssl.create_default_context(cafile=str(pki / "ca.pem"))
+        ctx.load_cert_chain(str(pki / "client.pem"), str(pki / "client.key"))
+        c.sock = ctx.wrap_socket(c.sock, server_hostname="mail.test")
+        r = c.cmd("EHLO client.example")
+        assert auth_keyword(r) == ["EXTERNAL", "PLAIN"], r
+        r = c.cmd("AUTH EXTERNAL =")
+        assert (r.code, r.enhanced) == (235, "2.7.0"), r
+        assert c.cmd("MAIL FROM:<alice@example.org>").code == 250
+    assert "AUTH EXTERNAL as alice (identity alice)" in p.log()
