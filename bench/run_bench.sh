@@ -436,6 +436,7 @@ tree_mem() {
 SINK_PID=
 IDLE_PID=
 PEERS_STARTED=
+PEERS_RAN=
 
 # The peers are daemons (they detach): stopped through run_peers.sh, by
 # their PID files, then whatever is left of their process trees.
@@ -553,6 +554,12 @@ start_peers() {
 		fi
 		PEERS_STARTED="$PEERS_STARTED $peer"
 		case $peer in
+		nginx) v=$(nginx -v 2>&1 | sed 's/.*nginx\///') ;;
+		dovecot) v=$(dovecot --version 2>/dev/null | cut -d' ' -f1) ;;
+		esac
+		PEERS_RAN="${PEERS_RAN:+$PEERS_RAN; }$peer $v on port"
+		PEERS_RAN="$PEERS_RAN ${PEER_PORT[$peer]}"
+		case $peer in
 		nginx) PEER_MAIN[$peer]=$(cat "$W/peers/nginx/nginx.pid") ;;
 		dovecot) PEER_MAIN[$peer]=$(cat \
 		    "$W/peers/dovecot/run/master.pid") ;;
@@ -567,6 +574,7 @@ start_peers() {
 		fi
 		echo "run_bench: $peer on 127.0.0.1:${PEER_PORT[$peer]}" \
 		    "(pid ${PEER_MAIN[$peer]}), $(tls_info "$W/smoke.out")"
+		PEERS_RAN="$PEERS_RAN ($(tls_info "$W/smoke.out"))"
 	done
 }
 
@@ -576,7 +584,8 @@ tls_info() {
 }
 
 start_proxy() { # index
-	local i=$1 log=$W/proxy-$(inst_name "$1").log targs=()
+	local i=$1 log targs=()
+	log=$W/proxy-$(inst_name "$1").log
 	[ "${IM[i]}" = tls ] && targs=("${TLS_ARGS[@]}")
 	PSTARTS[i]=$((PSTARTS[i] + 1))
 	echo "--- start ${PSTARTS[i]} $(date -u +%H:%M:%S)" >>"$log"
@@ -634,7 +643,7 @@ field() { # file key: value of "key=" on the results' last line
 # for the ceiling, which is plain A / B.
 run_one() { # round profile target [index]
 	local r=$1 prof=$2 tgt=$3 i=${4:-} port n m out rc sc0 sc1 pc0 pc1
-	local lc=- pcpu=- w=- setup root= hs=- hr=- ti=- args=()
+	local lc=- pcpu=- w=- setup root='' hs=- hr=- ti=- args=()
 	case $prof in
 	A) n=$A_MSGS; m=100 ;;
 	B) n=$B_MSGS; m=1 ;;
@@ -788,28 +797,35 @@ stop_peers
 
 # ---- idle memory --------------------------------------------------------
 
-printf 'workers\tsessions\tready\tfailed\tprocs_before\tprocs_during\trss_before_kb\trss_during_kb\tpss_before_kb\tpss_during_kb\trss_kb_per_session\tpss_kb_per_session\tbackend_conns_during\tsetup_p50_ms\n' >"$IDLE_RES"
+printf 'workers\tsessions\tready\tfailed\tprocs_before\tprocs_during\trss_before_kb\trss_during_kb\tpss_before_kb\tpss_during_kb\trss_kb_per_session\tpss_kb_per_session\tbackend_conns_during\tsetup_p50_ms\tmode\n' >"$IDLE_RES"
 
 idle_test() { # index
 	local i=$1 rss0 pss0 n0 rss1 pss1 n1 k=0 line ready failed setup
-	local bconns
+	local bconns targs=() mode=ehlo iout
+	iout=$W/idle-$(inst_name "$i").out
+	if [ "${IM[i]}" = tls ]; then
+		targs=("${TLS_ARGS[@]}")
+		mode=starttls+auth
+	fi
 	stop_proxy "$i"
 	start_proxy "$i"	# fresh process, smoke-tested
-	"$LOAD" -p "${PPORT[i]}" -c 50 -n 50 -m 1 -q >"$W/warmup.out" 2>&1
+	"$LOAD" -p "${PPORT[i]}" -c 50 -n 50 -m 1 -q ${targs[@]+"${targs[@]}"} \
+	    >"$W/warmup.out" 2>&1
 	sleep 1
 	read -r rss0 pss0 n0 < <(tree_mem "${PPID_[i]}")
-	IDLE_PID=$(spawn "$W/idle.pid" "$W/idle-w${WLIST[i]}.out" "$LOAD" \
-	    -p "${PPORT[i]}" -c 50 --idle "$IDLE" -d 600 -q)
-	while ! grep -q '^IDLE_READY' "$W/idle-w${WLIST[i]}.out" 2>/dev/null
+	IDLE_PID=$(spawn "$W/idle.pid" "$iout" "$LOAD" \
+	    -p "${PPORT[i]}" -c 50 --idle "$IDLE" -d 600 -q \
+	    ${targs[@]+"${targs[@]}"})
+	while ! grep -q '^IDLE_READY' "$iout" 2>/dev/null
 	do
 		alive "$IDLE_PID" && [ "$k" -lt 1200 ] || break
 		sleep 0.1
 		k=$((k + 1))
 	done
-	line=$(grep '^IDLE_READY' "$W/idle-w${WLIST[i]}.out")
+	line=$(grep '^IDLE_READY' "$iout")
 	if [ -z "$line" ]; then
 		echo "run_bench: idle sessions never became ready," \
-		    "see $W/idle-w${WLIST[i]}.out" >&2
+		    "see $iout" >&2
 		stop_pid "$IDLE_PID" msaload
 		IDLE_PID=
 		return
@@ -822,16 +838,16 @@ idle_test() { # index
 	check_proxy "$i" "the idle test"
 	ready=$(echo "$line" | sed 's/.*sessions=\([0-9]*\).*/\1/')
 	failed=$(echo "$line" | sed 's/.*failed=\([0-9]*\).*/\1/')
-	setup=$(sed -n 's/^setup_ms .* p50=\([^ ]*\).*/\1/p' \
-	    "$W/idle-w${WLIST[i]}.out")
-	awk -v w="${WLIST[i]}" -v s="$IDLE" -v rd="$ready" -v f="$failed" \
+	setup=$(sed -n 's/^setup_ms .* p50=\([^ ]*\).*/\1/p' "$iout")
+	awk -v w="${IW[i]}" -v s="$IDLE" -v rd="$ready" -v f="$failed" \
 	    -v n0="$n0" -v n1="$n1" -v r0="$rss0" -v r1="$rss1" \
 	    -v p0="$pss0" -v p1="$pss1" -v b="$bconns" -v su="${setup:--}" \
+	    -v mode="$mode" \
 	    'BEGIN { d = rd > 0 ? rd : 1
-	    printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.1f\t%.1f\t%s\t%s\n",
+	    printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.1f\t%.1f\t%s\t%s\t%s\n",
 	    w, s, rd, f, n0, n1, r0, r1, p0, p1, (r1 - r0) / d,
-	    (p1 - p0) / d, b, su }' >>"$IDLE_RES"
-	tail -1 "$IDLE_RES" | awk -F'\t' '{ printf "idle workers=%s: %s sessions ready, Rss %.1f kB/session, Pss %.1f kB/session, %s backend connections\n", $1, $3, $11, $12, $13 }'
+	    (p1 - p0) / d, b, su, mode }' >>"$IDLE_RES"
+	tail -1 "$IDLE_RES" | awk -F'\t' '{ printf "idle workers=%s %s: %s sessions ready, Rss %.1f kB/session, Pss %.1f kB/session, %s backend connections\n", $1, $15, $3, $11, $12, $13 }'
 }
 
 if [ "$IDLE" -gt 0 ]; then
@@ -849,12 +865,20 @@ T1=$(date -u '+%H:%M')
 	echo "Machine: $(nproc) vCPU ($(sed -n 's/^model name[^:]*: //p' \
 	    /proc/cpuinfo | head -1)), $(awk '/MemTotal/ {
 	    printf "%.0f GB", $2 / 1048576 }' /proc/meminfo) RAM, kernel" \
-	    "$(uname -r).${PROXY_VERSION:+  $PROXY_VERSION (copy of $PROXY_SRC);}" \
+	    "$(uname -r), $(openssl version 2>/dev/null | cut -d' ' -f1-2).${PROXY_VERSION:+  $PROXY_VERSION (copy of $PROXY_SRC);}" \
 	    "$ROUNDS rounds, $CONC sessions, $SIZE-byte messages, 1 rcpt, DATA," \
-	    "no pipelining; A = 100 msgs/session ($A_MSGS per run), B = 1" \
-	    "msg/session ($B_MSGS per run), cap ${DUR}s per run."
+	    "no pipelining; profiles ${PLIST[*]}: A = 100 msgs/session" \
+	    "($A_MSGS per run), B = 1 msg/session ($B_MSGS per run)," \
+	    "A-TLS = A with STARTTLS + AUTH PLAIN ($AT_MSGS per run," \
+	    "Dovecot $DOVECOT_MSGS), B-TLS = B with STARTTLS + AUTH PLAIN" \
+	    "($BT_MSGS per run); the ceiling of A-TLS / B-TLS is plain A / B;" \
+	    "cap ${DUR}s per run."
+	if [ -n "$PEERS_RAN" ]; then
+		echo
+		echo "Peers (A-TLS only): $PEERS_RAN."
+	fi
 	echo
-	awk -F'\t' -f - "$RES" <<'EOF'
+	awk -F'\t' -v profs="${PLIST[*]}" -f - "$RES" <<'EOF'
 function median(a, n,    i, j, t) {
 	for (i = 2; i <= n; i++)
 		for (j = i; j > 1 && a[j - 1] > a[j]; j--) {
@@ -880,8 +904,48 @@ function pick(key, col,    i, n) {
 	split("", tmp)
 	n = 0
 	for (i = 1; i <= cnt[key]; i++)
-		tmp[++n] = val[key, i, col]
+		if (val[key, i, col] != "-" && val[key, i, col] != "")
+			tmp[++n] = val[key, i, col]
 	return n
+}
+# sum(col) * 1000 / sum(ok) over the runs that have col
+function per_msg(key, col,    i, c, o) {
+	c = 0; o = 0
+	for (i = 1; i <= cnt[key]; i++)
+		if (val[key, i, col] != "-" && val[key, i, col] != "") {
+			c += val[key, i, col]
+			o += val[key, i, 6]
+		}
+	return o > 0 ? sprintf("%.3f", c * 1000 / o) : "-"
+}
+function tname(prof, tgt, w) {
+	if (tgt == "ceiling")
+		return prof ~ /TLS/ ? "ceiling (plain " substr(prof, 1, 1) \
+		    ", msaload -> smtp-sink)" : "ceiling (msaload -> smtp-sink)"
+	if (tgt == "proxy")
+		return "**msaproxy workers=" w "**" \
+		    (prof == "B-TLS" ? ", full handshakes" : "")
+	if (tgt == "proxy-resume")
+		return "msaproxy workers=" w ", resumed (tickets)"
+	if (tgt == "nginx")
+		return "nginx mail proxy (xclient off)"
+	if (tgt == "dovecot")
+		return "Dovecot submission (defaults)"
+	return tgt
+}
+# "median (min..max)" of a / b over the rounds where both exist
+function rratio(prof, ta, wa, tb, wb, res,    r, n) {
+	split("", rr)
+	n = 0
+	for (r = 1; r <= maxr; r++)
+		if ((r, prof, ta, wa) in rate && (r, prof, tb, wb) in rate &&
+		    rate[r, prof, tb, wb] > 0)
+			rr[++n] = rate[r, prof, ta, wa] / rate[r, prof, tb, wb]
+	if (n == 0)
+		return -1
+	res[1] = median(rr, n); res[2] = lo(rr, n); res[3] = hi(rr, n)
+	res[4] = n
+	return res[1]
 }
 NR == 1 { next }
 {
@@ -891,63 +955,103 @@ NR == 1 { next }
 	i = ++cnt[key]
 	for (c = 1; c <= NF; c++)
 		val[key, i, c] = $c
+	if ($8 != "")
+		rate[$1, $2, $3, $4] = $8
+	if ($1 > maxr)
+		maxr = $1
 	if ($3 == "ceiling") {
 		cmps[$1, $2] = $8
 		cp99[$1, $2] = $10
 	}
 }
 END {
-	print "| profile | target | runs | msgs/s median (min..max) | p50 ms | p99 ms | setup p50 ms | msgs/s ratio to paired ceiling, median (min..max) | p99 ratio to paired ceiling, median | proxy CPU ms/msg | failed msgs |"
-	print "|---|---|---|---|---|---|---|---|---|---|---|"
-	for (pass = 1; pass <= 2; pass++)
+	np = split(profs, pl, " ")
+	print "| profile | target | runs | msgs/s median (min..max) | p50 ms | p99 ms | setup p50 ms | msgs/s ratio to paired ceiling, median (min..max) | p99 ratio to paired ceiling, median | server CPU ms/msg | msaload CPU ms/msg | TLS resumed | failed msgs |"
+	print "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+	for (pass = 1; pass <= np; pass++)
 	for (k = 1; k <= nkeys; k++) {
 		key = order[k]
 		split(key, kp, SUBSEP)
-		if (kp[1] != (pass == 1 ? "A" : "B"))
+		if (kp[1] != pl[pass])
 			continue
 		n = pick(key, 8); med = median(tmp, n)
 		mn = lo(tmp, n); mx = hi(tmp, n)
 		n = pick(key, 9); p50 = median(tmp, n)
 		n = pick(key, 10); p99 = median(tmp, n)
 		n = pick(key, 11); su = median(tmp, n)
-		fails = 0; cpu = 0; oks = 0; cpun = 0
-		split("", rr); split("", pr); nr = 0; np = 0
+		fails = 0; hs = 0; hr = 0
+		split("", rr); split("", pr); nr = 0; np99 = 0
 		for (i = 1; i <= cnt[key]; i++) {
 			fails += val[key, i, 7]
-			if (val[key, i, 13] != "-") {
-				cpu += val[key, i, 13]
-				oks += val[key, i, 6]
+			if (val[key, i, 17] != "-" && val[key, i, 17] != "") {
+				hs += val[key, i, 17]
+				hr += val[key, i, 18]
 			}
 			ck = val[key, i, 1] SUBSEP kp[1]
-			if (kp[2] == "proxy" && (ck in cmps) && cmps[ck] > 0) {
+			if (kp[2] != "ceiling" && (ck in cmps) && cmps[ck] > 0) {
 				rr[++nr] = val[key, i, 8] / cmps[ck]
 				if (cp99[ck] > 0)
-					pr[++np] = val[key, i, 10] / cp99[ck]
+					pr[++np99] = val[key, i, 10] / cp99[ck]
 			}
 		}
-		name = kp[2]
-		ratio = "1"; pratio = "1"; cpum = "-"
-		if (kp[2] == "proxy") {
-			name = "msaproxy workers=" kp[3]
+		ratio = "1"; pratio = "1"
+		if (kp[2] != "ceiling") {
 			ratio = sprintf("%.3f (%.3f..%.3f)", median(rr, nr),
 			    lo(rr, nr), hi(rr, nr))
-			pratio = sprintf("%.2f", median(pr, np))
-			if (oks > 0)
-				cpum = sprintf("%.3f", cpu * 1000 / oks)
-			if (kp[1] == "A") {
+			pratio = sprintf("%.2f", median(pr, np99))
+			if (kp[1] == "A" && kp[2] == "proxy") {
 				tw[++ntw] = kp[3]
 				ta[kp[3]] = median(rr, nr)
-				tp[kp[3]] = median(pr, np)
+				tp[kp[3]] = median(pr, np99)
 			}
 		}
-		printf "| %s | %s | %d | %.1f (%.1f..%.1f) | %.2f | %.2f | %.2f | %s | %s | %s | %d |\n", kp[1], name, cnt[key], med, mn, mx, p50, p99, su, ratio, pratio, cpum, fails
+		cpum = per_msg(key, 13)
+		if (kp[2] == "ceiling")
+			cpum = "sink " per_msg(key, 14)
+		res_s = hs > 0 ? sprintf("%d/%d (%.3f)", hr, hs, hr / hs) : "-"
+		printf "| %s | %s | %d | %.1f (%.1f..%.1f) | %.2f | %.2f | %.2f | %s | %s | %s | %s | %s | %d |\n", kp[1], tname(kp[1], kp[2], kp[3]), cnt[key], med, mn, mx, p50, p99, su, ratio, pratio, cpum, per_msg(key, 15), res_s, fails
+		if (kp[2] == "proxy" || kp[2] == "proxy-resume") {
+			pcpu[kp[1], kp[2], kp[3]] = cpum
+			psetup[kp[1], kp[2], kp[3]] = su
+			pres[kp[1], kp[2], kp[3]] = res_s
+		}
+		if (kp[1] == "A-TLS" && kp[2] == "proxy" && !(kp[3] in seenw)) {
+			seenw[kp[3]] = 1
+			tlsw[++ntls] = kp[3]
+		}
+		if (kp[1] == "B-TLS" && kp[2] == "proxy" && !(kp[3] in seenb)) {
+			seenb[kp[3]] = 1
+			tlsb[++ntlsb] = kp[3]
+		}
+		if (kp[1] == "A-TLS" && (kp[2] == "nginx" || kp[2] == "dovecot"))
+			havepeer[kp[2]] = 1
 	}
-	if (ntw > 0)
+	if (ntw + ntls + ntlsb > 0)
 		print ""
 	for (k = 1; k <= ntw; k++) {
 		w = tw[k]
 		printf "TARGET A (workers=%s): msgs/s >= 0.80 x ceiling: median ratio %.3f -> %s\n", w, ta[w], (ta[w] >= 0.80 ? "MET" : "NOT MET")
 		printf "TARGET A (workers=%s): p99 <= 2 x ceiling p99: median ratio %.2f -> %s\n", w, tp[w], (tp[w] <= 2 ? "MET" : "NOT MET")
+	}
+	for (k = 1; k <= ntls; k++) {
+		w = tlsw[k]
+		if ("dovecot" in havepeer) {
+			if (rratio("A-TLS", "proxy", w, "dovecot", "-", x) > 0)
+				printf "TARGET A-TLS (workers=%s): msgs/s >= 4 x Dovecot's (same rounds): median ratio %.2f (%.2f..%.2f over %d rounds) -> %s\n", w, x[1], x[2], x[3], x[4], (x[1] >= 4 ? "MET" : "NOT MET")
+		} else
+			printf "TARGET A-TLS (workers=%s): msgs/s >= 4 x Dovecot's: not measured (no --peers, or Dovecot missing)\n", w
+		if ("nginx" in havepeer) {
+			if (rratio("A-TLS", "proxy", w, "nginx", "-", x) > 0)
+				printf "TARGET A-TLS (workers=%s): msgs/s >= 0.9 x nginx's (same rounds): median ratio %.3f (%.3f..%.3f over %d rounds) -> %s\n", w, x[1], x[2], x[3], x[4], (x[1] >= 0.9 ? "MET" : "NOT MET")
+		} else
+			printf "TARGET A-TLS (workers=%s): msgs/s >= 0.9 x nginx's: not measured (no --peers, or nginx missing)\n", w
+	}
+	for (k = 1; k <= ntlsb; k++) {
+		w = tlsb[k]
+		printf "HANDSHAKE (workers=%s): msaproxy CPU per B-TLS session (handshake + AUTH + 1 message): full %s ms, resumed %s ms; setup p50 full %.2f ms, resumed %.2f ms; resumed handshakes %s", w, pcpu["B-TLS", "proxy", w], pcpu["B-TLS", "proxy-resume", w], psetup["B-TLS", "proxy", w], psetup["B-TLS", "proxy-resume", w], pres["B-TLS", "proxy-resume", w]
+		if (("B", "proxy", w) in pcpu && pcpu["B", "proxy", w] != "-")
+			printf "; a plain B session costs %s ms, so STARTTLS + AUTH add %.3f ms (full) / %.3f ms (resumed)", pcpu["B", "proxy", w], pcpu["B-TLS", "proxy", w] - pcpu["B", "proxy", w], pcpu["B-TLS", "proxy-resume", w] - pcpu["B", "proxy", w]
+		printf "\n"
 	}
 }
 EOF
@@ -959,12 +1063,12 @@ EOF
 	fi
 	if [ "$(wc -l <"$IDLE_RES")" -gt 1 ]; then
 		echo
-		echo "| idle sessions (EHLO only) | workers | ready / failed | processes before -> during | Rss kB before -> during | Pss kB before -> during | Rss kB/session | Pss kB/session | backend connections during | setup p50 ms |"
+		echo "| idle sessions | workers | ready / failed | processes before -> during | Rss kB before -> during | Pss kB before -> during | Rss kB/session | Pss kB/session | backend connections during | setup p50 ms |"
 		echo "|---|---|---|---|---|---|---|---|---|---|"
-		awk -F'\t' 'NR > 1 { printf "| %s | %s | %s / %s | %s -> %s | %s -> %s | %s -> %s | %.1f | %.1f | %s | %s |\n", $2, $1, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14 }' \
+		awk -F'\t' 'NR > 1 { printf "| %s, %s | %s | %s / %s | %s -> %s | %s -> %s | %s -> %s | %.1f | %.1f | %s | %s |\n", $2, ($15 == "starttls+auth" ? "STARTTLS + AUTH" : "EHLO only"), $1, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14 }' \
 		    "$IDLE_RES"
 		echo
-		awk -F'\t' 'NR > 1 { printf "TARGET idle (workers=%s): Rss per session < 64 KB: %.1f kB (Pss %.1f kB) -> %s\n", $1, $11, $12, (($11 < 64 && $4 == 0) ? "MET" : "NOT MET") }' \
+		awk -F'\t' 'NR > 1 { printf "TARGET idle (workers=%s, %s): Rss per session < 64 KB: %.1f kB (Pss %.1f kB) -> %s\n", $1, ($15 == "starttls+auth" ? "STARTTLS + AUTH" : "EHLO only"), $11, $12, (($11 < 64 && $4 == 0) ? "MET" : "NOT MET") }' \
 		    "$IDLE_RES"
 	fi
 } >"$SUM"
@@ -990,20 +1094,43 @@ peer_matrix() {
 		return
 	fi
 	SINK_PORT=20025
-	write_conf 0
+	# the first instance of each kind: plain (smtp) and tls (submission)
+	pi=-1
+	ti=-1
+	for ((i = NP - 1; i >= 0; i--)); do
+		[ "${IM[i]}" = plain ] && pi=$i
+		[ "${IM[i]}" = tls ] && ti=$i
+	done
 	make -s -C "$pb" >/dev/null 2>&1
-	printf 'A ext plain %s\nB ext plain %s\n' "$A_MSGS" "$B_MSGS" \
-	    >"$W/peer_plan"
-	PPID_[0]=$(spawn_watched "$W/proxy-0.pid" "$W/proxy-peer.log" \
-	    "$PROXY" -f -c "$(conf_file 0)")
-	wait_listen "${PPORT[0]}" 10 || return
-	EXT_PORT=${PPORT[0]} EXT_PID=${PPID_[0]} EXT_AUTH=none \
-	    "$pb/bench_matrix.sh" "$OUT/peer_matrix" "$ROUNDS" \
-	    "$W/peer_plan"
+	: >"$W/peer_plan"
+	for i in $pi $ti; do
+		[ "$i" -ge 0 ] || continue
+		write_conf "$i"
+		PPID_[i]=$(spawn_watched "$W/proxy-$i.pid" \
+		    "$W/proxy-peer-$(inst_name "$i").log" "$PROXY" -f \
+		    -c "$(conf_file "$i")")
+		wait_listen "${PPORT[i]}" 10 || return
+	done
+	if [ "$pi" -ge 0 ]; then
+		printf 'A ext plain %s\nB ext plain %s\n' "$A_MSGS" \
+		    "$B_MSGS" >>"$W/peer_plan"
+		EXT_PORT=${PPORT[pi]} EXT_PID=${PPID_[pi]} EXT_AUTH=none \
+		    "$pb/bench_matrix.sh" "$OUT/peer_matrix" "$ROUNDS" \
+		    "$W/peer_plan"
+	fi
+	if [ "$ti" -ge 0 ]; then
+		# bench_matrix.sh's own TLS profile: STARTTLS + AUTH PLAIN
+		printf 'A ext starttls %s\nB ext starttls %s\n' "$AT_MSGS" \
+		    "$BT_MSGS" >"$W/peer_plan_tls"
+		EXT_PORT=${PPORT[ti]} EXT_PID=${PPID_[ti]} \
+		    EXT_AUTH="$AUTH_USER:$AUTH_PASS" \
+		    "$pb/bench_matrix.sh" "$OUT/peer_matrix" "$ROUNDS" \
+		    "$W/peer_plan_tls"
+	fi
 	if [ -x "$pb/summarize.py" ]; then
 		{
 			echo
-			echo "### msaproxy workers=${WLIST[0]} measured by the" \
+			echo "### msaproxy workers=${IW[0]} measured by the" \
 			    "team's smtpload/bench_matrix.sh"
 			echo
 			"$pb/summarize.py" "$OUT/peer_matrix/results.tsv"

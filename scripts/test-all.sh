@@ -17,8 +17,16 @@ grep -h '^\[  PASSED  \]\|^\[  FAILED  \]' tests/unit/*.log || true
 echo "== unit tests under ASan+UBSan (clang)"
 scripts/build-sanitizers.sh check
 
-echo "== integration tests"
 # Debian's python3 has pytest and python3-gssapi; a pyenv python3 on the
 # PATH may not.
 cd "$top"
+echo "== integration tests against the ASan+UBSan build"
+# A worker that leaks or trips a sanitizer exits non-zero; the master then
+# exits 1, which every test's teardown checks.
+ASAN_OPTIONS=detect_leaks=1:exitcode=23 LSAN_OPTIONS=suppressions="$top/tests/lsan.supp" \
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	MSAPROXY_BIN="$top/build-asan/msaproxy" \
+	/usr/bin/python3 -m pytest tests/integration -q -p no:cacheprovider -x "$@"
+
+echo "== integration tests (gcc build)"
 MSAPROXY_BIN="$top/msaproxy" /usr/bin/python3 -m pytest tests/integration -q -p no:cacheprovider "$@"
