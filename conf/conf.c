@@ -961,6 +961,10 @@ static const struct conf_key conf_backend_keys[] = {
 	{ .name = "tls_verify_name", .type = CONF_STRING,
 	  CONF_FIELD(struct conf_backend, tls_verify_name), .def = "",
 	  .valid = conf_valid_domain },
+	{ .name = "auth_user", .type = CONF_STRING,
+	  CONF_FIELD(struct conf_backend, auth_user), .def = "" },
+	{ .name = "auth_password_file", .type = CONF_STRING,
+	  CONF_FIELD(struct conf_backend, auth_password_file), .def = "" },
 	{ .name = NULL },
 };
 
@@ -1685,6 +1689,13 @@ conf_check_backend(struct conf_ctx *ctx, void *obj,
 	if (b->tls == BACKEND_TLS_VERIFY && b->tls_verify_name[0] == '\0')
 		conf_error(ctx, group, "'%stls' is \"verify\" but "
 			   "'%stls_verify_name' is empty", path, path);
+	if (b->auth_user[0] != '\0' && b->auth_password_file[0] == '\0')
+		conf_error(ctx, group, "'%sauth_user' is set but "
+			   "'%sauth_password_file' is empty", path, path);
+	if (b->auth_password_file[0] != '\0' &&
+	    access(b->auth_password_file, R_OK) != 0)
+		conf_error(ctx, group, "'%sauth_password_file' %s: %s", path,
+			   b->auth_password_file, strerror(errno));
 	if (b->tls_ca_file[0] != '\0' && access(b->tls_ca_file, R_OK) != 0)
 		conf_error(ctx, group, "'%stls_ca_file' %s: %s", path,
 			   b->tls_ca_file, strerror(errno));

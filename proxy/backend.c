@@ -10,12 +10,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include "backend.h"
 #include "conf.h"
 #include "conn.h"
 #include "tls.h"
+#include "util.h"
 #include "log.h"
 
 struct backend_known backend_known;
@@ -23,10 +26,12 @@ struct backend_known backend_known;
 /* Made once in the master (a bad CA file stops the start), inherited by the
  * workers. */
 static SSL_CTX *backend_tls_ctx;
+/* backend.auth_user's password, read once by the master (backend_global_init) */
+static char backend_auth_secret[512];
 
 enum backend_state {
 	BS_CONNECTING, BS_GREETING, BS_EHLO, BS_STARTTLS, BS_TLS_HANDSHAKE,
-	BS_XCLIENT, BS_READY, BS_DEAD,
+	BS_XCLIENT, BS_AUTH, BS_READY, BS_DEAD,
 };
 
 struct backend {
@@ -47,6 +52,7 @@ struct backend {
 	char *xclient;			/* XCLIENT attributes to send, or NULL */
 	char *xclient_helo;		/* EHLO name after XCLIENT */
 	int xclient_done;
+	int authed;			/* our own AUTH succeeded */
 	int in_callback;		/* a callback is running: defer free */
 	int free_pending;
 	char log_id[32];
@@ -148,6 +154,53 @@ become_ready(struct backend *be)
 	return 0;
 }
 
+/*
+ * The proxy's own AUTH PLAIN (RFC 4616) towards a backend that wants SMTP
+ * AUTH from its relays.  The password crosses the wire: only under TLS, or
+ * to a unix socket or loopback backend.
+ */
+static int
+backend_auth(struct backend *be)
+{
+	const struct conf_backend *cb = &be->conf->backend;
+	const struct sockaddr *sa = (const struct sockaddr *)&cb->addr.ss;
+	int local = sa->sa_family == AF_UNIX ||
+	    (sa->sa_family == AF_INET &&
+	    (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127) ||
+	    (sa->sa_family == AF_INET6 &&
+	    IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)sa)->sin6_addr));
+	unsigned char plain[1024];
+	char b64[1400];
+	size_t ul = strlen(cb->auth_user), pl = strlen(backend_auth_secret);
+
+	if (!(be->caps.flags & CAP_AUTH)) {
+		log_warn("%s: backend offers no AUTH; backend.auth_user is set",
+		    be->log_id);
+		return become_ready(be);
+	}
+	if (!be->tls && !local) {
+		log_err("%s: not sending our password to %s without TLS "
+		    "(backend.tls)", be->log_id, cb->addr.text);
+		backend_fail(be, R_BACKEND_CONFIG);
+		return -1;
+	}
+	if (ul + pl + 2 > sizeof(plain)) {
+		backend_fail(be, R_BACKEND_CONFIG);
+		return -1;
+	}
+	plain[0] = '\0';
+	memcpy(plain + 1, cb->auth_user, ul);
+	plain[1 + ul] = '\0';
+	memcpy(plain + 2 + ul, backend_auth_secret, pl);
+	util_b64_encode(plain, ul + pl + 2, b64, sizeof(b64));
+	evbuffer_add_printf(conn_output(be->conn), "AUTH PLAIN %s\r\n", b64);
+	explicit_bzero(plain, sizeof(plain));
+	explicit_bzero(b64, sizeof(b64));
+	conn_flush(be->conn);
+	be->state = BS_AUTH;
+	return 0;
+}
+
 /* Called with a complete reply.  Returns -1 if the backend must not be
  * touched any more (failed or freed by the owner). */
 static int
@@ -203,6 +256,22 @@ handle_reply(struct backend *be)
 			be->state = BS_XCLIENT;
 			return 0;
 		}
+		/* our own AUTH only where XCLIENT does not carry the
+		 * client's identity (after XCLIENT the session is the
+		 * client's: an AUTH of ours would replace its login) */
+		if (be->conf->backend.auth_user[0] != '\0' && !be->authed &&
+		    !be->xclient_done && !(be->caps.flags & CAP_XCLIENT))
+			return backend_auth(be);
+		return become_ready(be);
+	case BS_AUTH:
+		if (r->code != 235) {
+			log_warn("%s: backend refused our AUTH as %s: %d %s",
+			    be->log_id, be->conf->backend.auth_user, r->code,
+			    r->text);
+			backend_fail(be, R_BACKEND_CONFIG);
+			return -1;
+		}
+		be->authed = 1;
 		return become_ready(be);
 	case BS_XCLIENT:
 		if (r->code != 220) {
@@ -575,6 +644,26 @@ backend_flush(struct backend *be)
 int
 backend_global_init(const struct conf *conf, const char **error_r)
 {
+	if (conf->backend.auth_password_file[0] != '\0') {
+		static char err[700];
+		struct stat st;
+		FILE *f = fopen(conf->backend.auth_password_file, "r");
+
+		if (f == NULL || fstat(fileno(f), &st) < 0 ||
+		    (st.st_mode & 077) != 0 ||
+		    fgets(backend_auth_secret, sizeof(backend_auth_secret), f) == NULL) {
+			snprintf(err, sizeof(err), "backend.auth_password_file %.500s: "
+			    "%s", conf->backend.auth_password_file, f == NULL ?
+			    "cannot open" : (st.st_mode & 077) != 0 ?
+			    "readable by others (chmod 600)" : "empty");
+			if (f != NULL)
+				fclose(f);
+			*error_r = err;
+			return -1;
+		}
+		fclose(f);
+		backend_auth_secret[strcspn(backend_auth_secret, "\r\n")] = '\0';
+	}
 	if (conf->backend.tls == BACKEND_TLS_NONE)
 		return 0;
 	backend_tls_ctx = tls_client_ctx_new(

@@ -133,3 +133,93 @@ def test_none_stays_plaintext(tls_postfix, proxy_factory, marker):
     assert r.code == 250, r
     [(_, msg)] = tls_postfix.wait_for(marker)
     assert b"using TLS" not in postfix_received(msg), msg
+
+
+# ------------------------------------------- the proxy's own AUTH ----------
+
+@pytest.fixture(scope="module")
+def sasl_postfix():
+    """A Postfix that wants SMTP AUTH from us (Cyrus SASL, its own sasldb)
+    and does not offer XCLIENT to us."""
+    d = harness.make_tempdir("msaproxy-pfsasl.")
+    db = d / "sasldb2"
+    subprocess.run(["saslpasswd2", "-f", str(db), "-a", "smtpd", "-u", "backend.test",
+                    "-c", "-p", "relay"], input=b"relaypw", check=True)
+    shutil.chown(db, "postfix")
+    db.chmod(0o600)
+    pf = harness.PostfixBackend(extra_main_cf={
+        "smtpd_sasl_auth_enable": "yes",
+        "smtpd_sasl_type": "cyrus",
+        "smtpd_sasl_path": "smtpd",
+        "smtpd_sasl_local_domain": "backend.test",
+        "smtpd_tls_auth_only": "no",
+        "smtpd_authorized_xclient_hosts": "",
+        # relaying only for authenticated clients
+        "smtpd_relay_restrictions": "permit_sasl_authenticated, reject",
+    })
+    # Debian's Postfix reads <config_directory>/sasl/<smtpd_sasl_path>.conf
+    (pf.etc / "sasl").mkdir(parents=True, exist_ok=True)
+    (pf.etc / "sasl" / "smtpd.conf").write_text(
+        f"pwcheck_method: auxprop\nauxprop_plugin: sasldb\n"
+        f"sasldb_path: {db}\nmech_list: PLAIN LOGIN\n")
+    try:
+        pf.start()
+    except Exception:
+        pf.cleanup()
+        shutil.rmtree(d, ignore_errors=True)
+        raise
+    yield pf
+    pf.cleanup()
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def _pwfile(secret):
+    d = harness.make_tempdir("msaproxy-pw.")
+    f = d / "pw"
+    f.write_text(secret + "\n")
+    f.chmod(0o600)
+    return d, f
+
+
+def test_own_auth_to_backend(sasl_postfix, proxy_factory, marker):
+    d, f = _pwfile("relaypw")
+    try:
+        p = proxy_factory(sasl_postfix, {"backend": {"auth_user": "relay",
+                                                     "auth_password_file": str(f)}})
+        r = _send(p, marker)
+        assert r.code == 250 and "queued as" in r.text, r
+        [(_, msg)] = sasl_postfix.wait_for(marker)
+        assert b"with ESMTPA" in postfix_received(msg), msg
+        assert "relaypw" not in p.log()
+        assert "sasl_username=relay" in sasl_postfix.log()
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def test_own_auth_wrong_password(sasl_postfix, proxy_factory, marker):
+    d, f = _pwfile("wrong")
+    try:
+        p = proxy_factory(sasl_postfix, {"backend": {"auth_user": "relay",
+                                                     "auth_password_file": str(f)}})
+        r = _send(p, marker)
+        assert (r.code, r.enhanced) == (451, "4.3.5"), r
+        assert "backend refused our AUTH as relay" in p.log()
+        assert sasl_postfix.find(marker) == []
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def test_password_file_readable_by_others_refused(sasl_postfix, binary, tmp_path):
+    d, f = _pwfile("relaypw")
+    try:
+        f.chmod(0o644)
+        p = harness.Msaproxy(sasl_postfix.address, {"backend": {
+            "auth_user": "relay", "auth_password_file": str(f)}}, binary=binary)
+        p.write_conf()
+        r = subprocess.run([binary, "-f", "-c", str(p.conffile)], capture_output=True,
+                           text=True, timeout=20)
+        assert r.returncode == 1
+        assert "readable by others" in r.stderr, r.stderr
+        p.cleanup()
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
