@@ -11,8 +11,9 @@
 #
 #   -r ROUNDS   rounds (3).  Each round runs, per profile, a ceiling run
 #               (msaload -> smtp-sink) immediately followed by a proxy run
-#               (msaload -> msaproxy -> smtp-sink) for each WORKERS value
-#               (in -w order in odd rounds, reversed in even ones).
+#               (msaload -> msaproxy -> smtp-sink) for each WORKERS value,
+#               then the profile's other targets (resumed TLS, peers); in
+#               that order in odd rounds, reversed in even ones.
 #   -w LIST     msaproxy "workers" settings, e.g. 1 or 1,2 (default 1: on
 #               the 2-vCPU test machine 2 workers were not faster and cost
 #               more CPU per message, see docs/PERFORMANCE.md); one
@@ -39,11 +40,16 @@
 #   -i IDLE     idle sessions for the memory test (2000; 0 = skip)
 #   --ceiling-only   no proxy at all: ceiling runs only (tests the setup)
 #   --proxy / --load paths of msaproxy (TOP/msaproxy) and msaload
-#               (TOP/bench/msaload if up to date, else compiled into OUTDIR)
+#               (TOP/bench/msaload if up to date, else compiled into OUTDIR);
+#               the team's smtpload takes the same options and prints the
+#               same result lines, so --load PATH/smtpload cross-checks
+#               the generator
 #   --peer-matrix    afterwards, if the team's bench directory exists
 #               (PEER_BENCH, default TOP/../shared/bench), also measure the
-#               first msaproxy with its smtpload/bench_matrix.sh as peer
-#               "ext"; needs port 20025.  Optional: a fresh clone has none.
+#               first msaproxy of each kind with its smtpload and
+#               bench_matrix.sh as peer "ext" (plain: A and B; tls: A and B
+#               with STARTTLS + AUTH); needs port 20025.  Optional: a fresh
+#               clone has none.
 #
 # Profiles (10 KB messages, 1 recipient, DATA, no pipelining, 50 sessions):
 #   A      100 messages per session      B  1 message per session
@@ -71,8 +77,8 @@
 # 20825, and PROXY_PORT, default 20850 and up, or the next free ones;
 # --peers: nginx 20900-20902 and Dovecot 20910-20911, or the next free
 # ones; the team's own runs use 20025-20300), runs from a temp dir and is
-# stopped on exit (peers too).  msaload, smtp-sink and msaproxy each run in their own session
-# (setsid), i.e. their own scheduler autogroup.  msaproxy runs from a
+# stopped on exit (peers too).  msaload, smtp-sink and msaproxy each run
+# in their own session (setsid), i.e. their own scheduler autogroup.  msaproxy runs from a
 # private copy (OUTDIR/work/mpbench-proxy): a rebuild, or a "pkill
 # msaproxy" elsewhere on the machine, must not change or stop what is
 # being measured.  If it dies anyway, how it ended is recorded in
@@ -573,8 +579,9 @@ start_peers() {
 			    "AUTH (see above)"
 		fi
 		echo "run_bench: $peer on 127.0.0.1:${PEER_PORT[$peer]}" \
-		    "(pid ${PEER_MAIN[$peer]}), $(tls_info "$W/smoke.out")"
-		PEERS_RAN="$PEERS_RAN ($(tls_info "$W/smoke.out"))"
+		    "(pid ${PEER_MAIN[$peer]})" "$(tls_info "$W/smoke.out")"
+		v=$(tls_info "$W/smoke.out")
+		PEERS_RAN="$PEERS_RAN${v:+ ($v)}"
 	done
 }
 
@@ -867,18 +874,23 @@ T1=$(date -u '+%H:%M')
 	    printf "%.0f GB", $2 / 1048576 }' /proc/meminfo) RAM, kernel" \
 	    "$(uname -r), $(openssl version 2>/dev/null | cut -d' ' -f1-2).${PROXY_VERSION:+  $PROXY_VERSION (copy of $PROXY_SRC);}" \
 	    "$ROUNDS rounds, $CONC sessions, $SIZE-byte messages, 1 rcpt, DATA," \
-	    "no pipelining; profiles ${PLIST[*]}: A = 100 msgs/session" \
-	    "($A_MSGS per run), B = 1 msg/session ($B_MSGS per run)," \
-	    "A-TLS = A with STARTTLS + AUTH PLAIN ($AT_MSGS per run," \
-	    "Dovecot $DOVECOT_MSGS), B-TLS = B with STARTTLS + AUTH PLAIN" \
-	    "($BT_MSGS per run); the ceiling of A-TLS / B-TLS is plain A / B;" \
-	    "cap ${DUR}s per run."
+	    "no pipelining, generator $(basename "$LOAD"); profiles" \
+	    "$(for v in "${PLIST[@]}"; do case $v in
+	    A) printf '%s' "A = 100 msgs/session ($A_MSGS per run), " ;;
+	    B) printf '%s' "B = 1 msg/session ($B_MSGS per run), " ;;
+	    A-TLS) printf '%s' "A-TLS = A with STARTTLS + AUTH PLAIN\
+ ($AT_MSGS per run${PEERS_RAN:+, Dovecot $DOVECOT_MSGS};\
+ ceiling: plain A, $A_MSGS), " ;;
+	    B-TLS) printf '%s' "B-TLS = B with STARTTLS + AUTH PLAIN\
+ ($BT_MSGS per run; ceiling: plain B, $B_MSGS), " ;;
+	    esac; done)cap ${DUR}s per run."
 	if [ -n "$PEERS_RAN" ]; then
 		echo
 		echo "Peers (A-TLS only): $PEERS_RAN."
 	fi
 	echo
-	awk -F'\t' -v profs="${PLIST[*]}" -f - "$RES" <<'EOF'
+	awk -F'\t' -v profs="${PLIST[*]}" -v gen="$(basename "$LOAD")" \
+	    -f - "$RES" <<'EOF'
 function median(a, n,    i, j, t) {
 	for (i = 2; i <= n; i++)
 		for (j = i; j > 1 && a[j - 1] > a[j]; j--) {
@@ -921,7 +933,7 @@ function per_msg(key, col,    i, c, o) {
 function tname(prof, tgt, w) {
 	if (tgt == "ceiling")
 		return prof ~ /TLS/ ? "ceiling (plain " substr(prof, 1, 1) \
-		    ", msaload -> smtp-sink)" : "ceiling (msaload -> smtp-sink)"
+		    ", " gen " -> smtp-sink)" : "ceiling (" gen " -> smtp-sink)"
 	if (tgt == "proxy")
 		return "**msaproxy workers=" w "**" \
 		    (prof == "B-TLS" ? ", full handshakes" : "")
@@ -966,7 +978,7 @@ NR == 1 { next }
 }
 END {
 	np = split(profs, pl, " ")
-	print "| profile | target | runs | msgs/s median (min..max) | p50 ms | p99 ms | setup p50 ms | msgs/s ratio to paired ceiling, median (min..max) | p99 ratio to paired ceiling, median | server CPU ms/msg | msaload CPU ms/msg | TLS resumed | failed msgs |"
+	print "| profile | target | runs | msgs/s median (min..max) | p50 ms | p99 ms | setup p50 ms | msgs/s ratio to paired ceiling, median (min..max) | p99 ratio to paired ceiling, median | server CPU ms/msg | " gen " CPU ms/msg | TLS resumed | failed msgs |"
 	print "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 	for (pass = 1; pass <= np; pass++)
 	for (k = 1; k <= nkeys; k++) {

@@ -175,11 +175,11 @@ main(int argc, char **argv)
 	int foreground = 0, check_only = 0, ch;
 	char err[8192];
 	struct conf *conf;
-	struct listener_set set;
+	struct listener_set set = { 0, 0, NULL };
 	unsigned nworkers, i, alive;
 	int exit_status = 0;
-	pid_t *pids;
-	time_t *started;
+	pid_t *pids = NULL;
+	time_t *started = NULL;
 	sigset_t block, old;
 	struct sigaction sa;
 
@@ -224,7 +224,7 @@ main(int argc, char **argv)
 		conf->log.dest = LOG_DEST_SYSLOG;
 	}
 	if (log_open(&conf->log, foreground) < 0)
-		return 1;
+		goto fail;
 	log_set_prefix("master");
 
 	nworkers = conf->workers;
@@ -241,7 +241,7 @@ main(int argc, char **argv)
 		if (worker_tls == NULL) {
 			log_err("tls: %s", error);
 			fprintf(stderr, "msaproxy: tls: %s\n", error);
-			return 1;
+			goto fail;
 		}
 	}
 	{
@@ -250,7 +250,7 @@ main(int argc, char **argv)
 		if (smtp_auth_init(conf, &error) < 0) {
 			log_err("sasl: %s", error);
 			fprintf(stderr, "msaproxy: sasl: %s\n", error);
-			return 1;
+			goto fail;
 		}
 	}
 	{
@@ -259,19 +259,19 @@ main(int argc, char **argv)
 		if (backend_global_init(conf, &error) < 0) {
 			log_err("backend TLS: %s", error);
 			fprintf(stderr, "msaproxy: backend TLS: %s\n", error);
-			return 1;
+			goto fail;
 		}
 	}
 	if (listener_bind_all(conf, nworkers, &set, err, sizeof(err)) < 0) {
 		log_err("%s", err);
 		fprintf(stderr, "msaproxy: %s\n", err);
-		return 1;
+		goto fail;
 	}
 	if (drop_privileges(conf) < 0)
-		return 1;
+		goto fail;
 	if (!foreground && daemonize() < 0) {
 		log_err("daemonize: %s", strerror(errno));
-		return 1;
+		goto fail;
 	}
 	if (conf->pid_file[0] != '\0') {
 		FILE *f = fopen(conf->pid_file, "w");
@@ -301,7 +301,7 @@ main(int argc, char **argv)
 	pids = calloc(nworkers, sizeof(*pids));
 	started = calloc(nworkers, sizeof(*started));
 	if (pids == NULL || started == NULL)
-		return 1;
+		goto fail;
 	for (i = 0; i < nworkers; i++) {
 		pids[i] = spawn_worker(conf, &set, i);
 		started[i] = time(NULL);
@@ -396,4 +396,13 @@ main(int argc, char **argv)
 	free(started);
 	conf_free(&conf);
 	return exit_status;
+fail:
+	/* start-up failed: nothing was forked; give everything back */
+	if (set.fds != NULL)
+		listener_close_all(&set);
+	tls_server_free(&worker_tls);
+	free(pids);
+	free(started);
+	conf_free(&conf);
+	return 1;
 }
