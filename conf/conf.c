@@ -961,6 +961,8 @@ static const struct conf_key conf_backend_keys[] = {
 	{ .name = "tls_verify_name", .type = CONF_STRING,
 	  CONF_FIELD(struct conf_backend, tls_verify_name), .def = "",
 	  .valid = conf_valid_domain },
+	{ .name = "xclient", .type = CONF_BOOL,
+	  CONF_FIELD(struct conf_backend, xclient), .def = "true" },
 	{ .name = "auth_user", .type = CONF_STRING,
 	  CONF_FIELD(struct conf_backend, auth_user), .def = "" },
 	{ .name = "auth_password_file", .type = CONF_STRING,

@@ -88,6 +88,7 @@ struct conf_backend {
 	enum backend_tls tls;
 	char tls_ca_file[512];		/* CA bundle for "verify" */
 	char tls_verify_name[256];	/* name the certificate must carry */
+	int xclient;			/* send XCLIENT when offered (default true) */
 	char auth_user[256];		/* the proxy's own AUTH PLAIN ("" = none) */
 	char auth_password_file[512];	/* its password, first line; mode 0600 */
 };

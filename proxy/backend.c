@@ -246,7 +246,7 @@ handle_reply(struct backend *be)
 			}
 		}
 		if (be->xclient != NULL && !be->xclient_done &&
-		    (be->caps.flags & CAP_XCLIENT)) {
+		    be->conf->backend.xclient && (be->caps.flags & CAP_XCLIENT)) {
 			/* Postfix's XCLIENT: the real client, and who it
 			 * authenticated as; answered with a new 220 */
 			evbuffer_add_printf(conn_output(be->conn), "XCLIENT %s\r\n",
@@ -274,7 +274,8 @@ handle_reply(struct backend *be)
 		be->authed = 1;
 		return become_ready(be);
 	case BS_XCLIENT:
-		if (r->code != 220) {
+		/* Postfix answers with a new 220 greeting; smtp-sink with 250 */
+		if (r->code / 100 != 2) {
 			/* not authorized for XCLIENT: go on without */
 			log_warn("%s: backend refused XCLIENT: %d %s", be->log_id,
 			    r->code, r->text);

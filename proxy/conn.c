@@ -586,8 +586,10 @@ conn_start_tls(struct conn *c, SSL *ssl)
 		SSL_free(ssl);
 		return -1;
 	}
+	/* RELEASE_BUFFERS: an idle TLS session keeps no 16 KB record
+	 * buffers around */
 	SSL_set_mode(ssl, SSL_MODE_ENABLE_PARTIAL_WRITE |
-	    SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	    SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
 	c->ssl = ssl;
 	c->handshaking = 1;
 	conn_update_read(c);

@@ -294,12 +294,12 @@ cmd_mail(struct session *s, char *args)
 		return;
 	}
 	if (s->auth) {
-		/* RFC 4954 5: tell the backend who submitted, unless XCLIENT
-		 * already did (backend.c), when it understands AUTH */
+		/* RFC 4954 5: tell the backend who submitted when it
+		 * understands AUTH; also alongside XCLIENT, which the backend
+		 * may refuse after this MAIL was queued (backend.c) */
 		const struct backend_caps *bc = session_caps(s);
 
-		if (bc != NULL && (bc->flags & CAP_AUTH) &&
-		    !(bc->flags & CAP_XCLIENT)) {
+		if (bc != NULL && (bc->flags & CAP_AUTH)) {
 			size_t o = strlen(params);
 			char x[300];
 

@@ -291,3 +291,28 @@ def test_external_with_client_certificate(pki, sasldb, fake, proxy_factory):
         assert (r.code, r.enhanced) == (235, "2.7.0"), r
         assert c.cmd("MAIL FROM:<alice@example.org>").code == 250
     assert "AUTH EXTERNAL as alice (identity alice)" in p.log()
+
+
+def test_identity_kept_when_backend_refuses_xclient(pki, sasldb, proxy_factory, marker):
+    """A backend that offers XCLIENT but refuses it still learns the
+    identity, as AUTH= on MAIL FROM."""
+    fb = harness.FakeBackend(caps=harness.DEFAULT_FAKE_CAPS +
+                             ["AUTH PLAIN", "XCLIENT NAME ADDR PORT HELO PROTO LOGIN"])
+    fb.replies["XCLIENT"] = "550 5.7.0 not authorized"
+    fb.start()
+    try:
+        p = proxy_factory(fb, auth_conf(pki, sasldb))
+        with p.client() as c:
+            hello(c)
+            assert sasl_client.auth_scram_sha256(c, "alice", "alicepw").code == 235
+            assert c.cmd("MAIL FROM:<alice@example.org>").code == 250
+            assert c.cmd("RCPT TO:<b@example.net>").code == 250
+            assert c.cmd("DATA").code == 354
+            c.send(f"Subject: {marker}\r\n\r\nx\r\n.\r\n")
+            assert c.reply().code == 250
+        [t] = fb.wait_transactions(1)
+        mail = t["mail"].decode() if isinstance(t["mail"], bytes) else t["mail"]
+        assert mail == "MAIL FROM:<alice@example.org> AUTH=alice", mail
+        assert "backend refused XCLIENT" in p.log()
+    finally:
+        fb.stop()
