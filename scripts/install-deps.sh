@@ -11,7 +11,7 @@ PKGS="build-essential autoconf automake libtool pkg-config clang libclang-rt-14-
   libevent-dev libssl-dev libsasl2-dev libsasl2-modules libsasl2-modules-db libsasl2-modules-gssapi-mit
   sasl2-bin libkrb5-dev krb5-kdc krb5-admin-server krb5-user libconfig-dev
   libcmocka-dev libjansson-dev postfix python3 python3-pytest python3-gssapi
-  swaks msmtp valgrind openssl procps iproute2 ca-certificates"
+  swaks msmtp faketime valgrind openssl procps iproute2 ca-certificates"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"

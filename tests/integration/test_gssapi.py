@@ -110,3 +110,29 @@ def test_kdc_down_acceptor_unaffected(kdc, krb5_env, alice_ccache, gssapi_conf, 
         ehlo(c)
         r = sasl_client.auth_gssapi(c, ccache=alice_ccache, env=krb5_env)
         assert (r.code, r.enhanced) == (235, "2.7.0"), r
+
+
+FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
+
+
+def test_expired_ticket_refused(krb5_env, alice_ccache, gssapi_conf, fake, proxy_factory,
+                                monkeypatch):
+    """alice's ticket is valid for 10 hours; msaproxy runs a day ahead
+    (libfaketime), so to the acceptor the ticket has expired: 535 5.7.8."""
+    import os
+    if not os.path.exists(FAKETIME_LIB):
+        pytest.skip("libfaketime missing (apt-get install faketime)")
+    monkeypatch.setenv("LD_PRELOAD", FAKETIME_LIB)
+    monkeypatch.setenv("FAKETIME", "+1d")
+    monkeypatch.setenv("DONT_FAKE_MONOTONIC", "1")
+    # an ASan build must tolerate the preload coming first
+    monkeypatch.setenv("ASAN_OPTIONS", os.environ.get("ASAN_OPTIONS", "") +
+                       ":verify_asan_link_order=0")
+    p = gss_proxy(proxy_factory, fake, gssapi_conf)
+    monkeypatch.delenv("LD_PRELOAD")        # not for the client side
+    with p.client() as c:
+        ehlo(c)
+        r = sasl_client.auth_gssapi(c, ccache=alice_ccache, env=krb5_env)
+        assert (r.code, r.enhanced) == (535, "5.7.8"), r
+    assert "AUTH GSSAPI failed" in p.log()
+    assert "Ticket expired" in p.log()
