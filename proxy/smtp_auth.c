@@ -26,6 +26,11 @@
 #include "util.h"
 #include "worker.h"
 
+/* Mechanisms Cyrus knows that policy leaves out for their weakness
+ * (password equivalents on the server, broken hashes, no authentication):
+ * asked for without being offered, they get 534 5.7.9, not 504. */
+#define WEAK_MECHANISMS "ANONYMOUS CRAM-MD5 DIGEST-MD5 NTLM OTP SCRAM-SHA-1 SRP"
+
 /* RFC 4954 4: a server must accept AUTH lines of at least 12288 octets. */
 #define AUTH_DECODED_MAX 12288
 
@@ -368,6 +373,9 @@ cmd_auth(struct session *s, char *args)
 			session_bad_command(s, R_AUTH_NOT_AVAIL);
 		else if (needs_tls(s, s->auth_mech))
 			session_reply(s, R_AUTH_TLS_REQUIRED);
+		else if (mech_in_list(WEAK_MECHANISMS, s->auth_mech))
+			/* RFC 4954 6: known, but weaker than policy permits */
+			session_reply(s, R_AUTH_WEAK);
 		else
 			session_bad_command(s, R_AUTH_NO_MECH);
 		return;
