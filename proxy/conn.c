@@ -40,6 +40,18 @@ static int conn_tls_read(struct conn *c);
 
 static void conn_update_read(struct conn *c);
 
+/* Wait for the socket to become writable (with the conn's timeout). */
+static void
+arm_write(struct conn *c)
+{
+	struct timeval tv = { c->timeout, 0 };
+
+	if (c->wev_added)
+		return;
+	event_add(c->wev, c->timeout ? &tv : NULL);
+	c->wev_added = 1;
+}
+
 static void
 set_nodelay(evutil_socket_t fd)
 {
@@ -378,12 +390,7 @@ conn_flush(struct conn *c)
 		}
 		e = SSL_get_error(c->ssl, r);
 		if (e == SSL_ERROR_WANT_WRITE) {
-			if (!c->wev_added) {
-				struct timeval tv = { c->timeout, 0 };
-
-				event_add(c->wev, c->timeout ? &tv : NULL);
-				c->wev_added = 1;
-			}
+			arm_write(c);
 			return;
 		}
 		if (e == SSL_ERROR_WANT_READ) {
@@ -402,12 +409,7 @@ conn_flush(struct conn *c)
 			if (errno == EINTR)
 				continue;
 			if (errno == EAGAIN) {
-				if (!c->wev_added) {
-					struct timeval tv = { c->timeout, 0 };
-
-					event_add(c->wev, c->timeout ? &tv : NULL);
-					c->wev_added = 1;
-				}
+				arm_write(c);
 				return;
 			}
 			c->err = errno;
@@ -502,10 +504,7 @@ conn_tls_read(struct conn *c)
 			break;
 		if (e == SSL_ERROR_WANT_WRITE) {
 			/* renegotiation-like: wait until writable */
-			if (!c->wev_added) {
-				event_add(c->wev, NULL);
-				c->wev_added = 1;
-			}
+			arm_write(c);
 			break;
 		}
 		if (e == SSL_ERROR_ZERO_RETURN) {
@@ -554,12 +553,7 @@ conn_tls_handshake(struct conn *c)
 		return;
 	}
 	if (e == SSL_ERROR_WANT_WRITE) {
-		if (!c->wev_added) {
-			struct timeval tv = { c->timeout, 0 };
-
-			event_add(c->wev, c->timeout ? &tv : NULL);
-			c->wev_added = 1;
-		}
+		arm_write(c);
 		return;
 	}
 	c->err = errno;

@@ -164,6 +164,21 @@ has_8bit(const char *p)
 	return 0;
 }
 
+/* Append " KEY[=VALUE]" to out at *o; -1 if it does not fit.  We rebuild
+ * the parameters we pass on rather than forward the client's text. */
+static int
+append_param(char *out, size_t outsize, size_t *o, const char *k,
+	     const char *v)
+{
+	int n = snprintf(out + *o, outsize - *o, " %s%s%s", k, v ? "=" : "",
+	    v ? v : "");
+
+	if (n < 0 || (size_t)n >= outsize - *o)
+		return -1;
+	*o += (size_t)n;
+	return 0;
+}
+
 /*
  * Check MAIL's parameters and rebuild the ones we pass on in params_out.
  * Returns R_REPLY_COUNT when fine, else the reply to give.
@@ -234,13 +249,8 @@ mail_params(struct session *s, const struct smtp_path_args *pa,
 		} else {
 			return R_PARAM_UNKNOWN;
 		}
-		if (pass) {
-			int n = snprintf(params_out + o, outsize - o, " %s%s%s", k,
-			    v ? "=" : "", v ? v : "");
-			if (n < 0 || (size_t)n >= outsize - o)
-				return R_SYNTAX;
-			o += (size_t)n;
-		}
+		if (pass && append_param(params_out, outsize, &o, k, v) < 0)
+			return R_SYNTAX;
 	}
 	return R_REPLY_COUNT;
 }
@@ -332,7 +342,6 @@ rcpt_params(struct session *s, const struct smtp_path_args *pa,
 	params_out[0] = '\0';
 	for (i = 0; i < pa->param_count; i++) {
 		const char *k = pa->params[i].key, *v = pa->params[i].value;
-		int n;
 
 		if (strcasecmp(k, "NOTIFY") == 0) {
 			/* RFC 3461 4.1: NEVER, or a list of SUCCESS/FAILURE/DELAY */
@@ -366,11 +375,8 @@ rcpt_params(struct session *s, const struct smtp_path_args *pa,
 		} else {
 			return R_PARAM_UNKNOWN;
 		}
-		n = snprintf(params_out + o, outsize - o, " %s%s%s", k,
-		    v ? "=" : "", v ? v : "");
-		if (n < 0 || (size_t)n >= outsize - o)
+		if (append_param(params_out, outsize, &o, k, v) < 0)
 			return R_SYNTAX;
-		o += (size_t)n;
 	}
 	return R_REPLY_COUNT;
 }
