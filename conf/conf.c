@@ -43,6 +43,9 @@
 
 #include "conf.h"
 
+/* Larger than any sane configuration; bounds what libconfig parses. */
+#define CONF_MAX_FILE_SIZE (1024 * 1024)
+
 /* ------------------------------------------------------------------------
  * The tables' vocabulary
  */
@@ -2014,7 +2017,43 @@ conf_load(const char *file, char *errbuf, size_t errbuf_size)
 		conf_error(&ctx, NULL, "%s", strerror(errno));
 		return NULL;
 	}
-	fclose(fp);
+	/* A configuration is text of bounded size.  NUL bytes are refused
+	 * here: libconfig 1.5's scanner leaks on them (found by fuzzing). */
+	{
+		char chunk[4096];
+		size_t n, total = 0;
+		int line = 1, nul_line = 0;
+
+		while ((n = fread(chunk, 1, sizeof(chunk), fp)) > 0 && !nul_line) {
+			size_t i;
+
+			for (i = 0; i < n; i++) {
+				if (chunk[i] == '\n')
+					line++;
+				else if (chunk[i] == '\0') {
+					nul_line = line;
+					break;
+				}
+			}
+			total += n;
+			if (total > CONF_MAX_FILE_SIZE)
+				break;
+		}
+		fclose(fp);
+		if (nul_line) {
+			char msg[700];
+
+			snprintf(msg, sizeof(msg), "%.600s:%d: NUL byte in the file",
+			    file, nul_line);
+			conf_append(&ctx, msg);
+			return NULL;
+		}
+		if (total > CONF_MAX_FILE_SIZE) {
+			conf_error(&ctx, NULL, "larger than %d bytes",
+			    CONF_MAX_FILE_SIZE);
+			return NULL;
+		}
+	}
 
 	config_init(&cfg);
 	if (config_read_file(&cfg, file) != CONFIG_TRUE) {

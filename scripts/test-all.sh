@@ -17,6 +17,9 @@ grep -h '^\[  PASSED  \]\|^\[  FAILED  \]' tests/unit/*.log || true
 echo "== unit tests under ASan+UBSan (clang)"
 scripts/build-sanitizers.sh check
 
+echo "== fuzzing: every libFuzzer target for 20 s (tests/fuzz)"
+tests/fuzz/run.sh 20
+
 # Debian's python3 has pytest and python3-gssapi; a pyenv python3 on the
 # PATH may not.
 cd "$top"

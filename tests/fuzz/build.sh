@@ -25,6 +25,7 @@ sources() {
 	proxyproto)	echo "proxy/proxyproto.c" ;;
 	smtp_parse)	echo "proxy/smtp_parse.c" ;;
 	data_filter)	echo "proxy/data_filter.c" ;;
+	conf)		echo "conf/conf.c" ;;
 	*)		echo "build.sh: no sources listed for fuzz_$1" >&2
 			return 1 ;;
 	esac
@@ -32,6 +33,7 @@ sources() {
 libs() {
 	case $1 in
 	data_filter)	pkg-config --libs libevent 2>/dev/null || echo -levent ;;
+	conf)		pkg-config --libs libconfig 2>/dev/null || echo -lconfig ;;
 	*)		echo "" ;;
 	esac
 }
