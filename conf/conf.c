@@ -1204,6 +1204,8 @@ static const struct conf_key conf_top_keys[] = {
 	  .valid = conf_valid_path },
 	{ .name = "reverse_dns", .type = CONF_BOOL,
 	  CONF_FIELD(struct conf, reverse_dns), .def = "false" },
+	{ .name = "resolver", .type = CONF_STRING,
+	  CONF_FIELD(struct conf, resolver), .def = "" },
 	{ .name = "bare_newline", .type = CONF_ENUM,
 	  CONF_FIELD(struct conf, bare_newline), .def = "reject",
 	  .arg = conf_bare_newline_names },

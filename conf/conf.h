@@ -183,6 +183,7 @@ struct conf {
 	char group[64];			/* default: user's primary group */
 	char pid_file[512];		/* "" = none */
 	int reverse_dns;		/* PTR lookup for the Received header */
+	char resolver[64];		/* "ip[:port]" for reverse_dns; "" = resolv.conf */
 	enum bare_newline_policy bare_newline;
 	struct conf_listener listeners[CONF_MAX_LISTENERS];
 	size_t listener_count;

@@ -258,12 +258,23 @@ worker_run(const struct conf *conf, int index, const int *fds, size_t count)
 		return 1;
 	}
 	if (conf->reverse_dns) {
-		w.dns = evdns_base_new(w.base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
+		/* a configured resolver, else /etc/resolv.conf's */
+		w.dns = evdns_base_new(w.base, conf->resolver[0] ? 0 :
+		    EVDNS_BASE_INITIALIZE_NAMESERVERS);
+		if (w.dns != NULL && conf->resolver[0] &&
+		    evdns_base_nameserver_ip_add(w.dns, conf->resolver) != 0) {
+			log_err("resolver %s: not a usable address", conf->resolver);
+			evdns_base_free(w.dns, 0);
+			w.dns = NULL;
+		}
 		if (w.dns == NULL)
 			log_warn("reverse_dns: no resolver configured, disabled");
 		else {
 			char tv[16];
-			snprintf(tv, sizeof(tv), "%u", conf->timeouts.greeting);
+
+			/* half the greeting timeout: a silent resolver must not
+			 * make the session time out before it is greeted */
+			snprintf(tv, sizeof(tv), "%.1f", conf->timeouts.greeting / 2.0);
 			evdns_base_set_option(w.dns, "timeout:", tv);
 			evdns_base_set_option(w.dns, "attempts:", "1");
 		}
