@@ -299,7 +299,7 @@ test_example_loads(void **state)
 	assert_string_equal(conf->server_name, "mail.example.com");
 	assert_string_equal(conf->backend.helo_name, "mail.example.com");
 	assert_string_equal(conf->listeners[0].name, "submission");
-	assert_int_equal(conf->listeners[0].line, 43);
+	assert_int_equal(conf->listeners[0].line, 45);
 	assert_defaults(conf);
 	conf_free(&conf);
 	assert_null(conf);
