@@ -16,7 +16,7 @@ top=$(cd "$here/../.." && pwd)
 out=${1:-${FUZZ_OUT:-${TMPDIR:-/tmp}/msaproxy-fuzz}}
 cc=${CC:-clang}
 cflags="-g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined \
--fno-sanitize-recover=undefined -D_GNU_SOURCE -I$top -I$top/proxy -I$top/conf \
+-fno-sanitize-recover=undefined -D_GNU_SOURCE -I$top -I$top/proxy -I$top/conf -I$top/trust \
 -Wall -Wextra -Wno-unused-parameter ${EXTRA_CFLAGS:-}"
 
 # The modules each target needs, and its extra libraries.
@@ -26,6 +26,7 @@ sources() {
 	smtp_parse)	echo "proxy/smtp_parse.c" ;;
 	data_filter)	echo "proxy/data_filter.c" ;;
 	conf)		echo "conf/conf.c" ;;
+	imapurl)	echo "trust/imapurl.c" ;;
 	*)		echo "build.sh: no sources listed for fuzz_$1" >&2
 			return 1 ;;
 	esac
