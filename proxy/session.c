@@ -441,6 +441,33 @@ end_of_content(struct session *s)
 /* ---------------------------------------------------------------- */
 /* Input */
 
+/* Does the input start with an AUTH command (which may be long)? */
+static int
+auth_line_ahead(struct evbuffer *in)
+{
+	char head[5];
+
+	return evbuffer_copyout(in, head, 5) == 5 &&
+	    strncasecmp(head, "AUTH ", 5) == 0;
+}
+
+/* Make room for a line of up to n octets (AUTH lines only). */
+static int
+grow_line(struct session *s, size_t n)
+{
+	char *l = realloc(s->line, n + 1), *sc;
+
+	if (l == NULL)
+		return -1;
+	s->line = l;
+	sc = realloc(s->scratch, n + 1);
+	if (sc == NULL)
+		return -1;
+	s->scratch = sc;
+	s->line_cap = n;
+	return 0;
+}
+
 /* Cut the next command line out of the input into s->line.  Returns 1 if a
  * line (or a too-long line) is ready, 0 if more input is needed. */
 static int
@@ -449,34 +476,24 @@ read_line(struct session *s)
 	struct evbuffer *in = conn_input(s->conn);
 	size_t max = s->conf->limits.max_line_length;
 	struct evbuffer_ptr eol;
-	size_t eol_len = 0, len;
-	char head[5];
+	size_t eol_len = 0, len, have;
 
-	/* RFC 4954 4: AUTH lines (the command with an initial response, and
-	 * the answers to 334) may be 12288 octets long: GSSAPI tokens are. */
-	if (max < SMTP_AUTH_LINE_MAX && (s->state == S_AUTH ||
-	    (evbuffer_copyout(in, head, 5) == 5 &&
-	    strncasecmp(head, "AUTH ", 5) == 0)))
+	/* RFC 4954 4: AUTH lines (the answers to 334, and the command with
+	 * an initial response) may be 12288 octets long: GSSAPI tokens are.
+	 * Only a line that is already too long is looked at for "AUTH ", so
+	 * ordinary commands pay nothing for this. */
+	if (s->state == S_AUTH && max < SMTP_AUTH_LINE_MAX)
 		max = SMTP_AUTH_LINE_MAX;
-	if (max > s->line_cap) {
-		char *l = realloc(s->line, max + 1), *sc;
-
-		if (l == NULL)
-			return 0;
-		s->line = l;
-		sc = realloc(s->scratch, max + 1);
-		if (sc == NULL)
-			return 0;
-		s->scratch = sc;
-		s->line_cap = max;
-	}
-
 	eol = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_LF);
+	have = eol.pos < 0 ? evbuffer_get_length(in) : (size_t)eol.pos + eol_len;
+	if (have > max && max < SMTP_AUTH_LINE_MAX && !s->skipping_line &&
+	    auth_line_ahead(in))
+		max = SMTP_AUTH_LINE_MAX;
 	if (eol.pos < 0) {
 		/* No end of line yet.  Past the limit: drop what we have and
 		 * keep dropping until the line ends (bounded memory). */
-		if (evbuffer_get_length(in) >= max) {
-			evbuffer_drain(in, evbuffer_get_length(in));
+		if (have >= max) {
+			evbuffer_drain(in, have);
 			s->skipping_line = 1;
 		}
 		return 0;
@@ -491,6 +508,8 @@ read_line(struct session *s)
 		s->line[0] = '\0';
 		return 1;
 	}
+	if (len > s->line_cap && grow_line(s, max) < 0)
+		return 0;
 	evbuffer_remove(in, s->line, len);
 	evbuffer_drain(in, eol_len);
 	if (len > 0 && s->line[len - 1] == '\r')

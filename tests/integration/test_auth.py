@@ -319,3 +319,25 @@ def test_identity_kept_when_backend_refuses_xclient(pki, sasldb, proxy_factory, 
         assert "backend refused XCLIENT" in p.log()
     finally:
         fb.stop()
+
+
+def test_auth_line_limits(proxy, pki):
+    """RFC 4954 4: AUTH lines up to 12288 octets are read whole (not
+    500 5.5.2), as are answers to 334; longer ones, and long lines of any
+    other command, are not."""
+    import base64
+    with proxy.client() as c:
+        hello(c, pki)
+        ir = base64.b64encode(b"\0alice\0" + b"x" * 6000).decode()   # ~8 kB line
+        r = c.cmd(f"AUTH PLAIN {ir}")
+        assert (r.code, r.enhanced) == (535, "5.7.8"), r            # parsed, wrong password
+        c.send("AUTH LOGIN\r\n")
+        assert c.reply().code == 334
+        r = c.cmd(base64.b64encode(b"y" * 6000).decode())            # ~8 kB answer
+        # read whole and handed to SASL, which refuses a 6000-byte user
+        # name (a line cut as too long would be 500 5.5.2)
+        assert (r.code, r.enhanced) == (501, "5.5.2"), r
+        r = c.cmd("AUTH PLAIN " + "A" * 12400)
+        assert (r.code, r.enhanced) == (500, "5.5.2"), r
+        r = c.cmd("NOOP " + "x" * 2000)
+        assert (r.code, r.enhanced) == (500, "5.5.2"), r
