@@ -1183,6 +1183,160 @@ static const struct conf_section conf_sasl_section = {
 	conf_sasl_keys, conf_check_sasl,
 };
 
+/* burl = { ...; imap_servers = ( { ... } ); } */
+static const struct conf_enum conf_imap_tls_names[] = {
+	{ "none", CONF_IMAP_TLS_NONE },
+	{ "starttls", CONF_IMAP_TLS_STARTTLS },
+	{ "implicit", CONF_IMAP_TLS_IMPLICIT },
+	{ NULL, 0 },
+};
+
+static const struct conf_enum conf_imap_cred_names[] = {
+	{ "kerberos", CONF_IMAP_CRED_KERBEROS },
+	{ "password", CONF_IMAP_CRED_PASSWORD },
+	{ NULL, 0 },
+};
+
+static const struct conf_enum conf_imap_mode_names[] = {
+	{ "urlauth", CONF_IMAP_MODE_URLAUTH },
+	{ "proxy-authorization", CONF_IMAP_MODE_PROXY_AUTH },
+	{ NULL, 0 },
+};
+
+static const struct conf_enum conf_burl_fetch_tls_names[] = {
+	{ "as-client", CONF_BURL_FETCH_TLS_AS_CLIENT },
+	{ "always", CONF_BURL_FETCH_TLS_ALWAYS },
+	{ "configured", CONF_BURL_FETCH_TLS_CONFIGURED },
+	{ NULL, 0 },
+};
+
+static int
+conf_valid_authority(const char *value, const char **error_r)
+{
+	const char *colon = strrchr(value, ':');
+	char host[256];
+	size_t hl = colon != NULL && value[0] != '[' ? (size_t)(colon - value) :
+	    strlen(value);
+
+	if (value[0] == '\0' || hl >= sizeof(host)) {
+		*error_r = "must be \"host\" or \"host:port\"";
+		return -1;
+	}
+	if (value[0] == '[') {
+		/* an IPv6 literal: checked loosely, compared as written */
+		if (strchr(value, ']') == NULL) {
+			*error_r = "an IPv6 literal needs its ']'";
+			return -1;
+		}
+		return 0;
+	}
+	memcpy(host, value, hl);
+	host[hl] = '\0';
+	if (conf_valid_domain(host, error_r) < 0)
+		return -1;
+	if (colon != NULL) {
+		in_port_t port;
+
+		if (conf_parse_port(colon + 1, &port, error_r) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static void conf_check_imap_server(struct conf_ctx *, void *,
+				   const config_setting_t *, const char *);
+static void conf_check_burl(struct conf_ctx *, void *,
+			    const config_setting_t *, const char *);
+
+static const struct conf_key conf_imap_server_keys[] = {
+	{ .name = "name", .type = CONF_STRING,
+	  CONF_FIELD(struct conf_imap_server, name), .valid = conf_valid_name,
+	  .flags = CONF_REQUIRED },
+	{ .name = "authority", .type = CONF_STRING,
+	  CONF_FIELD(struct conf_imap_server, authority),
+	  .valid = conf_valid_authority, .flags = CONF_REQUIRED },
+	{ .name = "address", .type = CONF_ADDR,
+	  CONF_FIELD(struct conf_imap_server, addr), .flags = CONF_REQUIRED },
+	{ .name = "tls", .type = CONF_ENUM,
+	  CONF_FIELD(struct conf_imap_server, tls), .def = "starttls",
+	  .arg = conf_imap_tls_names },
+	{ .name = "tls_ca_file", .type = CONF_STRING,
+	  CONF_FIELD(struct conf_imap_server, tls_ca_file), .def = "",
+	  .valid = conf_valid_file },
+	{ .name = "tls_verify_name", .type = CONF_STRING,
+	  CONF_FIELD(struct conf_imap_server, tls_verify_name), .def = "",
+	  .valid = conf_valid_domain },
+	{ .name = "credentials", .type = CONF_ENUM,
+	  CONF_FIELD(struct conf_imap_server, credentials), .def = "kerberos",
+	  .arg = conf_imap_cred_names },
+	{ .name = "principal", .type = CONF_STRING,
+	  CONF_FIELD(struct conf_imap_server, principal), .def = "",
+	  .valid = conf_valid_token },
+	{ .name = "keytab", .type = CONF_STRING,
+	  CONF_FIELD(struct conf_imap_server, keytab), .def = "",
+	  .valid = conf_valid_path },
+	{ .name = "service_host", .type = CONF_STRING,
+	  CONF_FIELD(struct conf_imap_server, service_host), .def = "",
+	  .valid = conf_valid_domain },
+	{ .name = "user", .type = CONF_STRING,
+	  CONF_FIELD(struct conf_imap_server, user), .def = "",
+	  .valid = conf_valid_token },
+	{ .name = "password_file", .type = CONF_STRING,
+	  CONF_FIELD(struct conf_imap_server, password_file), .def = "",
+	  .valid = conf_valid_path },
+	{ .name = "mode", .type = CONF_ENUM,
+	  CONF_FIELD(struct conf_imap_server, mode), .def = "urlauth",
+	  .arg = conf_imap_mode_names },
+	{ .name = "max_idle_connections", .type = CONF_UINT,
+	  CONF_FIELD(struct conf_imap_server, max_idle_connections), .def = "8",
+	  .min = 0, .max = 1000 },
+	{ .name = "max_connections", .type = CONF_UINT,
+	  CONF_FIELD(struct conf_imap_server, max_connections), .def = "64",
+	  .min = 1, .max = 10000 },
+	{ .name = NULL },
+};
+
+static const struct conf_section conf_imap_server_section = {
+	conf_imap_server_keys, conf_check_imap_server,
+};
+
+static const struct conf_list conf_imap_servers_list = {
+	&conf_imap_server_section, sizeof(struct conf_imap_server),
+	offsetof(struct conf_burl, server_count), CONF_MAX_IMAP_SERVERS,
+};
+
+static const struct conf_key conf_burl_keys[] = {
+	{ .name = "require_auth", .type = CONF_BOOL,
+	  CONF_FIELD(struct conf_burl, require_auth), .def = "true" },
+	{ .name = "require_tls", .type = CONF_BOOL,
+	  CONF_FIELD(struct conf_burl, require_tls), .def = "false" },
+	{ .name = "fetch_tls", .type = CONF_ENUM,
+	  CONF_FIELD(struct conf_burl, fetch_tls), .def = "as-client",
+	  .arg = conf_burl_fetch_tls_names },
+	{ .name = "local_domains", .type = CONF_STRING,
+	  CONF_FIELD(struct conf_burl, local_domains), .def = "",
+	  .valid = conf_valid_domain_list },
+	{ .name = "connect_timeout", .type = CONF_UINT,
+	  CONF_FIELD(struct conf_burl, connect_timeout), .def = "30",
+	  .min = 1, .max = 3600 },
+	{ .name = "fetch_timeout", .type = CONF_UINT,
+	  CONF_FIELD(struct conf_burl, fetch_timeout), .def = "60",
+	  .min = 1, .max = 3600 },
+	{ .name = "idle_timeout", .type = CONF_UINT,
+	  CONF_FIELD(struct conf_burl, idle_timeout), .def = "300",
+	  .min = 1, .max = 86400 },
+	{ .name = "max_bad_burl", .type = CONF_UINT,
+	  CONF_FIELD(struct conf_burl, max_bad_burl), .def = "10",
+	  .min = 1, .max = 1000 },
+	{ .name = "imap_servers", .type = CONF_GROUP_LIST,
+	  CONF_FIELD(struct conf_burl, servers), .arg = &conf_imap_servers_list },
+	{ .name = NULL },
+};
+
+static const struct conf_section conf_burl_section = {
+	conf_burl_keys, conf_check_burl,
+};
+
 static const struct conf_list conf_listeners_list = {
 	&conf_listener_section, sizeof(struct conf_listener),
 	offsetof(struct conf, listener_count), CONF_MAX_LISTENERS,
@@ -1223,6 +1377,8 @@ static const struct conf_key conf_top_keys[] = {
 	  .arg = &conf_tls_section },
 	{ .name = "sasl", .type = CONF_GROUP, CONF_FIELD(struct conf, sasl),
 	  .arg = &conf_sasl_section },
+	{ .name = "burl", .type = CONF_GROUP, CONF_FIELD(struct conf, burl),
+	  .arg = &conf_burl_section },
 	{ .name = NULL },
 };
 
@@ -1681,6 +1837,73 @@ conf_check_log(struct conf_ctx *ctx, void *obj,
 			   "'%sdestination' is \"file\"", path, path);
 	if (log->ident[0] == '\0')
 		conf_error(ctx, group, "'%sident' must not be empty", path);
+}
+
+static void
+conf_check_imap_server(struct conf_ctx *ctx, void *obj,
+		       const config_setting_t *group, const char *path)
+{
+	struct conf_imap_server *is = obj;
+
+	if (group != NULL)
+		is->line = config_setting_source_line(group);
+	if (is->addr.is_unix)
+		conf_error(ctx, group, "'%saddress' must be host:port", path);
+	if (is->credentials == CONF_IMAP_CRED_KERBEROS && is->keytab[0] == '\0')
+		conf_error(ctx, group, "'%scredentials' is \"kerberos\" but "
+		    "'%skeytab' (the client keytab) is not set", path, path);
+	if (is->credentials == CONF_IMAP_CRED_PASSWORD &&
+	    (is->user[0] == '\0' || is->password_file[0] == '\0'))
+		conf_error(ctx, group, "'%scredentials' is \"password\" but "
+		    "'%suser' or '%spassword_file' is not set", path, path, path);
+	if (is->max_idle_connections > is->max_connections)
+		conf_error(ctx, group, "'%smax_idle_connections' is larger than "
+		    "'%smax_connections'", path, path);
+	if (is->tls_verify_name[0] == '\0' || is->service_host[0] == '\0') {
+		/* default: the authority's host */
+		char host[256];
+		const char *colon = is->authority[0] == '[' ? NULL :
+		    strrchr(is->authority, ':');
+		size_t hl = colon ? (size_t)(colon - is->authority) :
+		    strlen(is->authority);
+
+		if (hl >= sizeof(host))
+			hl = sizeof(host) - 1;
+		memcpy(host, is->authority, hl);
+		host[hl] = '\0';
+		if (is->tls_verify_name[0] == '\0')
+			snprintf(is->tls_verify_name, sizeof(is->tls_verify_name),
+			    "%s", host);
+		if (is->service_host[0] == '\0')
+			snprintf(is->service_host, sizeof(is->service_host),
+			    "%s", host);
+	}
+}
+
+/* BURL is offered only when a burl section with servers exists. */
+static void
+conf_check_burl(struct conf_ctx *ctx, void *obj, const config_setting_t *group,
+		const char *path)
+{
+	struct conf_burl *b = obj;
+	size_t i, j;
+
+	b->enabled = group != NULL;
+	if (group != NULL && b->server_count == 0)
+		conf_error(ctx, group, "'%simap_servers' lists no server: BURL "
+		    "needs at least one trusted IMAP server", path);
+	for (i = 0; i < b->server_count; i++)
+		for (j = 0; j < i; j++) {
+			if (strcasecmp(b->servers[i].authority,
+			    b->servers[j].authority) == 0)
+				conf_error(ctx, group, "'%simap_servers': "
+				    "authority \"%s\" appears twice", path,
+				    b->servers[i].authority);
+			if (strcmp(b->servers[i].name, b->servers[j].name) == 0)
+				conf_error(ctx, group, "'%simap_servers': "
+				    "name \"%s\" appears twice", path,
+				    b->servers[i].name);
+		}
 }
 
 static void

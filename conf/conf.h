@@ -175,6 +175,52 @@ struct conf_sasl {
 	int received_tls_comment;	/* TLS version/cipher in Received */
 };
 
+#define CONF_MAX_IMAP_SERVERS 16
+
+enum conf_imap_tls { CONF_IMAP_TLS_NONE, CONF_IMAP_TLS_STARTTLS, CONF_IMAP_TLS_IMPLICIT };
+enum conf_imap_cred { CONF_IMAP_CRED_KERBEROS, CONF_IMAP_CRED_PASSWORD };
+enum conf_imap_mode { CONF_IMAP_MODE_URLAUTH, CONF_IMAP_MODE_PROXY_AUTH };
+enum conf_burl_fetch_tls {
+	CONF_BURL_FETCH_TLS_AS_CLIENT,	/* TLS to IMAP when the client used TLS (RFC 4468 8) */
+	CONF_BURL_FETCH_TLS_ALWAYS,	/* always TLS to IMAP */
+	CONF_BURL_FETCH_TLS_CONFIGURED,	/* as each server's tls says, nothing more */
+};
+
+/* One trusted IMAP server of the BURL trust set. */
+struct conf_imap_server {
+	char name[64];			/* for logs */
+	char authority[256];		/* the URL authority it answers for:
+					 * "host" or "host:port", case-blind */
+	struct conf_addr addr;		/* where it listens */
+	enum conf_imap_tls tls;
+	char tls_ca_file[512];
+	char tls_verify_name[256];	/* default: the authority's host */
+	enum conf_imap_cred credentials;
+	char principal[256];		/* kerberos: our principal ("" = keytab's first) */
+	char keytab[512];		/* kerberos: client keytab */
+	char service_host[256];		/* kerberos: imap/<this>; default authority host */
+	char user[256];			/* password: the submit user */
+	char password_file[512];	/* password: first line; mode 0600 */
+	enum conf_imap_mode mode;
+	unsigned max_idle_connections;
+	unsigned max_connections;
+	int line;
+};
+
+struct conf_burl {
+	int enabled;			/* a burl section is present */
+	int require_auth;		/* advertise/accept only after AUTH (default true) */
+	int require_tls;		/* ... and only under TLS (default false) */
+	enum conf_burl_fetch_tls fetch_tls;
+	char local_domains[512];	/* "u@d" with d listed here is user "u" */
+	unsigned connect_timeout;	/* IMAP connect + TLS + AUTH */
+	unsigned fetch_timeout;		/* no progress during a fetch */
+	unsigned idle_timeout;		/* pooled IMAP connection kept idle */
+	unsigned max_bad_burl;		/* 421 4.7.0 after this many failed BURLs */
+	struct conf_imap_server servers[CONF_MAX_IMAP_SERVERS];
+	size_t server_count;
+};
+
 struct conf {
 	char path[512];			/* the file this came from */
 	char server_name[256];		/* greeting, Received "by"; default gethostname() */
@@ -193,6 +239,7 @@ struct conf {
 	struct conf_log log;
 	struct conf_tls tls;		/* issue 3 */
 	struct conf_sasl sasl;		/* issue 3 */
+	struct conf_burl burl;		/* RFC 4468 */
 };
 
 /*

@@ -29,6 +29,7 @@
 #include "smtp_auth.h"
 #include "tls.h"
 #include "worker.h"
+#include "burl.h"
 
 #define DEFAULT_CONF SYSCONFDIR "/msaproxy/msaproxy.conf"
 
@@ -259,6 +260,11 @@ main(int argc, char **argv)
 		if (backend_global_init(conf, &error) < 0) {
 			log_err("backend TLS: %s", error);
 			fprintf(stderr, "msaproxy: backend TLS: %s\n", error);
+			goto fail;
+		}
+		if (burl_global_init(conf, &error) < 0) {
+			log_err("%s", error);
+			fprintf(stderr, "msaproxy: %s\n", error);
 			goto fail;
 		}
 	}

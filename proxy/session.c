@@ -32,11 +32,14 @@
 #include "tls.h"
 #include "util.h"
 #include "worker.h"
+#include "burl.h"
+#include "imap_client.h"
+#include "imapurl.h"
 
 static const char *const state_names[S_STATE_COUNT] = {
 	[S_PROXY_HDR] = "PROXY_HDR", [S_GREETING] = "GREETING",
 	[S_COMMAND] = "COMMAND", [S_DATA] = "DATA", [S_BDAT] = "BDAT",
-	[S_TLS] = "TLS", [S_AUTH] = "AUTH",
+	[S_TLS] = "TLS", [S_AUTH] = "AUTH", [S_BURL] = "BURL",
 	[S_CLOSING] = "CLOSING",
 };
 
@@ -91,9 +94,15 @@ session_reply(struct session *s, enum smtp_reply_id id, ...)
 }
 
 int
-session_bad_command(struct session *s, enum smtp_reply_id id)
+session_bad_command(struct session *s, enum smtp_reply_id id, ...)
 {
-	session_reply(s, id);
+	va_list ap;
+
+	va_start(ap, id);
+	smtp_reply_vadd(session_output(s), id, ap);
+	va_end(ap);
+	if (smtp_reply_code(id) == 421)
+		session_close_after_reply(s);
 	if (++s->bad_commands >= s->conf->limits.max_bad_commands &&
 	    s->state != S_CLOSING) {
 		log_info("%s: max_bad_commands (%u) reached, disconnecting",
@@ -143,6 +152,12 @@ set_timeout(struct session *s)
 	case S_TLS:
 		secs = s->conf->tls.handshake_timeout ? s->conf->tls.handshake_timeout : 30;
 		break;
+	case S_BURL:
+		/* the client waits for us: the IMAP client's own timeouts
+		 * end the fetch first */
+		secs = t->command + s->conf->burl.connect_timeout +
+		    s->conf->burl.fetch_timeout;
+		break;
 	default:
 		break;
 	}
@@ -158,6 +173,11 @@ tx_reset(struct session *s)
 	struct tx *tx = &s->tx;
 	unsigned i;
 
+	imap_fetch_cancel(&tx->burl_fetch);
+	if (tx->burl_url != NULL) {
+		explicit_bzero(tx->burl_url, strlen(tx->burl_url));	/* the token */
+		free(tx->burl_url);
+	}
 	free(tx->from);
 	for (i = 0; i < tx->rcpt_count; i++)
 		free(tx->rcpts[i]);
@@ -607,6 +627,8 @@ session_run(struct session *s)
 	if (s->state == S_TLS)
 		return;		/* conn drives the handshake */
 	for (;;) {
+		if (s->state == S_BURL)
+			break;	/* the fetch drives the session; input waits */
 		if (s->state == S_AUTH) {
 			if (s->auth_waiting || !read_line(s))
 				break;
@@ -755,6 +777,251 @@ session_bdat_start_chunk(struct session *s, uint64_t size, int last, int discard
 }
 
 /* ---------------------------------------------------------------- */
+/* BURL (RFC 4468): content fetched from a trusted IMAP server */
+
+static void burl_fetch_begin(struct session *s);
+
+int
+session_burl_offered(const struct session *s)
+{
+	const struct conf_burl *cb = &s->conf->burl;
+
+	return cb->enabled && !s->lmtp &&
+	    (s->lc->kind == LISTENER_SUBMISSION ||
+	    s->lc->kind == LISTENER_SUBMISSIONS) &&
+	    (!cb->require_auth || s->auth) && (!cb->require_tls || s->tls) &&
+	    burl_worker_ready(s->worker->burl);
+}
+
+/* The fetch ended (or failed before it began): answer the BURL command. */
+static void
+burl_complete(struct session *s, enum smtp_reply_id fail)
+{
+	struct tx *tx = &s->tx;
+
+	if (fail == R_REPLY_COUNT && tx->fail != R_REPLY_COUNT)
+		fail = tx->fail;
+	if (fail != R_REPLY_COUNT) {
+		/* RFC 3030 3 as for a failed BDAT chunk: the transaction
+		 * fails, and nothing of it reaches a recipient */
+		tx_fail(s, fail);
+		if (tx->fail_reply != NULL)
+			relay(s, tx->fail_reply, BE_EXPECT_DATA_END);
+		else
+			session_reply(s, fail);
+		log_tx(s, smtp_reply_code(fail), "refused (BURL)");
+		tx->state = TX_FAILED;
+		session_enter_state(s, S_COMMAND);
+		if (++s->bad_burls >= s->conf->burl.max_bad_burl) {
+			log_info("%s: %u failed BURL commands (burl.max_bad_burl): "
+			    "disconnecting", s->id, s->bad_burls);
+			session_reply(s, R_BURL_TOO_MANY);
+			session_close_after_reply(s);
+		}
+		return;
+	}
+	if (tx->burl_last) {
+		data_filter_raw_end(&tx->filter, s->content);
+		check_content_limits(s);
+		if (tx->fail == R_SIZE_EXCEEDED)
+			tx->fail = R_BURL_TOO_BIG;
+		forward_content(s);
+		session_enter_state(s, S_COMMAND);
+		end_of_content(s);
+		return;
+	}
+	session_enter_state(s, S_COMMAND);
+	session_reply(s, R_BURL_WAITING);
+}
+
+static int
+has_nul(const char *p, size_t n)
+{
+	return memchr(p, '\0', n) != NULL;
+}
+
+static int
+has_8bit(const char *p, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if ((unsigned char)p[i] & 0x80)
+			return 1;
+	return 0;
+}
+
+static void
+burl_on_data(void *ctx, struct evbuffer *buf)
+{
+	struct session *s = ctx;
+	struct tx *tx = &s->tx;
+	const struct backend_caps *bc = session_caps(s);
+
+	while (evbuffer_get_length(buf) > 0) {
+		struct evbuffer_iovec v;
+
+		if (evbuffer_peek(buf, -1, NULL, &v, 1) < 1 || v.iov_len == 0)
+			break;
+		tx->burl_bytes += v.iov_len;
+		/* RFC 4468 6: binary data (NUL) cannot be sent without
+		 * BINARYMIME, and 8-bit data not to a backend without
+		 * 8BITMIME: we do not down-convert */
+		if (!tx->binary && (has_nul(v.iov_base, v.iov_len) ||
+		    (!tx->burl_8bit && has_8bit(v.iov_base, v.iov_len) &&
+		    bc != NULL && !(bc->flags & CAP_8BITMIME))))
+			tx->burl_fail = R_BURL_8BIT;
+		if (tx->discard || tx->burl_fail != R_REPLY_COUNT)
+			tx->filter.out_bytes += v.iov_len;
+		else
+			data_filter_raw(&tx->filter, v.iov_base, v.iov_len,
+			    s->content);
+		evbuffer_drain(buf, v.iov_len);
+	}
+	check_content_limits(s);
+	if (tx->fail == R_SIZE_EXCEEDED)
+		tx->fail = R_BURL_TOO_BIG;
+	else if (tx->fail == R_BARE_NEWLINE || tx->fail == R_DATA_LINE_TOO_LONG)
+		tx->fail = R_BURL_8BIT;	/* not text we can pass on as is */
+	if (tx->burl_fail == R_REPLY_COUNT && tx->fail != R_REPLY_COUNT)
+		tx->burl_fail = tx->fail;
+	if (tx->burl_fail != R_REPLY_COUNT) {
+		/* stop fetching at once; the callback is not called again */
+		imap_fetch_cancel(&tx->burl_fetch);
+		log_info("%s: tx=%s BURL %s: refused after %llu octets (%d)",
+		    s->id, tx->id, tx->burl_log_url,
+		    (unsigned long long)tx->burl_bytes,
+		    smtp_reply_code(tx->burl_fail));
+		burl_complete(s, tx->burl_fail);
+		session_run(s);
+		return;
+	}
+	forward_content(s);
+	/* backpressure: the backend sets the pace of the IMAP server */
+	if (s->be != NULL &&
+	    backend_pending_output(s->be) > s->conf->limits.session_buffer) {
+		backend_flush(s->be);
+		if (backend_pending_output(s->be) > s->conf->limits.session_buffer &&
+		    tx->burl_fetch != NULL) {
+			imap_fetch_pause(tx->burl_fetch, 1);
+			s->input_paused = 1;
+		}
+	}
+}
+
+static void
+burl_on_done(void *ctx, enum imap_fetch_result r, const char *reason,
+	     uint64_t total)
+{
+	struct session *s = ctx;
+	struct tx *tx = &s->tx;
+	enum smtp_reply_id fail = R_REPLY_COUNT;
+
+	tx->burl_fetch = NULL;		/* gone with this callback */
+	switch (r) {
+	case IMAP_FETCH_OK:
+		if (total == 0)
+			fail = R_BURL_FETCH_FAILED;	/* "returned no data" */
+		break;
+	case IMAP_FETCH_NODATA:
+		fail = R_BURL_FETCH_FAILED;
+		break;
+	case IMAP_FETCH_TOO_BIG:
+		fail = R_BURL_TOO_BIG;
+		break;
+	case IMAP_FETCH_UNAVAILABLE:
+	default:
+		fail = R_BURL_IMAP_UNAVAIL;
+		break;
+	}
+	log_info("%s: tx=%s BURL %s via %s: %s%s%s, %llu octets, %llu ms", s->id,
+	    tx->id, tx->burl_log_url, s->conf->burl.servers[tx->burl_server].name,
+	    fail == R_REPLY_COUNT ? "fetched" : "failed",
+	    reason != NULL && reason[0] ? ": " : "", reason != NULL ? reason : "",
+	    (unsigned long long)total,
+	    (unsigned long long)(util_now_ms() - tx->burl_t0));
+	burl_complete(s, fail);
+	if (s->state != S_CLOSING)
+		session_run(s);
+	else
+		session_flush(s);
+}
+
+static void
+burl_fetch_begin(struct session *s)
+{
+	static const struct imap_fetch_cbs cbs = { burl_on_data, burl_on_done };
+	struct tx *tx = &s->tx;
+	const struct conf_burl *cb = &s->conf->burl;
+	struct imap_fetch_req req;
+	struct imapurl u;
+	const char *err;
+	uint64_t room;
+
+	if (imapurl_parse(tx->burl_url, strlen(tx->burl_url), &u, &err) !=
+	    IMAPURL_OK) {
+		burl_complete(s, R_BURL_FETCH_FAILED);	/* checked before */
+		return;
+	}
+	memset(&req, 0, sizeof(req));
+	req.mode = cb->servers[tx->burl_server].mode == CONF_IMAP_MODE_PROXY_AUTH ?
+	    IMAP_MODE_PROXY_AUTH : IMAP_MODE_URLAUTH;
+	req.url = tx->burl_url;
+	req.url_len = strlen(tx->burl_url);
+	req.authzid = u.user;
+	req.mailbox = u.mailbox;
+	req.uidvalidity = u.uidvalidity;
+	req.uid = u.uid;
+	req.section = u.section;
+	req.has_partial = u.has_partial;
+	req.partial_offset = u.partial_offset;
+	req.partial_length = u.partial_length;
+	/* RFC 4468 8: what came over TLS is fetched over TLS */
+	req.require_tls = cb->fetch_tls == CONF_BURL_FETCH_TLS_ALWAYS ||
+	    (cb->fetch_tls == CONF_BURL_FETCH_TLS_AS_CLIENT && s->tls);
+	room = s->conf->limits.max_message_size > tx->filter.out_bytes ?
+	    s->conf->limits.max_message_size - tx->filter.out_bytes : 0;
+	req.max_size = room;
+	tx->burl_bytes = 0;
+	tx->burl_t0 = util_now_ms();
+	tx->burl_fail = R_REPLY_COUNT;
+	tx->burl_fetch = imap_fetch_start(burl_worker_pool(s->worker->burl),
+	    tx->burl_server, &req, &cbs, s);
+	explicit_bzero(&u, sizeof(u));
+	if (tx->burl_fetch == NULL)
+		burl_complete(s, R_LOCAL_ERROR);
+}
+
+void
+session_burl_start(struct session *s)
+{
+	struct tx *tx = &s->tx;
+
+	tx->burl_count++;
+	if (tx->state == TX_CONTENT) {
+		/* a further part of a message begun by BDAT or BURL */
+		session_enter_state(s, S_BURL);
+		burl_fetch_begin(s);
+		return;
+	}
+	tx->client_bdat = 1;
+	tx->backend_bdat = s->conf->backend.use_chunking && s->be != NULL &&
+	    backend_is_ready(s->be) &&
+	    (backend_caps(s->be)->flags & CAP_CHUNKING);
+	if (!tx->backend_bdat) {
+		/* a DATA backend: its 354 first (be_on_reply goes on) */
+		session_enter_state(s, S_BURL);
+		s->outstanding++;
+		s->await_data_go = 1;
+		tx->burl_awaiting_354 = 1;
+		backend_send(s->be, TAG(TAG_DATA_CMD, tx->gen, 0), "DATA");
+		return;
+	}
+	session_begin_content(s, S_BURL);
+	burl_fetch_begin(s);
+}
+
+/* ---------------------------------------------------------------- */
 /* Backend replies */
 
 static void
@@ -849,7 +1116,11 @@ be_on_reply(void *ctx, uint32_t tag, const struct backend_reply *r)
 	case TAG_DATA_CMD:
 		s->outstanding--;
 		s->await_data_go = 0;
-		if (r->code == 354 && current) {
+		if (r->code == 354 && current && tx->burl_awaiting_354) {
+			tx->burl_awaiting_354 = 0;
+			session_begin_content(s, S_BURL);
+			burl_fetch_begin(s);
+		} else if (r->code == 354 && current) {
 			if (tx->client_bdat) {
 				/* the first BDAT chunk can flow now */
 				session_begin_content(s, S_BDAT);
@@ -857,6 +1128,13 @@ be_on_reply(void *ctx, uint32_t tag, const struct backend_reply *r)
 				session_reply(s, R_DATA_GO);
 				session_begin_content(s, S_DATA);
 			}
+		} else if (current && tx->burl_awaiting_354) {
+			/* the BURL's answer is the backend's refusal */
+			tx->burl_awaiting_354 = 0;
+			relay(s, r, BE_EXPECT_DATA);
+			session_abort_backend_tx(s);
+			tx->state = TX_FAILED;
+			session_enter_state(s, S_COMMAND);
 		} else {
 			if (tx->client_bdat) {
 				/* The reply is given now; the chunk that
@@ -917,6 +1195,14 @@ be_on_error(void *ctx, enum smtp_reply_id why, const uint32_t *tags,
 		switch (k) {
 		case TAG_DATA_CMD:
 			s->await_data_go = 0;
+			if (tx->burl_awaiting_354) {
+				tx->burl_awaiting_354 = 0;
+				s->outstanding--;
+				session_reply(s, why);
+				tx->state = TX_FAILED;
+				session_enter_state(s, S_COMMAND);
+				break;
+			}
 			if (tx->client_bdat) {
 				/* answer now, drop the chunk that follows */
 				s->outstanding--;
@@ -955,6 +1241,11 @@ be_on_error(void *ctx, enum smtp_reply_id why, const uint32_t *tags,
 		if (tx->fail == R_REPLY_COUNT)
 			tx->fail = why == R_BACKEND_UNAVAIL ? R_BACKEND_LOST : why;
 		tx->discard = 1;
+		if (s->state == S_BURL && tx->burl_fetch != NULL) {
+			/* a BURL needs read nothing more */
+			imap_fetch_cancel(&tx->burl_fetch);
+			burl_complete(s, tx->fail);
+		}
 	} else if (tx->state != TX_NONE && tx->state != TX_FAILED) {
 		tx_reset(s);
 	}
@@ -971,6 +1262,8 @@ be_on_drain(void *ctx)
 	    s->input_paused ? "paused" : "not paused");
 	if (s->input_paused) {
 		s->input_paused = 0;
+		if (s->tx.burl_fetch != NULL)
+			imap_fetch_pause(s->tx.burl_fetch, 0);
 		session_run(s);
 	}
 }

@@ -42,6 +42,7 @@ struct conf;
 struct conf_listener;
 struct sasl_session;
 struct worker;
+struct imap_fetch;
 
 enum session_state {
 	S_PROXY_HDR,	/* waiting for the load balancer's PROXY header */
@@ -51,6 +52,7 @@ enum session_state {
 	S_BDAT,		/* reading a BDAT chunk (raw, counted) */
 	S_TLS,		/* TLS handshake (STARTTLS or implicit TLS) */
 	S_AUTH,		/* AUTH: the next line answers our 334 */
+	S_BURL,		/* a BURL URL is being fetched: input waits */
 	S_CLOSING,	/* no more input; close once the output is flushed */
 	S_STATE_COUNT
 };
@@ -104,6 +106,17 @@ struct tx {
 	unsigned finals_expected, finals_seen;
 	uint64_t t_start_ms;
 	char queue_id[64];
+	/* BURL (RFC 4468): the fetch in progress, one at a time */
+	struct imap_fetch *burl_fetch;
+	char *burl_url;			/* the URL as sent (token inside: never log) */
+	char burl_log_url[300];		/* redacted, for logs */
+	size_t burl_server;
+	int burl_last;
+	int burl_awaiting_354;		/* a DATA backend's 354 comes first */
+	int burl_8bit;			/* 8-bit octets seen in fetched content */
+	unsigned burl_count;		/* BURLs in this transaction */
+	uint64_t burl_bytes, burl_t0;
+	enum smtp_reply_id burl_fail;	/* why the current fetch failed */
 };
 
 struct session {
@@ -156,6 +169,8 @@ struct session {
 	struct evbuffer *content;	/* scratch: filtered content */
 	struct evbuffer *chunk;		/* content awaiting the backend */
 
+	unsigned bad_burls;		/* failed BURL commands: max_bad_burl */
+
 	TAILQ_ENTRY(session) entry;
 	unsigned messages;
 };
@@ -176,7 +191,7 @@ void session_enter_state(struct session *s, enum session_state st);
 void session_reply(struct session *s, enum smtp_reply_id id, ...);
 /* Count a client error; after max_bad_commands the session ends (421).
  * Returns 1 if the session is now closing. */
-int session_bad_command(struct session *s, enum smtp_reply_id id);
+int session_bad_command(struct session *s, enum smtp_reply_id id, ...);
 void session_close_after_reply(struct session *s);
 /* Go on processing input (after a timer, e.g. the AUTH delay). */
 void session_resume(struct session *s);
@@ -196,5 +211,10 @@ void session_begin_content(struct session *s, enum session_state st);
 void session_abort_backend_tx(struct session *s);
 void session_bdat_start_chunk(struct session *s, uint64_t size, int last,
 			      int discard);
+/* BURL: the URL is authorized (trust/burl_policy.h) and tx->burl_* set;
+ * fetch it into the message (session.c). */
+void session_burl_start(struct session *s);
+/* Is BURL offered to this session now?  EHLO and the command agree. */
+int session_burl_offered(const struct session *s);
 
 #endif

@@ -17,6 +17,9 @@
 #include "smtp_auth.h"
 #include "util.h"
 #include "worker.h"
+#include "burl.h"
+#include "burl_policy.h"
+#include "imapurl.h"
 
 enum cmd_flags {
 	CMD_NEEDS_HELO = 1 << 0,	/* 503 before EHLO/HELO/LHLO */
@@ -117,6 +120,18 @@ ehlo_reply(struct session *s)
 		evbuffer_add(out, "250-STARTTLS\r\n", 14);
 	if (!s->auth && auth_mechanisms(s)[0] != '\0')
 		evbuffer_add_printf(out, "250-AUTH %s\r\n", auth_mechanisms(s));
+	if (session_burl_offered(s)) {
+		/* RFC 4468 3: "imap", and the host form for each server we
+		 * have a trust relationship with for plain URLs */
+		size_t i;
+
+		evbuffer_add(out, "250-BURL imap", 13);
+		for (i = 0; i < s->conf->burl.server_count; i++)
+			if (s->conf->burl.servers[i].mode == CONF_IMAP_MODE_PROXY_AUTH)
+				evbuffer_add_printf(out, " imap://%s",
+				    s->conf->burl.servers[i].authority);
+		evbuffer_add(out, "\r\n", 2);
+	}
 	evbuffer_add(out, "250-ENHANCEDSTATUSCODES\r\n", 25);
 	evbuffer_add(out, "250 CHUNKING\r\n", 14);
 }
@@ -570,6 +585,135 @@ cmd_bdat(struct session *s, char *args)
 	}
 }
 
+/*
+ * BURL <url> [LAST] (RFC 4468): a part of the message by reference.  The
+ * checks, in order: the listener, whether BURL is on, the transaction, the
+ * syntax, then the policy (trust/burl_policy.h) -- all before any
+ * connection to an IMAP server is made.
+ */
+static void
+cmd_burl(struct session *s, char *args)
+{
+	struct tx *tx = &s->tx;
+	struct imapurl *u;
+	struct burl_verdict v;
+	enum imapurl_error e;
+	const char *err;
+	char *url = args, *end, *p;
+	int last = 0;
+
+	if (s->lmtp || s->lc->kind == LISTENER_LMTP) {
+		session_bad_command(s, R_BURL_LMTP);
+		return;
+	}
+	if (s->lc->kind != LISTENER_SUBMISSION &&
+	    s->lc->kind != LISTENER_SUBMISSIONS) {
+		session_bad_command(s, R_BURL_NOT_SUBMISSION);
+		return;
+	}
+	if (!s->conf->burl.enabled) {
+		session_bad_command(s, R_BURL_NOT_ENABLED);
+		return;
+	}
+	if (s->conf->burl.require_auth && !s->auth) {
+		session_bad_command(s, R_AUTH_REQUIRED);
+		return;
+	}
+	if (s->conf->burl.require_tls && !s->tls) {
+		session_bad_command(s, R_BURL_NOT_ENABLED);
+		return;
+	}
+	/* syntax: one URL, then optionally LAST, nothing else */
+	end = url + strcspn(url, " ");
+	p = end;
+	while (*p == ' ')
+		p++;
+	if (*p != '\0') {
+		if (strncasecmp(p, "LAST", 4) != 0 || (p[4] != '\0' &&
+		    p[4 + strspn(p + 4, " ")] != '\0')) {
+			session_bad_command(s, R_SYNTAX);
+			return;
+		}
+		last = 1;
+	}
+	*end = '\0';
+	if (*url == '\0') {
+		session_bad_command(s, R_SYNTAX);
+		return;
+	}
+	/* the transaction */
+	if (tx->state == TX_FAILED) {
+		session_bad_command(s, R_SEQ_BDAT_FAILED);
+		return;
+	}
+	if (tx->state == TX_NONE || tx->rcpt_count == 0) {
+		session_bad_command(s, R_BURL_NEED_RCPT);
+		return;
+	}
+	if (tx->rcpt_accepted == 0) {
+		session_reply(s, R_BURL_NO_RCPTS);
+		return;
+	}
+	if (s->be == NULL) {
+		session_reply(s, R_BACKEND_LOST);
+		tx_reset(s);
+		return;
+	}
+	u = malloc(sizeof(*u));
+	if (u == NULL) {
+		session_reply(s, R_LOCAL_ERROR);
+		return;
+	}
+	e = imapurl_parse(url, strlen(url), u, &err);
+	imapurl_redact(url, strlen(url), tx->burl_log_url,
+	    sizeof(tx->burl_log_url));
+	if (e != IMAPURL_OK) {
+		log_info("%s: BURL %s: %s", s->id, tx->burl_log_url, err);
+		free(u);
+		s->bad_burls++;
+		if (e == IMAPURL_ERR_NO_UID)
+			session_bad_command(s, R_BURL_BAD_URL_REF, err);
+		else
+			session_bad_command(s, R_BURL_BAD_URL, err);
+		return;
+	}
+	burl_policy_check(&s->conf->burl, u, s->identity, time(NULL), &v);
+	explicit_bzero(u, sizeof(*u));
+	free(u);
+	if (v.allowed && !burl_worker_server_ready(s->worker->burl, v.server)) {
+		v.allowed = 0;
+		v.reply = R_BURL_IMAP_UNAVAIL;
+		snprintf(v.reason, sizeof(v.reason), "no credentials for %s yet "
+		    "(KDC unreachable?)", s->conf->burl.servers[v.server].name);
+	}
+	if (!v.allowed) {
+		char clean[300];
+
+		log_info("%s: BURL %s by %s refused: %s", s->id, tx->burl_log_url,
+		    s->identity[0] ? s->identity : "-",
+		    log_sanitize(clean, sizeof(clean), v.reason, strlen(v.reason)));
+		if (++s->bad_burls >= s->conf->burl.max_bad_burl) {
+			session_reply(s, v.reply);
+			session_reply(s, R_BURL_TOO_MANY);
+			session_close_after_reply(s);
+			return;
+		}
+		session_reply(s, v.reply);
+		return;
+	}
+	if (v.mapped)
+		log_info("%s: BURL %s: URL user matched identity %s through "
+		    "burl.local_domains", s->id, tx->burl_log_url, s->identity);
+	tx->burl_url = strdup(url);
+	if (tx->burl_url == NULL) {
+		session_reply(s, R_LOCAL_ERROR);
+		return;
+	}
+	tx->burl_server = v.server;
+	tx->burl_last = last;
+	session_burl_start(s);
+}
+
 static void
 cmd_rset(struct session *s, char *args)
 {
@@ -666,7 +810,7 @@ static const struct cmd_def commands[V_VERB_COUNT] = {
 	[V_EXPN] = { 0, cmd_expn },
 	[V_STARTTLS] = { CMD_NO_ARGS, cmd_starttls },
 	[V_AUTH] = { 0, cmd_auth },
-	[V_BURL] = { 0, cmd_not_implemented },
+	[V_BURL] = { CMD_NEEDS_HELO, cmd_burl },
 	[V_ETRN] = { 0, cmd_not_implemented },
 };
 

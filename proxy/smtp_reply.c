@@ -72,6 +72,21 @@ static const char *const reply_texts[R_REPLY_COUNT] = {
 	[R_AUTH_TOO_MANY] = "421 4.7.0 Too many authentication failures, closing connection",
 	[R_AUTH_NOT_AVAIL] = "502 5.5.1 AUTH not available",
 	[R_SENDER_DENIED] = "553 5.7.1 Sender address not owned by user %s",
+	[R_BURL_WAITING] = "250 2.5.0 Waiting for additional BURL or BDAT commands",
+	[R_BURL_NOT_ENABLED] = "503 5.5.1 BURL has not been enabled.",
+	[R_BURL_NOT_SUBMISSION] = "503 5.5.1 BURL only allowed on submission port.",
+	[R_BURL_LMTP] = "503 5.5.0 BURL illegal on LMTP port.",
+	[R_BURL_NEED_RCPT] = "503 5.5.0 Valid RCPT TO required before BURL",
+	[R_BURL_NO_RCPTS] = "554 5.5.0 No recipients have been specified",
+	[R_BURL_BAD_URL] = "501 5.5.4 Invalid URL: %s",
+	[R_BURL_BAD_URL_REF] = "554 5.6.6 IMAP URL resolution failed: %s",
+	[R_BURL_NO_TRUST] = "554 5.7.14 URL resolution requires trust relationship",
+	[R_BURL_ACCESS_DENIED] = "554 5.7.1 Access denied to specified URL",
+	[R_BURL_FETCH_FAILED] = "554 5.6.6 IMAP URL resolution failed",
+	[R_BURL_IMAP_UNAVAIL] = "451 4.4.1 IMAP server unavailable",
+	[R_BURL_TOO_BIG] = "554 5.3.4 Message too big for system",
+	[R_BURL_8BIT] = "554 5.6.3 Conversion required but not supported",
+	[R_BURL_TOO_MANY] = "421 4.7.0 Too many failed BURL commands, closing connection",
 };
 
 const char *

@@ -17,6 +17,7 @@
 #include "smtp_reply.h"
 #include "tls.h"
 #include "worker.h"
+#include "burl.h"
 
 struct tls_server *worker_tls;
 
@@ -279,6 +280,16 @@ worker_run(const struct conf *conf, int index, const int *fds, size_t count)
 			evdns_base_set_option(w.dns, "attempts:", "1");
 		}
 	}
+	if (conf->burl.enabled) {
+		const char *err = NULL;
+
+		/* after the fork: the Kerberos refresher is a thread */
+		w.burl = burl_worker_new(w.base, conf, &err);
+		if (w.burl == NULL) {
+			log_err("burl: %s", err != NULL ? err : "cannot start");
+			return 1;
+		}
+	}
 	acs = calloc(count, sizeof(*acs));
 	w.listeners = calloc(count, sizeof(*w.listeners));
 	if (acs == NULL || w.listeners == NULL) {
@@ -322,6 +333,7 @@ worker_run(const struct conf *conf, int index, const int *fds, size_t count)
 	}
 	if (w.probe != NULL)
 		backend_free(&w.probe);
+	burl_worker_free(&w.burl);
 	for (i = 0; i < w.listener_count; i++)
 		evconnlistener_free(w.listeners[i]);
 	event_free(w.sig_term);

@@ -12,6 +12,7 @@
 struct conf;
 struct session;
 struct evdns_base;
+struct burl_worker;
 
 struct tls_server;
 
@@ -32,6 +33,7 @@ struct worker {
 	struct event *sig_term, *sig_int, *sig_hup, *shutdown_timer;
 	struct event *probe_timer;
 	struct backend *probe;
+	struct burl_worker *burl;	/* NULL unless a burl section exists */
 };
 
 /* Run worker `index` on the listening fds fds[0..count) (one per configured

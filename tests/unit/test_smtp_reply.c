@@ -110,6 +110,21 @@ static const struct reply_expect expected[] = {
 	{ R_AUTH_TOO_MANY, 421, "4.7.0", NULL },
 	{ R_AUTH_NOT_AVAIL, 502, "5.5.1", NULL },
 	{ R_SENDER_DENIED, 553, "5.7.1", "%s" },
+	{ R_BURL_WAITING, 250, "2.5.0", NULL },
+	{ R_BURL_NOT_ENABLED, 503, "5.5.1", NULL },
+	{ R_BURL_NOT_SUBMISSION, 503, "5.5.1", NULL },
+	{ R_BURL_LMTP, 503, "5.5.0", NULL },
+	{ R_BURL_NEED_RCPT, 503, "5.5.0", NULL },
+	{ R_BURL_NO_RCPTS, 554, "5.5.0", NULL },
+	{ R_BURL_BAD_URL, 501, "5.5.4", "%s" },
+	{ R_BURL_BAD_URL_REF, 554, "5.6.6", "%s" },
+	{ R_BURL_NO_TRUST, 554, "5.7.14", NULL },
+	{ R_BURL_ACCESS_DENIED, 554, "5.7.1", NULL },
+	{ R_BURL_FETCH_FAILED, 554, "5.6.6", NULL },
+	{ R_BURL_IMAP_UNAVAIL, 451, "4.4.1", NULL },
+	{ R_BURL_TOO_BIG, 554, "5.3.4", NULL },
+	{ R_BURL_8BIT, 554, "5.6.3", NULL },
+	{ R_BURL_TOO_MANY, 421, "4.7.0", NULL },
 };
 
 /* The list above covers every id exactly once, in order. */
