@@ -17,6 +17,7 @@ import pytest
 
 import harness
 from fixtures_auth import *  # noqa: F401,F403  (KDC and SASL fixtures)
+from imap_servers import *  # noqa: F401,F403  (cyrus_imap, dovecot_imap, submit_keytab, hostile_imap)
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: takes more than a few seconds")

@@ -1045,11 +1045,16 @@ class SmtpClient:
         self.send(line + "\r\n" if isinstance(line, str) else line + b"\r\n")
         return self.reply(timeout)
 
-    def expect(self, line, code, enhanced=None, timeout=None):
+    def expect(self, line, code, enhanced=None, timeout=None, text=None):
+        """Send line; assert the reply's code, enhanced code and (text) the
+        words after the enhanced code."""
         r = self.cmd(line, timeout)
         assert r.code == code, f"{line!r}: expected {code}, got {r.raw!r}"
         if enhanced is not None:
             assert r.enhanced == enhanced, f"{line!r}: expected {code} {enhanced}, got {r.raw!r}"
+        if text is not None:
+            got = r.lines[-1].split(" ", 1)[1] if r.enhanced else r.lines[-1]
+            assert got == text, f"{line!r}: expected text {text!r}, got {r.raw!r}"
         return r
 
     def greeting(self, timeout=None):
@@ -1209,6 +1214,25 @@ class Msaproxy:
 
     def running(self):
         return self.proc is not None and self.proc.poll() is None
+
+    def rss_kb(self, field="VmRSS"):
+        """Resident memory (kB) of the master and its workers, summed;
+        field="VmHWM" gives the peaks."""
+        total = 0
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                st = open(f"/proc/{pid}/stat").read()
+                pgid = int(st.rsplit(")", 1)[1].split()[2])
+                if pgid != self.proc.pid:
+                    continue
+                for line in open(f"/proc/{pid}/status"):
+                    if line.startswith(field + ":"):
+                        total += int(line.split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+        return total
 
     def log(self):
         try:
