@@ -1262,7 +1262,7 @@ static const struct conf_key conf_imap_server_keys[] = {
 	  .arg = conf_imap_tls_names },
 	{ .name = "tls_ca_file", .type = CONF_STRING,
 	  CONF_FIELD(struct conf_imap_server, tls_ca_file), .def = "",
-	  .valid = conf_valid_file },
+	  .valid = conf_valid_path },
 	{ .name = "tls_verify_name", .type = CONF_STRING,
 	  CONF_FIELD(struct conf_imap_server, tls_verify_name), .def = "",
 	  .valid = conf_valid_domain },

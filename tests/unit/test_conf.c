@@ -736,6 +736,73 @@ test_listeners(void **state)
 }
 
 static void
+test_burl(void **state)
+{
+	struct conf *conf;
+	const struct conf_imap_server *is;
+
+	(void)state;
+	conf = load_ok(MINIMAL);
+	assert_int_equal(conf->burl.enabled, 0);
+	conf_free(&conf);
+	conf = load_ok(with_dir(MINIMAL
+		"burl = {\n"
+		"  require_tls = true;\n"
+		"  fetch_tls = \"always\";\n"
+		"  local_domains = \"example.com EXAMPLE.COM\";\n"
+		"  imap_servers = (\n"
+		"    { name = \"cyrus\"; authority = \"Imap.Example.COM\";\n"
+		"      address = \"192.0.2.10:143\";\n"
+		"      keytab = \"@/submit.keytab\"; principal = \"submit@EXAMPLE.COM\"; },\n"
+		"    { name = \"dovecot\"; authority = \"mail.example.com:993\";\n"
+		"      address = \"192.0.2.11:993\"; tls = \"implicit\";\n"
+		"      credentials = \"password\"; user = \"submit\";\n"
+		"      password_file = \"@/pw\"; mode = \"proxy-authorization\";\n"
+		"      max_connections = 4; max_idle_connections = 2; }\n"
+		"  );\n"
+		"};\n"));
+	assert_int_equal(conf->burl.enabled, 1);
+	assert_int_equal(conf->burl.require_auth, 1);
+	assert_int_equal(conf->burl.require_tls, 1);
+	assert_int_equal(conf->burl.fetch_tls, CONF_BURL_FETCH_TLS_ALWAYS);
+	assert_int_equal(conf->burl.fetch_timeout, 60);
+	assert_int_equal(conf->burl.max_bad_burl, 10);
+	assert_int_equal(conf->burl.server_count, 2);
+	is = &conf->burl.servers[0];
+	assert_int_equal(is->tls, CONF_IMAP_TLS_STARTTLS);
+	assert_int_equal(is->credentials, CONF_IMAP_CRED_KERBEROS);
+	assert_int_equal(is->mode, CONF_IMAP_MODE_URLAUTH);
+	/* names default to the authority's host */
+	assert_string_equal(is->tls_verify_name, "Imap.Example.COM");
+	assert_string_equal(is->service_host, "Imap.Example.COM");
+	is = &conf->burl.servers[1];
+	assert_int_equal(is->mode, CONF_IMAP_MODE_PROXY_AUTH);
+	assert_string_equal(is->tls_verify_name, "mail.example.com");
+	assert_int_equal(is->max_connections, 4);
+	conf_free(&conf);
+
+	/* every problem, with its line */
+	load_fail(MINIMAL
+		"burl = {\n"
+		"  imap_servers = (\n"
+		"    { name = \"a\"; authority = \"x.example\"; address = \"192.0.2.1:143\"; },\n"
+		"    { name = \"a\"; authority = \"X.example\"; address = \"192.0.2.1:143\";\n"
+		"      credentials = \"password\"; },\n"
+		"    { name = \"b\"; authority = \"bad host\"; address = \"192.0.2.1:143\";\n"
+		"      keytab = \"/k\"; max_idle_connections = 9; max_connections = 8; }\n"
+		"  );\n"
+		"};\n");
+	assert_true(strstr(errbuf, "is \"kerberos\" but") != NULL);
+	assert_true(strstr(errbuf, "is \"password\" but") != NULL);
+	assert_true(strstr(errbuf, "authority \"X.example\" appears twice") != NULL);
+	assert_true(strstr(errbuf, "name \"a\" appears twice") != NULL);
+	assert_true(strstr(errbuf, "max_idle_connections' is larger") != NULL);
+	assert_true(strstr(errbuf, "authority") != NULL);
+	load_fail(MINIMAL "burl = { imap_servers = (); };\n");
+	assert_true(strstr(errbuf, "lists no server") != NULL);
+}
+
+static void
 test_tls(void **state)
 {
 	struct conf *conf;
@@ -1677,6 +1744,7 @@ main(void)
 		cmocka_unit_test(test_errbuf_small),
 		cmocka_unit_test(test_parse_addr),
 		cmocka_unit_test(test_cidr),
+		cmocka_unit_test(test_burl),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
