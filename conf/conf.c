@@ -1991,13 +1991,19 @@ conf_check_etrn_rule(struct conf_ctx *ctx, void *obj,
 	    config_setting_get_member(group, "allow") : NULL;
 
 	r->line = group != NULL ? (int)config_setting_source_line(group) : 0;
+	const config_setting_t *id = group != NULL ?
+	    config_setting_get_member(group, "identity") : NULL;
+
 	/* A rule for every client is "networks = [ "0.0.0.0/0", "::/0" ]":
 	 * written out, never by omission. */
-	if (group != NULL && r->identity[0] == '\0' &&
+	if (group != NULL && id == NULL &&
 	    config_setting_get_member(group, "networks") == NULL)
 		conf_error(ctx, group, "'%.*s' needs 'identity' or 'networks' "
 			   "(whom the rule is for)", (int)strlen(path) - 1,
 			   path);
+	if (id != NULL && config_setting_get_string(id) != NULL &&
+	    *config_setting_get_string(id) == '\0')
+		conf_error(ctx, id, "'%sidentity' must not be empty", path);
 	if (allow != NULL && (config_setting_is_array(allow) ||
 	    config_setting_is_list(allow)) && config_setting_length(allow) == 0)
 		conf_error(ctx, allow, "'%sallow' must have at least one entry",
