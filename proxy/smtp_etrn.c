@@ -137,7 +137,7 @@ cmd_etrn(struct session *s, char *args)
 	snprintf(s->etrn_node, sizeof(s->etrn_node), "%s", args);
 	s->etrn_rule = rule;
 	if (session_backend(s) < 0) {
-		snprintf(what, sizeof(what), "allowed by rule %d (line %d); "
+		snprintf(what, sizeof(what), "allowed by etrn.rules[%d] (line %d); "
 		    "no backend connection", rule,
 		    s->conf->etrn.rules[rule].line);
 		etrn_refuse(s, args, R_ETRN_UNAVAIL, 0, what);
@@ -157,7 +157,7 @@ smtp_etrn_backend_reply(struct session *s, const struct backend_reply *r)
 	log_sanitize(text, sizeof(text), r->text, r->text_len);
 	if (id == R_REPLY_COUNT) {
 		backend_reply_relay(r, BE_EXPECT_ETRN, session_output(s));
-		snprintf(what, sizeof(what), "allowed by rule %d (line %d); "
+		snprintf(what, sizeof(what), "allowed by etrn.rules[%d] (line %d); "
 		    "backend: %d %s", s->etrn_rule, line, r->code, text);
 		etrn_done(s, s->etrn_node, r->code, what);
 		return;
@@ -165,7 +165,7 @@ smtp_etrn_backend_reply(struct session *s, const struct backend_reply *r)
 	log_warn("%s: backend reply to ETRN %d %s replaced by %d", s->id,
 	    r->code, text, smtp_reply_code(id));
 	session_reply(s, id, s->etrn_node);
-	snprintf(what, sizeof(what), "allowed by rule %d (line %d); backend "
+	snprintf(what, sizeof(what), "allowed by etrn.rules[%d] (line %d); backend "
 	    "refused: %d %s", s->etrn_rule, line, r->code, text);
 	etrn_done(s, s->etrn_node, smtp_reply_code(id), what);
 	if (r->code == 421)
@@ -187,7 +187,7 @@ smtp_etrn_backend_error(struct session *s, enum smtp_reply_id why)
 	else
 		id = R_ETRN_LOST;
 	session_reply(s, id, s->etrn_node);
-	snprintf(what, sizeof(what), "allowed by rule %d (line %d); backend "
+	snprintf(what, sizeof(what), "allowed by etrn.rules[%d] (line %d); backend "
 	    "failed: %s", s->etrn_rule, s->conf->etrn.rules[s->etrn_rule].line,
 	    smtp_reply_text(why) + 4);
 	etrn_done(s, s->etrn_node, smtp_reply_code(id), what);
