@@ -301,6 +301,11 @@ test_example_loads(void **state)
 	assert_string_equal(conf->listeners[0].name, "submission");
 	assert_int_equal(conf->listeners[0].line, 45);
 	assert_defaults(conf);
+	/* the example's ETRN rules are inert: no listener offers ETRN */
+	assert_int_equal(conf->etrn.listener_count, 0);
+	assert_int_equal(conf->etrn.allow_wildcard_tld, 0);
+	assert_int_equal(conf->etrn.rule_count, 2);
+	assert_int_equal(conf->listeners[0].etrn, 0);
 	conf_free(&conf);
 	assert_null(conf);
 	conf_free(&conf);	/* harmless on NULL */
