@@ -43,7 +43,7 @@ smtp_etrn_offered(const struct session *s)
 static void
 etrn_done(struct session *s, const char *node, int code, const char *what)
 {
-	char clean[SMTP_ETRN_ARG_MAX * 4 + 16];
+	char clean[(SMTP_ETRN_ARG_MAX + 8) * 4 + 1];	/* \xNN per octet at worst */
 	size_t len = strlen(node);
 
 	if (len > SMTP_ETRN_ARG_MAX + 8)
