@@ -8,11 +8,12 @@
  *      does the AS exchange right there, because the named ccache is empty
  *      and the client keytab has a key for the name (acquire_init_cred ->
  *      maybe_get_initial_cred);
- *   3. one gss_init_sec_context() per configured service on a throwaway
- *      context, with the same flags as the real exchange: the TGS exchange
- *      puts the service ticket into the ccache under the very name the
- *      event loop will look up later (host-based names keep the referral
- *      realm, so a ticket fetched any other way might not be found);
+ *   3. per configured service: its name canonicalized for krb5 (the DNS
+ *      lookups MIT may do for host-based names happen here), then one
+ *      gss_init_sec_context() on a throwaway context, with the same flags
+ *      as the real exchange: the TGS exchange puts the service ticket into
+ *      the ccache under exactly the name the event loop will use (the
+ *      canonical name is published with the credential and reused);
  *   4. gss_inquire_cred() for the name and lifetime, and a scan of the
  *      ccache for the shortest ticket (a service may have a shorter maximum
  *      life than the TGT): the next refresh is at half of that;
@@ -75,6 +76,11 @@ struct cred_ref {
 	krb5_ccache cc;			/* our handle on the MEMORY ccache */
 	time_t expires;			/* end of the shortest ticket (wall) */
 	char ccname[96];
+	/* services[i] of the krb_creds, canonicalized for krb5 (host name
+	 * looked up as krb5.conf says) by the refresher; NULL if that failed.
+	 * Read-only once published: every exchange uses these very names. */
+	size_t nnames;
+	gss_name_t names[KRB_CREDS_MAX_SERVICES];
 };
 
 struct krb_creds {
@@ -92,6 +98,7 @@ struct krb_creds {
 struct gssapi_client {
 	struct cred_ref *ref;
 	gss_name_t target;
+	int own_target;			/* else borrowed from ref->names */
 	gss_ctx_id_t ctx;
 	enum { GC_CONTEXT, GC_SECLAYER, GC_DONE, GC_FAILED } state;
 	size_t authzid_len;
@@ -184,7 +191,11 @@ static void
 cred_ref_destroy(struct cred_ref *r)
 {
 	OM_uint32 min;
+	size_t i;
 
+	for (i = 0; i < r->nnames; i++)
+		if (r->names[i] != GSS_C_NO_NAME)
+			gss_release_name(&min, &r->names[i]);
 	if (r->cred != GSS_C_NO_CREDENTIAL)
 		gss_release_cred(&min, &r->cred);
 	if (r->cc != NULL)
@@ -234,24 +245,47 @@ krb_creds_ready(struct krb_creds *c)
 /* ------------------------------------------------------------------ */
 /* The refresher thread */
 
-/* Put a ticket for `service` into cred's ccache the way the event loop
- * will look for it.  0 or -1 (err filled). */
+/* "service@host" as a krb5 mechanism name in *name_r: the host name is
+ * canonicalized here (DNS with dns_canonicalize_hostname = true), once, in
+ * the refresher; gss_init_sec_context() on a mechanism name of its own mech
+ * uses it as is (the mechglue re-imports, and so looks up again, only names
+ * that are not).  0 or -1 (err filled). */
 static int
-prefetch(gss_cred_id_t cred, const char *service, char *err, size_t errsize)
+canonical_name(const char *service, gss_name_t *name_r, char *err,
+	       size_t errsize)
 {
-	gss_buffer_desc nb, out = GSS_C_EMPTY_BUFFER;
-	gss_name_t target = GSS_C_NO_NAME;
-	gss_ctx_id_t ctx = GSS_C_NO_CONTEXT;
+	gss_buffer_desc nb;
+	gss_name_t n = GSS_C_NO_NAME;
 	OM_uint32 maj, min, junk;
-	int rc = -1;
 
+	*name_r = GSS_C_NO_NAME;
 	nb.value = (void *)service;
 	nb.length = strlen(service);
-	maj = gss_import_name(&min, &nb, GSS_C_NT_HOSTBASED_SERVICE, &target);
+	maj = gss_import_name(&min, &nb, GSS_C_NT_HOSTBASED_SERVICE, &n);
 	if (GSS_ERROR(maj)) {
 		gss_error_text(err, errsize, "gss_import_name", maj, min);
 		return -1;
 	}
+	maj = gss_canonicalize_name(&min, n, gss_mech_krb5, name_r);
+	gss_release_name(&junk, &n);
+	if (GSS_ERROR(maj)) {
+		*name_r = GSS_C_NO_NAME;
+		gss_error_text(err, errsize, "gss_canonicalize_name", maj, min);
+		return -1;
+	}
+	return 0;
+}
+
+/* Put a ticket for target into cred's ccache the way the event loop will
+ * look for it.  0 or -1 (err filled). */
+static int
+prefetch(gss_cred_id_t cred, gss_name_t target, char *err, size_t errsize)
+{
+	gss_buffer_desc out = GSS_C_EMPTY_BUFFER;
+	gss_ctx_id_t ctx = GSS_C_NO_CONTEXT;
+	OM_uint32 maj, min, junk;
+	int rc = -1;
+
 	maj = gss_init_sec_context(&min, cred, &ctx, target, gss_mech_krb5,
 				   CLIENT_FLAGS, 0, GSS_C_NO_CHANNEL_BINDINGS,
 				   GSS_C_NO_BUFFER, NULL, &out, NULL, NULL);
@@ -262,7 +296,6 @@ prefetch(gss_cred_id_t cred, const char *service, char *err, size_t errsize)
 	gss_release_buffer(&junk, &out);
 	if (ctx != GSS_C_NO_CONTEXT)
 		gss_delete_sec_context(&junk, &ctx, GSS_C_NO_BUFFER);
-	gss_release_name(&junk, &target);
 	return rc;
 }
 
@@ -352,8 +385,11 @@ acquire(struct krb_creds *c, size_t *failed_r, char *err, size_t errsize)
 	}
 
 	/* TGS exchanges, one per service. */
+	r->nnames = c->nservices;
 	for (i = 0; i < c->nservices; i++) {
-		if (prefetch(r->cred, c->services[i], serr, sizeof(serr)) < 0) {
+		if (canonical_name(c->services[i], &r->names[i], serr,
+				   sizeof(serr)) < 0 ||
+		    prefetch(r->cred, r->names[i], serr, sizeof(serr)) < 0) {
 			(*failed_r)++;
 			log_warn("kerberos: no ticket for service %s as %s: %s",
 				 c->services[i], c->principal, serr);
@@ -670,6 +706,22 @@ gssapi_client_new(struct krb_creds *c, const char *service, const char *host,
 	g->state = GC_CONTEXT;
 	memcpy(g->authzid, authzid, alen);
 	g->authzid_len = alen;
+	g->ref = cred_ref_get_ready(c);
+	if (g->ref == NULL) {
+		gssapi_client_free(&g);
+		*error_r = "GSSAPI: no Kerberos credentials ready (KDC down?)";
+		return NULL;
+	}
+	/* A configured service: the refresher's canonical name (no lookup
+	 * here, and the very name its ticket is cached under). */
+	for (i = 0; i < g->ref->nnames; i++) {
+		if (g->ref->names[i] != GSS_C_NO_NAME &&
+		    strcmp(c->services[i], name) == 0) {
+			g->target = g->ref->names[i];
+			return g;
+		}
+	}
+	/* Another one: canonicalized by gss_init_sec_context(), here. */
 	nb.value = name;
 	nb.length = strlen(name);
 	maj = gss_import_name(&min, &nb, GSS_C_NT_HOSTBASED_SERVICE, &g->target);
@@ -679,12 +731,7 @@ gssapi_client_new(struct krb_creds *c, const char *service, const char *host,
 		*error_r = "GSSAPI: cannot import the service name";
 		return NULL;
 	}
-	g->ref = cred_ref_get_ready(c);
-	if (g->ref == NULL) {
-		gssapi_client_free(&g);
-		*error_r = "GSSAPI: no Kerberos credentials ready (KDC down?)";
-		return NULL;
-	}
+	g->own_target = 1;
 	return g;
 }
 
@@ -855,7 +902,7 @@ gssapi_client_free(struct gssapi_client **gp)
 	*gp = NULL;
 	if (g->ctx != GSS_C_NO_CONTEXT)
 		gss_delete_sec_context(&min, &g->ctx, GSS_C_NO_BUFFER);
-	if (g->target != GSS_C_NO_NAME)
+	if (g->own_target && g->target != GSS_C_NO_NAME)
 		gss_release_name(&min, &g->target);
 	cred_ref_put(g->ref);
 	free(g);

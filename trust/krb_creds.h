@@ -18,10 +18,12 @@
  *     pre-fetch failed): gss_init_sec_context() asks the KDC synchronously
  *     for the ticket, on the calling thread.  Configure every trusted
  *     server's service name.
- *   - host name canonicalization: "imap@host" becomes imap/<host> without
- *     DNS only with krb5.conf `dns_canonicalize_hostname = false` (or
- *     `fallback`) and `rdns = false`; with MIT's default (true) the loop
- *     does a forward (and reverse) DNS lookup per exchange.
+ *   - host name canonicalization (MIT's default dns_canonicalize_hostname
+ *     = true, rdns = true: a forward and a reverse lookup): the refresher
+ *     does it for every configured service and the exchange reuses that
+ *     name, so only a service that is not configured is looked up on the
+ *     calling thread (none at all with `dns_canonicalize_hostname = false`
+ *     or `fallback`).  A changed DNS answer is seen at the next refresh.
  *   - every GSS call re-checks krb5.conf (a stat(), a parse if it changed)
  *     and the last release of an old credential empties its MEMORY ccache:
  *     local work, no network.

@@ -242,7 +242,7 @@ def test_unit_test_with_kdc(kdc, imap_keytab):
                                       "MSA_TEST_KRB_HOST": "localhost"}))
     out = r.stdout + r.stderr
     assert r.returncode == 0, out
-    assert "[  PASSED  ] 15 test(s)." in out, out
+    assert "[  PASSED  ] 16 test(s)." in out, out
     assert "SKIPPED" not in out, out
 
 

@@ -25,7 +25,12 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 
+#include <sys/socket.h>
+
+#include <dlfcn.h>
 #include <errno.h>
+#include <netdb.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -59,6 +64,48 @@ static char logpath[512];
 static const char *kdc_keytab, *kdc_principal, *kdc_acceptor_kt;
 static const char *kdc_service, *kdc_host;
 static char kdc_svcname[256];
+
+/* ------------------------------------------------------------------ */
+/* Name lookups, counted per thread: this executable's getaddrinfo() and
+ * getnameinfo() interpose libc's for MIT krb5 (which calls them to
+ * canonicalize host names), so a test can tell whether the event loop's
+ * thread (here: main) did any. */
+
+static pthread_t main_thread;
+static unsigned lookups_main, lookups_other;
+
+static void
+count_lookup(void)
+{
+	if (pthread_equal(pthread_self(), main_thread))
+		__atomic_add_fetch(&lookups_main, 1, __ATOMIC_RELAXED);
+	else
+		__atomic_add_fetch(&lookups_other, 1, __ATOMIC_RELAXED);
+}
+
+int
+getaddrinfo(const char *node, const char *service,
+	    const struct addrinfo *hints, struct addrinfo **res)
+{
+	int (*real)(const char *, const char *, const struct addrinfo *,
+		    struct addrinfo **);
+
+	count_lookup();
+	*(void **)&real = dlsym(RTLD_NEXT, "getaddrinfo");
+	return real(node, service, hints, res);
+}
+
+int
+getnameinfo(const struct sockaddr *sa, socklen_t salen, char *host,
+	    socklen_t hostlen, char *serv, socklen_t servlen, int flags)
+{
+	int (*real)(const struct sockaddr *, socklen_t, char *, socklen_t,
+		    char *, socklen_t, int);
+
+	count_lookup();
+	*(void **)&real = dlsym(RTLD_NEXT, "getnameinfo");
+	return real(sa, salen, host, hostlen, serv, servlen, flags);
+}
 
 /* ------------------------------------------------------------------ */
 /* Helpers */
@@ -569,11 +616,12 @@ establish(struct gssapi_client *g, struct acceptor *a)
 	}
 }
 
+/* A complete exchange on c; the acceptor must see `principal` ("" = the
+ * KDC group's). */
 static void
-full_exchange(const char *principal, const char *authzid)
+exchange_on(struct krb_creds *c, const char *principal, const char *authzid)
 {
 	static const unsigned char offer[4] = { 0x07, 0x00, 0x10, 0x00 };
-	struct krb_creds *c = ready_creds(principal);
 	struct gssapi_client *g;
 	struct acceptor a;
 	unsigned char *sout, *cout;
@@ -612,6 +660,14 @@ full_exchange(const char *principal, const char *authzid)
 	gssapi_client_free(&g);
 	assert_null(g);
 	acceptor_done(&a);
+}
+
+static void
+full_exchange(const char *principal, const char *authzid)
+{
+	struct krb_creds *c = ready_creds(principal);
+
+	exchange_on(c, principal, authzid);
 	krb_creds_free(&c);
 }
 
@@ -832,6 +888,58 @@ test_unknown_service_logged(void **state)
 	(void)state;
 }
 
+
+/* With MIT's default dns_canonicalize_hostname = true (and rdns), host
+ * names are canonicalized through DNS: that must happen in the refresher,
+ * never on the event loop's thread, for a configured service. */
+static void
+test_no_dns_on_loop(void **state)
+{
+	char dnsconf[600], val[2048], *saved;
+	const char *old = getenv("KRB5_CONFIG");
+	gss_buffer_desc nb;
+	gss_name_t n = GSS_C_NO_NAME, cn = GSS_C_NO_NAME;
+	struct krb_creds *c;
+	unsigned before;
+	OM_uint32 maj, min;
+	FILE *f;
+
+	NEED_KDC();
+	saved = strdup(old != NULL ? old : "");
+	assert_non_null(saved);
+	snprintf(dnsconf, sizeof(dnsconf), "%s/dns.conf", tmpdir);
+	f = fopen(dnsconf, "w");
+	assert_non_null(f);
+	fprintf(f, "[libdefaults]\n    dns_canonicalize_hostname = true\n"
+		"    rdns = true\n");
+	fclose(f);
+	snprintf(val, sizeof(val), "%s:%s", dnsconf, saved);
+	setenv("KRB5_CONFIG", val, 1);	/* no refresher runs right now */
+
+	/* Control: this configuration does look names up. */
+	before = lookups_main;
+	nb.value = kdc_svcname;
+	nb.length = strlen(kdc_svcname);
+	maj = gss_import_name(&min, &nb, GSS_C_NT_HOSTBASED_SERVICE, &n);
+	assert_false(GSS_ERROR(maj));
+	maj = gss_canonicalize_name(&min, n, gss_mech_krb5, &cn);
+	assert_false(GSS_ERROR(maj));
+	gss_release_name(&min, &cn);
+	gss_release_name(&min, &n);
+	assert_true(lookups_main > before);
+
+	c = ready_creds(kdc_principal);
+	assert_true(lookups_other > 0);
+	before = lookups_main;
+	exchange_on(c, kdc_principal, "alice");
+	exchange_on(c, kdc_principal, "");
+	assert_int_equal(lookups_main, before);
+	krb_creds_free(&c);
+	setenv("KRB5_CONFIG", saved, 1);
+	free(saved);
+	(void)state;
+}
+
 int
 main(void)
 {
@@ -851,7 +959,9 @@ main(void)
 		cmocka_unit_test(test_tampered_ap_rep),
 		cmocka_unit_test(test_client_outlives_creds),
 		cmocka_unit_test(test_unknown_service_logged),
+		cmocka_unit_test(test_no_dns_on_loop),
 	};
 
+	main_thread = pthread_self();
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
