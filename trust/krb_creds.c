@@ -245,6 +245,17 @@ krb_creds_ready(struct krb_creds *c)
 /* ------------------------------------------------------------------ */
 /* The refresher thread */
 
+static int
+is_stopping(struct krb_creds *c)
+{
+	int stop;
+
+	pthread_mutex_lock(&c->mu);
+	stop = c->stopping;
+	pthread_mutex_unlock(&c->mu);
+	return stop;
+}
+
 /* "service@host" as a krb5 mechanism name in *name_r: the host name is
  * canonicalized here (DNS with dns_canonicalize_hostname = true), once, in
  * the refresher; gss_init_sec_context() on a mechanism name of its own mech
@@ -387,6 +398,12 @@ acquire(struct krb_creds *c, size_t *failed_r, char *err, size_t errsize)
 	/* TGS exchanges, one per service. */
 	r->nnames = c->nservices;
 	for (i = 0; i < c->nservices; i++) {
+		/* Each exchange may wait for MIT's KDC timeouts: do not make
+		 * krb_creds_free() wait for all of them. */
+		if (is_stopping(c)) {
+			snprintf(err, errsize, "stopping");
+			goto fail;
+		}
 		if (canonical_name(c->services[i], &r->names[i], serr,
 				   sizeof(serr)) < 0 ||
 		    prefetch(r->cred, r->names[i], serr, sizeof(serr)) < 0) {
@@ -461,6 +478,11 @@ refresher_main(void *arg)
 		char ktname[256];
 
 		r = acquire(c, &failed, err, sizeof(err));
+		if (is_stopping(c)) {
+			if (r != NULL)
+				cred_ref_put(r);
+			break;
+		}
 		if (r != NULL) {
 			time_t left = r->expires - time(NULL);
 

@@ -72,8 +72,10 @@ struct krb_creds;
 struct krb_creds *krb_creds_new(const char *principal, const char *keytab,
 				const char *const *services, size_t count,
 				const char **error_r);
-/* Stops the refresher (waits for a KDC exchange in progress to end: at most
- * MIT's KDC timeouts) and drops the published credential.  gssapi_client
+/* Stops the refresher and drops the published credential.  Returns at once
+ * unless the refresher is in the middle of a KDC exchange: then it waits
+ * for that one to end (a refused connection fails at once; a KDC that does
+ * not answer at all costs MIT's timeouts, about 15 s with one KDC).  gssapi_client
  * objects still alive keep theirs until they are freed.  *cp = NULL. */
 void krb_creds_free(struct krb_creds **cp);
 
