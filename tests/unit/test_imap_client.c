@@ -371,8 +371,7 @@ fc_run(struct fconn *fc)
 			fc->i++;
 			break;
 		}
-		case OP_CLOSE:
-			fc->i++;
+		case OP_CLOSE:		/* stays at this step: the last one */
 			fc_close(fc);
 			return;
 		case OP_WAIT: {
@@ -555,8 +554,7 @@ fake_check(struct fake *fs)
 		/* stopped early: only where the client may hang up (not
 		 * while a command of it is expected) */
 		if (!fc->done && at != OP_HOLD && at != OP_END &&
-		    !(fc->i > 0 && fc->s[fc->i - 1].op == OP_CLOSE) &&
-		    !(fc->eof && at != OP_EXPECT)) {
+		    at != OP_CLOSE && !(fc->eof && at != OP_EXPECT)) {
 			print_error("fake server: connection %zu stopped at step "
 			    "%zu\ntranscript:\n%s\n", i, fc->i, fs->transcript);
 			fail();
