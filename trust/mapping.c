@@ -160,6 +160,7 @@ struct loader {
 	char *errbuf;
 	size_t errsize, errlen;
 	int nerrors;
+	int cut;			/* errbuf full: "..." written */
 	enum lstate state;
 	struct mapping_table *cur;
 	const char *closed_name;	/* the table a blank line ended */
@@ -200,15 +201,17 @@ lerr(struct loader *ld, const char *file, int line, const char *fmt, ...)
 		n = sizeof(msg) - 2;
 	msg[n++] = '\n';
 	msg[n] = '\0';
+	if (ld->cut)
+		return;
 	room = ld->errsize - ld->errlen - 1;
 	if ((size_t)n <= room) {
 		memcpy(ld->errbuf + ld->errlen, msg, n + 1);
 		ld->errlen += n;
 		return;
 	}
-	/* Does not fit: end the buffer with "...\n" once. */
-	if (ld->errsize >= 5 && (ld->errlen < 4 ||
-	    memcmp(ld->errbuf + ld->errlen - 4, "...\n", 4) != 0)) {
+	/* Does not fit: end the buffer with "...\n", and nothing after. */
+	ld->cut = 1;
+	if (ld->errsize >= 5) {
 		size_t at = ld->errlen;
 
 		if (at > ld->errsize - 5)

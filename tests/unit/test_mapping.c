@@ -764,7 +764,7 @@ test_bounds(void **state)
 
 	/* Without back matches the memo keeps a pathological pattern
 	 * polynomial: no error, no match. */
-	mf = load_text("T\n\n  *a*a*a*a*a*a*a*a*a*a*a*a*c*  x$Y\n");
+	mf = load_text("T\n\n  *a*a*a*a*a*a*a*a*a*a*a*a*c*  $0|$1|$9$Y\n");
 	assert_non_null(mf);
 	memset(big, 'a', 3000);
 	big[3000] = '\0';
@@ -775,6 +775,11 @@ test_bounds(void **state)
 	rc = mapping_eval(mf, mapping_table(mf, "T"), big, NULL, &res);
 	assert_int_equal(rc, 0);
 	assert_int_equal(res.flags, MAPPING_FLAG_Y);
+	/* greedy as backtracking would be: $0 takes all it can (1500 - 12
+	 * characters), the stars between the twelve a's nothing */
+	assert_int_equal(strlen(res.out), 1488 + 2);
+	assert_int_equal(strspn(res.out, "a"), 1488);
+	assert_string_equal(res.out + 1488, "||");
 	mapping_free(&mf);
 
 	/* With a back match the step bound stops it: an error, no flags,
