@@ -1521,6 +1521,37 @@ mf_free(struct mapping_file *mf)
 	free(mf);
 }
 
+/*
+ * Order each entry's character pairs rarest first (rarest among the
+ * required literals of its table), so that the first pair checked is
+ * likely the one that tells similar entries apart.
+ */
+static void
+order_bigrams(struct mapping_table *t)
+{
+	unsigned *count;
+	size_t i, j, k;
+
+	count = calloc(BIGRAM_BITS, sizeof(*count));
+	if (count == NULL)
+		return;		/* order is only an optimization */
+	for (i = 0; i < t->nentries; i++)
+		for (j = 0; j < t->entries[i].nbigram; j++)
+			count[t->entries[i].bigram[j]]++;
+	for (i = 0; i < t->nentries; i++) {
+		unsigned short *bg = t->entries[i].bigram;
+
+		for (j = 1; j < t->entries[i].nbigram; j++) {
+			unsigned short v = bg[j];
+
+			for (k = j; k > 0 && count[bg[k - 1]] > count[v]; k--)
+				bg[k] = bg[k - 1];
+			bg[k] = v;
+		}
+	}
+	free(count);
+}
+
 /* Resolve $|TABLE;...| names; return the loaded file or NULL. */
 static struct mapping_file *
 finish(struct loader *ld)
@@ -1544,6 +1575,8 @@ finish(struct loader *ld)
 		mf_free(ld->mf);
 		return NULL;
 	}
+	for (i = 0; i < ld->mf->ntables; i++)
+		order_bigrams(ld->mf->tables[i]);
 	if (ld->errbuf != NULL && ld->errsize > 0)
 		ld->errbuf[0] = '\0';
 	return ld->mf;
