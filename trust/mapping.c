@@ -2113,21 +2113,24 @@ expand(struct eval *ev, const struct tpl_tok *toks, size_t ntoks,
 			char actl = 'E';
 			int rc;
 
+			/* A call nested in an argument counts as one level
+			 * too: the stack used is bounded by the depth. */
+			if (depth + 1 > MAPPING_MAX_DEPTH) {
+				snprintf(ev->detail, ev->detailsize, "$|%s;...| "
+				    "nested deeper than MAPPING_MAX_DEPTH (%d)",
+				    t->text, MAPPING_MAX_DEPTH);
+				return -1;
+			}
 			arg[0] = '\0';
 			rc = expand(ev, t->arg, t->len, input, cap_start,
-			    cap_len, depth, &ao, &aflags, &actl, why, whysize);
+			    cap_len, depth + 1, &ao, &aflags, &actl, why,
+			    whysize);
 			if (rc != 0)
 				return rc;
 			if (ao.overflow) {
 				snprintf(ev->detail, ev->detailsize, "argument "
 				    "of $|%s;...| longer than MAPPING_OUT_MAX",
 				    t->text);
-				return -1;
-			}
-			if (depth + 1 > MAPPING_MAX_DEPTH) {
-				snprintf(ev->detail, ev->detailsize, "$|%s;...| "
-				    "nested deeper than MAPPING_MAX_DEPTH (%d)",
-				    t->text, MAPPING_MAX_DEPTH);
 				return -1;
 			}
 			memset(&r, 0, sizeof(r));

@@ -64,7 +64,10 @@
  * matcher steps and MAPPING_MAX_DEPTH nested table calls per evaluation, and
  * input and output strings of bounded length.  Going past a bound is an
  * error (mapping_eval() returns -1), never a match: callers fail closed.
- * Evaluation is pure: no I/O, no allocation, no locale.
+ * Evaluation is pure: no I/O, no allocation, no locale; it needs up to
+ * about 250 kB of stack (33 kB, plus 23 kB per level of nested table
+ * calls, plus the matcher's recursion: at most two small frames per
+ * pattern token).
  *
  * Ownership: mapping_load() returns a struct mapping_file owned by the
  * caller; tables and every string in results point into it and live until
@@ -87,7 +90,8 @@
 #define MAPPING_MAX_PROBE	4096		/* input string, bytes */
 #define MAPPING_OUT_MAX		4096		/* output string, with its NUL */
 #define MAPPING_MAX_STEPS	200000		/* matcher steps per evaluation */
-#define MAPPING_MAX_DEPTH	6		/* nested $|TABLE;arg| calls */
+#define MAPPING_MAX_DEPTH	6		/* nested $|TABLE;arg| calls,
+						 * in tables or in arguments */
 #define MAPPING_MAX_RESTARTS	10		/* $R / $L passes (as documented) */
 
 /* Output flags: one bit per letter $A..$Z a template sets. */
