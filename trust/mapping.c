@@ -26,7 +26,8 @@
  *     filled from the end (O(tokens x length)), then one walk that takes,
  *     at each wildcard, the first length in greedy (or lazy) order the
  *     table allows - the same match backtracking would have found.  Only
- *     patterns with back matches can run into MAPPING_MAX_STEPS.
+ *     patterns with back matches (or with too many tokens for REACH_BYTES
+ *     at that input length) can run into MAPPING_MAX_STEPS.
  * Case-blindness: the input is folded (ASCII) into a copy that the matcher
  * reads; saved wildcards are offsets into it, and substitutions copy from
  * the unfolded input at the same offsets, so output keeps the input's case.
@@ -47,7 +48,6 @@
 #include "mapping.h"
 
 #define MAX_LOGICAL_LINE	16384	/* a line with its continuations */
-#define MAPPING_MAX_VISITS	1000000	/* entries tried per evaluation */
 #define BIGRAM_BITS		4096	/* hashed character pairs of the input */
 #define MAX_BIGRAMS		16	/* pairs of the required literal kept */
 #define QUICK_STEPS		2048	/* backtracking steps before the table

@@ -61,9 +61,10 @@
  * SECURITY: the mapping file is trusted configuration; the probe is built
  * from client input (the authentication identity, the BURL URL).  Matching
  * uses precompiled token arrays and is bounded: at most MAPPING_MAX_STEPS
- * matcher steps and MAPPING_MAX_DEPTH nested table calls per evaluation, and
- * input and output strings of bounded length.  Going past a bound is an
- * error (mapping_eval() returns -1), never a match: callers fail closed.
+ * matcher steps per pattern, MAPPING_MAX_VISITS entries tried and
+ * MAPPING_MAX_DEPTH nested table calls per evaluation, and input and output
+ * strings of bounded length.  Going past a bound is an error
+ * (mapping_eval() returns -1), never a match: callers fail closed.
  * Evaluation is pure: no I/O, no allocation, no locale; it needs up to
  * about 250 kB of stack (33 kB, plus 23 kB per level of nested table
  * calls, plus the matcher's recursion: at most two small frames per
@@ -89,7 +90,9 @@
 #define MAPPING_MAX_WILDCARDS	32		/* wildcards per pattern */
 #define MAPPING_MAX_PROBE	4096		/* input string, bytes */
 #define MAPPING_OUT_MAX		4096		/* output string, with its NUL */
-#define MAPPING_MAX_STEPS	200000		/* matcher steps per evaluation */
+#define MAPPING_MAX_STEPS	100000		/* matcher steps per pattern */
+#define MAPPING_MAX_VISITS	1000000		/* entries tried per evaluation,
+						 * all tables */
 #define MAPPING_MAX_DEPTH	6		/* nested $|TABLE;arg| calls,
 						 * in tables or in arguments */
 #define MAPPING_MAX_RESTARTS	10		/* $R / $L passes (as documented) */
