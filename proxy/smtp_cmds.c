@@ -838,6 +838,12 @@ cmd_burl(struct session *s, char *args)
 		    strlen(v.reason)) : "built-in rule",
 		    s->conf->burl.servers[v.server].name);
 	}
+	if (tx->burl_url != NULL) {
+		/* the previous BURL of this message */
+		explicit_bzero(tx->burl_url, strlen(tx->burl_url));
+		free(tx->burl_url);
+		tx->burl_url = NULL;
+	}
 	if (rewritten != NULL) {
 		tx->burl_url = rewritten;
 		rewritten = NULL;
