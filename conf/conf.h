@@ -210,6 +210,28 @@ struct conf_imap_server {
 	int line;
 };
 
+/*
+ * burl.mailhost: where BURL_ACCESS's $M finds the authenticated user's
+ * mailHost (trust/mailhost.h).  A map file, LDAP, or both (the map file is
+ * consulted first).  No mailhost group: $M always fails.
+ */
+struct conf_mailhost {
+	int enabled;			/* the group is present */
+	char map_file[512];		/* "user mailhost" lines; "" = none */
+	char ldap_uri[512];		/* "ldap://host[:port]" or "ldaps://..."; "" = none */
+	char ldap_base[512];		/* search base DN */
+	char ldap_filter[256];		/* "(uid=%u)": %u = the user, RFC 4515-escaped */
+	char ldap_attribute[128];	/* "mailHost" */
+	char ldap_bind_dn[512];		/* "" = anonymous */
+	char ldap_bind_password_file[512]; /* first line; mode 0600 */
+	int ldap_starttls;		/* StartTLS (RFC 4513 3) on ldap:// */
+	char ldap_ca_file[512];		/* verify the server against this; "" = system CAs */
+	unsigned cache_ttl;		/* seconds a found mailHost is reused */
+	unsigned negative_ttl;		/* seconds a "no mailHost" is reused */
+	unsigned cache_size;		/* entries per worker; 0 = no cache */
+	unsigned timeout;		/* seconds: connect+TLS+bind, and each search */
+};
+
 struct conf_burl {
 	int enabled;			/* a burl section is present */
 	int require_auth;		/* advertise/accept only after AUTH (default true) */
@@ -229,6 +251,7 @@ struct conf_burl {
 	struct mapping_file *access;	/* loaded with the conf, owned by it */
 	struct conf_imap_server servers[CONF_MAX_IMAP_SERVERS];
 	size_t server_count;
+	struct conf_mailhost mailhost;	/* $M's directory */
 };
 
 /*
