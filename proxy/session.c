@@ -36,6 +36,8 @@
 #include "burl.h"
 #include "imap_client.h"
 #include "imapurl.h"
+#include "burl_policy.h"
+#include "mailhost.h"
 
 static const char *const state_names[S_STATE_COUNT] = {
 	[S_PROXY_HDR] = "PROXY_HDR", [S_GREETING] = "GREETING",
@@ -175,6 +177,7 @@ tx_reset(struct session *s)
 	unsigned i;
 
 	imap_fetch_cancel(&tx->burl_fetch);
+	mailhost_cancel(&tx->burl_mh);
 	if (tx->burl_url != NULL) {
 		explicit_bzero(tx->burl_url, strlen(tx->burl_url));	/* the token */
 		free(tx->burl_url);
@@ -1044,6 +1047,85 @@ burl_fetch_begin(struct session *s)
 	if (s->be != NULL)
 		backend_set_reply_timeout(s->be, s->conf->timeouts.backend_command +
 		    cb->fetch_deadline);
+}
+
+static void
+burl_mailhost_cb(void *ctx, enum mailhost_result r, const char *host)
+{
+	struct session *s = ctx;
+	struct tx *tx = &s->tx;
+	const struct conf_burl *cb = &s->conf->burl;
+	struct burl_verdict v;
+	struct imapurl u;
+	const char *err;
+	int i = -1;
+
+	tx->burl_mh = NULL;		/* finished with this callback */
+	memset(&v, 0, sizeof(v));
+	switch (r) {
+	case MAILHOST_FOUND:
+		i = burl_find_authority(cb, host);
+		if (i < 0) {
+			v.reply = R_BURL_NO_TRUST;
+			snprintf(v.reason, sizeof(v.reason), "$M: mailHost %.200s "
+			    "is not a trusted IMAP server", host);
+			break;
+		}
+		if (imapurl_parse(tx->burl_url, strlen(tx->burl_url), &u, &err) !=
+		    IMAPURL_OK) {
+			v.reply = R_BURL_FETCH_FAILED;
+			snprintf(v.reason, sizeof(v.reason), "%s", err);
+			break;
+		}
+		burl_server_check(cb, (size_t)i, &u, time(NULL), &v);
+		explicit_bzero(&u, sizeof(u));
+		if (v.allowed && !burl_worker_server_ready(s->worker->burl,
+		    (size_t)i)) {
+			v.allowed = 0;
+			v.reply = R_BURL_IMAP_UNAVAIL;
+			snprintf(v.reason, sizeof(v.reason), "no credentials for "
+			    "%s yet", cb->servers[i].name);
+		}
+		break;
+	case MAILHOST_NOT_FOUND:
+		v.reply = R_BURL_NO_MAILHOST;
+		snprintf(v.reason, sizeof(v.reason), "$M: %.200s has no mailHost",
+		    s->identity);
+		break;
+	case MAILHOST_UNAVAILABLE:
+	default:
+		v.reply = R_BURL_IMAP_UNAVAIL;
+		snprintf(v.reason, sizeof(v.reason), "$M: the mailHost directory "
+		    "is unavailable");
+		break;
+	}
+	if (!v.allowed) {
+		session_enter_state(s, S_COMMAND);
+		smtp_burl_refuse(s, &v);
+	} else {
+		log_info("%s: BURL %s: $M: %s's mailHost %s is %s", s->id,
+		    tx->burl_log_url, s->identity, host, cb->servers[i].name);
+		tx->burl_server = (size_t)i;
+		session_enter_state(s, S_COMMAND);
+		session_burl_start(s);
+	}
+	if (s->state != S_CLOSING)
+		session_run(s);
+	else
+		session_flush(s);
+}
+
+void
+session_burl_mailhost(struct session *s)
+{
+	/* input waits while the directory answers (S_BURL) */
+	session_enter_state(s, S_BURL);
+	s->tx.burl_mh = mailhost_lookup(burl_worker_mailhost(s->worker->burl),
+	    s->identity, burl_mailhost_cb, s);
+	if (s->tx.burl_mh == NULL) {
+		session_enter_state(s, S_COMMAND);
+		session_reply(s, R_LOCAL_ERROR);
+	}
 }
 
 void

@@ -43,6 +43,7 @@ struct conf_listener;
 struct sasl_session;
 struct worker;
 struct imap_fetch;
+struct mailhost_req;
 
 enum session_state {
 	S_PROXY_HDR,	/* waiting for the load balancer's PROXY header */
@@ -109,6 +110,7 @@ struct tx {
 	char queue_id[64];
 	/* BURL (RFC 4468): the fetch in progress, one at a time */
 	struct imap_fetch *burl_fetch;
+	struct mailhost_req *burl_mh;	/* $M: the mailHost lookup */
 	char *burl_url;			/* the URL as sent (token inside: never log) */
 	char burl_log_url[300];		/* redacted, for logs */
 	size_t burl_server;
@@ -225,6 +227,12 @@ void session_burl_start(struct session *s);
 /* Is BURL offered to this session now (before BURL_ACCESS's EHLO probe)?
  * EHLO and the command agree. */
 int session_burl_offered(const struct session *s);
+/* BURL_ACCESS $M: look the user's mailHost up, then go on as
+ * session_burl_start (or refuse). */
+void session_burl_mailhost(struct session *s);
+/* Refuse a BURL (reply, log, count towards burl.max_bad_burl). */
+struct burl_verdict;
+void smtp_burl_refuse(struct session *s, const struct burl_verdict *v);
 /* EHLO: 1 and the URL types to advertise, or 0 (smtp_cmds.c). */
 int smtp_burl_ehlo_types(const struct session *s, char *types, size_t size);
 
