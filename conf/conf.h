@@ -175,6 +175,19 @@ struct conf_sasl {
 	int received_tls_comment;	/* TLS version/cipher in Received */
 };
 
+/* The audit trail (auth/audit.h, docs/AUDIT.md). */
+struct conf_audit {
+	int enabled;			/* default false */
+	char file[512];			/* the active log file (absolute path) */
+	int fsync;			/* fdatasync before a record counts */
+	char hmac_key_file[512];	/* "" = a plain SHA-256 chain */
+	uint64_t rotate_size;		/* octets; 0 = no size rotation */
+	unsigned rotate_interval;	/* seconds; 0 = no time rotation */
+	int syslog;			/* also send records to syslog (RFC 5424) */
+	struct conf_addr syslog_address;/* "/dev/log", or "ip:port" for UDP */
+	unsigned timeout;		/* seconds a worker waits for the writer */
+};
+
 struct conf {
 	char path[512];			/* the file this came from */
 	char server_name[256];		/* greeting, Received "by"; default gethostname() */
@@ -193,6 +206,7 @@ struct conf {
 	struct conf_log log;
 	struct conf_tls tls;		/* issue 3 */
 	struct conf_sasl sasl;		/* issue 3 */
+	struct conf_audit audit;	/* issue 6 */
 };
 
 /*
