@@ -84,6 +84,7 @@ enum smtp_reply_id {
 	R_AUTH_TOO_MANY,	/* 421 4.7.0 Too many authentication failures */
 	R_AUTH_NOT_AVAIL,	/* 502 5.5.1 AUTH not available */
 	R_SENDER_DENIED,	/* 553 5.7.1 Sender address not owned by user %s */
+	R_AUDIT_UNAVAIL,	/* 451 4.3.0 Audit log unavailable, try again later */
 	R_REPLY_COUNT
 };
 

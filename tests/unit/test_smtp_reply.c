@@ -110,6 +110,7 @@ static const struct reply_expect expected[] = {
 	{ R_AUTH_TOO_MANY, 421, "4.7.0", NULL },
 	{ R_AUTH_NOT_AVAIL, 502, "5.5.1", NULL },
 	{ R_SENDER_DENIED, 553, "5.7.1", "%s" },
+	{ R_AUDIT_UNAVAIL, 451, "4.3.0", NULL },
 };
 
 /* The list above covers every id exactly once, in order. */
