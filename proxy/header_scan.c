@@ -57,7 +57,8 @@ header_scan_feed(struct header_scan *h, const char *p, size_t len)
 			if (c == ' ' || c == '\t') {
 				/* a folded line continues the field */
 				if (h->capturing) {
-					keep(h, ' ');
+					if (h->len > 0)
+						keep(h, ' ');
 					h->state = HS_VALUE;
 				} else {
 					h->state = HS_SKIP;
@@ -117,8 +118,9 @@ header_scan_feed(struct header_scan *h, const char *p, size_t len)
 		case HS_VALUE:
 			if (c == '\n')
 				h->state = HS_BOL;
-			else if (c != '\r')
-				keep(h, c);
+			else if (c != '\r' && !(h->len == 0 &&
+			    (c == ' ' || c == '\t')))
+				keep(h, c);	/* (leading blanks: not kept) */
 			break;
 		default:
 			break;
