@@ -98,6 +98,7 @@ static struct {
 	struct event *ev_read, *ev_write, *timer;
 	int status;			/* the writer's last word: 0 = writable */
 	int failed;			/* a request failed since the last success */
+	int ping_out;			/* a PING awaits its STATUS */
 	unsigned epoch;
 	uint64_t next_id;
 	TAILQ_HEAD(, audit_req) inflight;
@@ -330,20 +331,25 @@ read_cb(evutil_socket_t fd, short what, void *arg)
 			on_acks(buf, (size_t)n);
 			break;
 		case AUDIT_MSG_STATUS:
-			A.status = m.status;
+			A.ping_out = 0;
 			if (m.status != 0) {
+				if (A.status == 0)
+					log_err("audit: the writer cannot write "
+					    "the log (%s): new transactions are "
+					    "refused", strerror(m.status));
 				new_epoch();
-				log_err("audit: the writer cannot write the log "
-				    "(%s): new transactions are refused",
-				    strerror(m.status));
 			} else {
+				if (A.status != 0 || A.failed)
+					log_warn("audit: the log is writable "
+					    "again");
 				A.failed = 0;
-				log_warn("audit: the log is writable again");
 			}
+			A.status = m.status;
 			break;
 		case AUDIT_MSG_HELLO:
 			/* a (new) writer: what we wait for may never come */
 			A.status = m.status;
+			A.ping_out = 0;
 			new_epoch();
 			if (!TAILQ_EMPTY(&A.inflight)) {
 				log_warn("audit: the writer restarted: failing "
@@ -368,6 +374,15 @@ timer_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	(void)arg;
 	now = util_now_ms();
+	if ((A.failed || A.status != 0) && !A.ping_out) {
+		/* only the writer can say it works again: ask */
+		struct audit_msg m;
+
+		memset(&m, 0, sizeof(m));
+		m.type = AUDIT_MSG_PING;
+		if (chan_send((const char *)&m, sizeof(m)) == 0)
+			A.ping_out = 1;
+	}
 	req = TAILQ_FIRST(&A.inflight);
 	if (req == NULL || now - req->t_sent < limit)
 		return;
@@ -894,20 +909,18 @@ void
 audit_refused_connection(const struct sockaddr *peer, const char *listener,
 			 const char *limit, unsigned long long value)
 {
-	char ip[64];
+	const char *t = smtp_reply_text(R_TOO_MANY_CONN);
+	char ip[64], reply[16];
 	int port;
-	json_t *o;
 
-	if (!A.enabled || (o = rec_new("limit", NULL)) == NULL)
+	if (!A.enabled)
 		return;
 	util_sockaddr_ip(peer, ip, sizeof(ip), &port);
-	set(o, "limit", jtext(limit));
-	set(o, "value", json_integer((json_int_t)value));
-	set(o, "reply", jreply_id(R_TOO_MANY_CONN));
-	set(o, "client_ip", jtext(ip));
-	set(o, "client_port", json_integer(port));
-	set(o, "listener", jtext(listener));
-	rec_send(o, NULL);
+	snprintf(reply, sizeof(reply), "%.*s", (int)(4 + strcspn(t + 4, " ")), t);
+	audit_event("limit", NULL, AUDIT_STR("limit", limit),
+	    AUDIT_INT("value", value), AUDIT_STR("reply", reply),
+	    AUDIT_STR("client_ip", ip), AUDIT_INT("client_port", port),
+	    AUDIT_STR("listener", listener), AUDIT_END);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1225,7 +1238,16 @@ audit_tx_verdict(struct session *s, audit_done_cb cb)
 	set(o, "result", json_string_nocheck(ok == 0 ? "refused" :
 	    ok == atx->nheld ? "delivered" : "partial"));
 	if (atx->nheld > 0) {
-		reply_line(&atx->held[0], BE_EXPECT_DATA_END, line, sizeof(line));
+		/* the summary: the first failure if any (what an SMTP client
+		 * of an LMTP backend is told), else the first reply */
+		unsigned k = 0;
+
+		for (i = 0; i < atx->nheld; i++)
+			if (atx->held[i].code / 100 != 2) {
+				k = i;
+				break;
+			}
+		reply_line(&atx->held[k], BE_EXPECT_DATA_END, line, sizeof(line));
 		set_reply(o, line);
 	}
 	if (atx->nheld > 1) {

@@ -127,6 +127,8 @@ enum audit_msg_type {
 	AUDIT_MSG_ACK,		/* writer -> worker: header + acks[] */
 	AUDIT_MSG_STATUS,	/* writer -> worker: the log is (not) writable */
 	AUDIT_MSG_HELLO,	/* writer -> worker: a writer (re)started */
+	AUDIT_MSG_PING,		/* worker -> writer: answer with a STATUS once
+				 * what came before is written */
 };
 
 #define AUDIT_F_ACK 1		/* RECORD: acknowledge after fsync */

@@ -249,6 +249,7 @@ struct pkt {
 struct wchan {
 	int fd;
 	struct pkt *q, **qtail;	/* packets the socket would not take yet */
+	int ping;		/* a PING waits for the batch to be written */
 };
 
 struct witem {
@@ -486,6 +487,10 @@ take_record(int chan, const char *data, size_t n)
 		return;
 	}
 	memcpy(&m, data, sizeof(m));
+	if (m.type == AUDIT_MSG_PING) {
+		W.ch[chan].ping = 1;	/* answered after the flush */
+		return;
+	}
 	if (m.type != AUDIT_MSG_RECORD) {
 		log_warn("channel %d: unexpected message type %u ignored", chan,
 		    m.type);
@@ -608,6 +613,25 @@ send_acks(void)
 				k = 0;
 			}
 		}
+	}
+}
+
+/* A worker asked whether the log is writable (after a timeout of its
+ * own): what it sent before is written (or refused) by now. */
+static void
+answer_pings(void)
+{
+	struct audit_msg m;
+	unsigned i;
+
+	for (i = 0; i < W.nch; i++) {
+		if (!W.ch[i].ping)
+			continue;
+		W.ch[i].ping = 0;
+		memset(&m, 0, sizeof(m));
+		m.type = AUDIT_MSG_STATUS;
+		m.status = W.failed;
+		chan_send(&W.ch[i], &m, sizeof(m));
 	}
 }
 
@@ -1172,6 +1196,7 @@ writer_loop(void)
 		/* take everything there is, batch after batch */
 		while (collect() > 0)
 			flush_batch();
+		answer_pings();
 		if (W.failed != 0 && n == 0) {
 			/* a retry without waiting for records */
 			json_t *r = own_record("audit_resume");

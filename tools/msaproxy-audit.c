@@ -284,6 +284,16 @@ cmd_verify(const unsigned char *key, size_t keylen)
 			}
 			st = audit_chain_check(l, len, key, keylen, &seq, prev,
 			    hash);
+			if (st == AUDIT_LINE_BAD_HASH && keylen == 0 &&
+			    chain_alg == NULL) {
+				/* the first record says how it is chained */
+				json_t *h = json_loadb(l, len, 0, NULL);
+
+				if (h != NULL && strcmp(jstr(h, "chain"),
+				    "hmac-sha256") == 0)
+					chain_alg = "hmac-sha256";
+				json_decref(h);
+			}
 			if (st == AUDIT_LINE_MALFORMED) {
 				printf("%s:%lu: not an audit record (its layout "
 				    "{\"seq\":N,...,\"prev\":...,\"hash\":...} is "
