@@ -84,6 +84,7 @@ struct audit_tx {
 	unsigned content;		/* CONTENT_* bits */
 	struct header_scan hs;
 	uint64_t t_mail, t_content, t_eod, t_intent, t_verdict;
+	json_t *rec;			/* "tx_pending", to make "tx" of */
 	struct backend_reply *held;	/* the verdict(s), until relayed */
 	unsigned nheld, capheld;
 	int nohold;			/* holding failed: relay at once */
@@ -101,11 +102,14 @@ static struct {
 	int ping_out;			/* a PING awaits its STATUS */
 	unsigned epoch;
 	uint64_t next_id;
+	pid_t pid;			/* ours, for request ids */
 	TAILQ_HEAD(, audit_req) inflight;
 	TAILQ_HEAD(, qmsg) outq;
 	size_t outq_bytes;
 	uint64_t lost;			/* records not even queued */
 	char *pkt;			/* header + record being sent */
+	struct event *ev_flush;		/* deferred: send what is queued */
+	int flush_pending;
 	struct evbuffer *scratch;
 	char realm[256];
 	int realm_tried;
@@ -122,48 +126,81 @@ new_epoch(void)
 	A.epoch++;
 }
 
+/* Send what is queued, SEND_BURST packets per sendmmsg().  Returns 0
+ * when the queue is empty, 1 when the socket is full. */
+#define SEND_BURST 64
+static int
+chan_flush(void)
+{
+	struct mmsghdr mm[SEND_BURST];
+	struct iovec iov[SEND_BURST];
+	struct qmsg *m;
+	int n, k;
+
+	while (!TAILQ_EMPTY(&A.outq)) {
+		n = 0;
+		TAILQ_FOREACH(m, &A.outq, entry) {
+			if (n == SEND_BURST)
+				break;
+			iov[n].iov_base = m->data;
+			iov[n].iov_len = m->len;
+			memset(&mm[n], 0, sizeof(mm[n]));
+			mm[n].msg_hdr.msg_iov = &iov[n];
+			mm[n].msg_hdr.msg_iovlen = 1;
+			n++;
+		}
+		k = sendmmsg(A.fd, mm, (unsigned)n, MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (k < 0) {
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return 1;
+			if (errno == EINTR)
+				continue;
+			/* cannot happen on a live channel: drop the first
+			 * packet (its request times out), note the loss */
+			log_err("audit channel: %s", strerror(errno));
+			new_epoch();
+			k = 1;
+		}
+		while (k-- > 0) {
+			m = TAILQ_FIRST(&A.outq);
+			TAILQ_REMOVE(&A.outq, m, entry);
+			A.outq_bytes -= m->len;
+			free(m);
+		}
+	}
+	return 0;
+}
+
+/* EV_WRITE: the socket has room again. */
 static void
 write_cb(evutil_socket_t fd, short what, void *arg)
 {
-	struct qmsg *m;
-
+	(void)fd;
 	(void)what;
 	(void)arg;
-	while ((m = TAILQ_FIRST(&A.outq)) != NULL) {
-		ssize_t n = send(fd, m->data, m->len, MSG_DONTWAIT | MSG_NOSIGNAL);
-
-		if (n < 0) {
-			if (errno == EAGAIN || errno == EWOULDBLOCK ||
-			    errno == EINTR)
-				return;		/* EV_WRITE stays armed */
-			log_err("audit channel: %s", strerror(errno));
-			new_epoch();
-		}
-		TAILQ_REMOVE(&A.outq, m, entry);
-		A.outq_bytes -= m->len;
-		free(m);
-	}
-	event_del(A.ev_write);
+	if (chan_flush() == 0)
+		event_del(A.ev_write);
 }
 
-/* Send one packet, or queue it behind those waiting.  -1: neither. */
+/* The deferred flush: packets queued by every callback of this loop
+ * iteration leave together. */
+static void
+flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	A.flush_pending = 0;
+	if (chan_flush() == 1)
+		event_add(A.ev_write, NULL);
+}
+
+/* Queue one packet for the channel.  -1 if the queue is full. */
 static int
 chan_send(const char *data, size_t len)
 {
 	struct qmsg *m;
 
-	if (TAILQ_EMPTY(&A.outq)) {
-		ssize_t n = send(A.fd, data, len, MSG_DONTWAIT | MSG_NOSIGNAL);
-
-		if (n == (ssize_t)len)
-			return 0;
-		if (n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK &&
-		    errno != EINTR)) {
-			log_err("audit channel: %s", n < 0 ? strerror(errno) :
-			    "short send");
-			return -1;
-		}
-	}
 	if (A.outq_bytes + len > AUDIT_QUEUE_MAX)
 		return -1;
 	m = malloc(sizeof(*m) + len);
@@ -173,7 +210,10 @@ chan_send(const char *data, size_t len)
 	memcpy(m->data, data, len);
 	TAILQ_INSERT_TAIL(&A.outq, m, entry);
 	A.outq_bytes += len;
-	event_add(A.ev_write, NULL);
+	if (!A.flush_pending) {
+		A.flush_pending = 1;
+		event_active(A.ev_flush, EV_TIMEOUT, 0);
+	}
 	return 0;
 }
 
@@ -222,7 +262,7 @@ req_new(struct session *s, audit_done_cb cb, struct audit_req **owner)
 		return NULL;
 	/* ids unique across worker restarts: acknowledgements queued for a
 	 * dead predecessor must not match our requests */
-	req->id = (uint64_t)getpid() << 32 | (++A.next_id & 0xffffffffu);
+	req->id = (uint64_t)A.pid << 32 | (++A.next_id & 0xffffffffu);
 	req->t_sent = util_now_ms();
 	req->epoch = A.epoch;
 	req->cb = cb;
@@ -420,13 +460,15 @@ audit_client_init(struct event_base *base, const struct conf *conf, int fd,
 	if (!conf->audit.enabled || fd < 0)
 		return 0;
 	A.fd = fd;
+	A.pid = getpid();
 	A.pkt = malloc(sizeof(struct audit_msg) + AUDIT_RECORD_MAX);
 	A.scratch = evbuffer_new();
 	A.ev_read = event_new(base, fd, EV_READ | EV_PERSIST, read_cb, NULL);
 	A.ev_write = event_new(base, fd, EV_WRITE | EV_PERSIST, write_cb, NULL);
 	A.timer = event_new(base, -1, EV_PERSIST, timer_cb, NULL);
+	A.ev_flush = event_new(base, -1, 0, flush_cb, NULL);
 	if (A.pkt == NULL || A.scratch == NULL || A.ev_read == NULL ||
-	    A.ev_write == NULL || A.timer == NULL) {
+	    A.ev_write == NULL || A.timer == NULL || A.ev_flush == NULL) {
 		*error_r = "out of memory";
 		audit_client_free();
 		return -1;
@@ -444,8 +486,8 @@ audit_client_free(void)
 	struct qmsg *m;
 
 	/* flush what can go (session_close records at shutdown) */
-	if (A.fd >= 0 && A.ev_write != NULL)
-		write_cb(A.fd, EV_WRITE, NULL);
+	if (A.fd >= 0)
+		(void)chan_flush();
 	while ((req = TAILQ_FIRST(&A.inflight)) != NULL) {
 		TAILQ_REMOVE(&A.inflight, req, entry);
 		if (req->owner != NULL)
@@ -462,6 +504,8 @@ audit_client_free(void)
 		event_free(A.ev_write);
 	if (A.timer != NULL)
 		event_free(A.timer);
+	if (A.ev_flush != NULL)
+		event_free(A.ev_flush);
 	if (A.scratch != NULL)
 		evbuffer_free(A.scratch);
 	free(A.pkt);
@@ -1131,6 +1175,27 @@ tx_record(struct session *s, const char *type)
 	return o;
 }
 
+/* The "tx" record: the "tx_pending" one, once sent, with its time and
+ * type updated (built once: half the cost per message), else a new one. */
+static json_t *
+tx_final_record(struct session *s)
+{
+	struct audit_tx *atx = s->tx.audit;
+	struct timespec now;
+	char ts[32];
+	json_t *o = atx->rec;
+
+	if (o == NULL)
+		return tx_record(s, "tx");
+	atx->rec = NULL;
+	clock_gettime(CLOCK_REALTIME, &now);
+	audit_format_time(&now, ts);
+	set(o, "ts", json_string_nocheck(ts));
+	set(o, "type", json_string_nocheck("tx"));
+	json_object_del(o, "timings");
+	return o;
+}
+
 static json_t *
 timings(const struct audit_tx *atx, uint64_t now)
 {
@@ -1175,6 +1240,7 @@ audit_tx_intent(struct session *s, audit_done_cb cb)
 		return -1;
 	}
 	req->intent = 1;
+	atx->rec = json_incref(o);
 	if (rec_send(o, req) < 0) {
 		atx->req = NULL;
 		free(req);
@@ -1232,7 +1298,7 @@ audit_tx_verdict(struct session *s, audit_done_cb cb)
 	for (i = 0; i < atx->nheld; i++)
 		if (atx->held[i].code / 100 == 2)
 			ok++;
-	o = tx_record(s, "tx");
+	o = tx_final_record(s);
 	if (o == NULL)
 		return ok > 0 ? -1 : 0;
 	set(o, "result", json_string_nocheck(ok == 0 ? "refused" :
@@ -1265,7 +1331,10 @@ audit_tx_verdict(struct session *s, audit_done_cb cb)
 	    json_null());
 	set(o, "timings", timings(atx, atx->t_verdict));
 	atx->finalized = 1;
-	if (ok > 0 && (req = req_new(s, cb, &atx->req)) == NULL) {
+	/* the client waits for this record too only with verdict_fsync:
+	 * "tx_pending" is on disk already (docs/AUDIT.md, "Durability") */
+	if (ok > 0 && A.conf->audit.verdict_fsync &&
+	    (req = req_new(s, cb, &atx->req)) == NULL) {
 		json_decref(o);
 		return -1;
 	}
@@ -1289,7 +1358,7 @@ outcome(struct session *s, const char *result, int code, const char *detail)
 	if (atx == NULL || atx->finalized)
 		return;
 	atx->finalized = 1;
-	o = tx_record(s, "tx");
+	o = tx_final_record(s);
 	if (o == NULL)
 		return;
 	set(o, "result", json_string_nocheck(result));
@@ -1339,6 +1408,7 @@ audit_tx_end(struct session *s)
 			break;
 		}
 	}
+	json_decref(atx->rec);
 	free(atx->rcpt);
 	free(atx->held);
 	free(atx);

@@ -330,6 +330,292 @@ audit_key_id(const unsigned char *key, size_t keylen, char out[17])
 	audit_hex(h, 8, out);
 }
 
+/* --- a validating JSON scanner (RFC 8259) --- */
+
+struct jscan {
+	const unsigned char *p, *end;
+	const char *error;
+};
+
+static size_t utf8_seq(const unsigned char *p, size_t left);
+
+static void
+jws(struct jscan *j)
+{
+	while (j->p < j->end && (*j->p == ' ' || *j->p == '\t'))
+		j->p++;	/* (no newlines: one record, one line) */
+}
+
+/* A string; its content (without quotes) in *s, *n when wanted. */
+static int
+jstring(struct jscan *j, const unsigned char **s, size_t *n)
+{
+	const unsigned char *start;
+
+	if (j->p >= j->end || *j->p != '"') {
+		j->error = "a string was expected";
+		return -1;
+	}
+	start = ++j->p;
+	while (j->p < j->end && *j->p != '"') {
+		unsigned char c = *j->p;
+
+		if (c < 0x20) {
+			j->error = "a control character in a string";
+			return -1;
+		}
+		if (c == '\\') {
+			if (j->end - j->p < 2) {
+				j->error = "a string ends in an escape";
+				return -1;
+			}
+			c = j->p[1];
+			if (c == 'u') {
+				int i;
+
+				if (j->end - j->p < 6) {
+					j->error = "a short \\u escape";
+					return -1;
+				}
+				for (i = 2; i < 6; i++)
+					if (!isxdigit(j->p[i])) {
+						j->error = "a bad \\u escape";
+						return -1;
+					}
+				j->p += 6;
+				continue;
+			}
+			if (strchr("\"\\/bfnrt", c) == NULL || c == '\0') {
+				j->error = "a bad escape";
+				return -1;
+			}
+			j->p += 2;
+			continue;
+		}
+		if (c >= 0x80) {
+			size_t k = utf8_seq(j->p, (size_t)(j->end - j->p));
+
+			/* C1 controls are fine in JSON; utf8_seq refuses them */
+			if (k == 0 && c == 0xc2 && j->end - j->p >= 2 &&
+			    j->p[1] >= 0x80 && j->p[1] < 0xa0)
+				k = 2;
+			if (k == 0) {
+				j->error = "a string is not UTF-8";
+				return -1;
+			}
+			j->p += k;
+			continue;
+		}
+		j->p++;
+	}
+	if (j->p >= j->end) {
+		j->error = "an unterminated string";
+		return -1;
+	}
+	if (s != NULL) {
+		*s = start;
+		*n = (size_t)(j->p - start);
+	}
+	j->p++;
+	return 0;
+}
+
+static int
+jnumber(struct jscan *j)
+{
+	const unsigned char *p = j->p;
+
+	if (p < j->end && *p == '-')
+		p++;
+	if (p >= j->end || !isdigit(*p))
+		goto bad;
+	if (*p == '0')
+		p++;
+	else
+		while (p < j->end && isdigit(*p))
+			p++;
+	if (p < j->end && *p == '.') {
+		p++;
+		if (p >= j->end || !isdigit(*p))
+			goto bad;
+		while (p < j->end && isdigit(*p))
+			p++;
+	}
+	if (p < j->end && (*p == 'e' || *p == 'E')) {
+		p++;
+		if (p < j->end && (*p == '+' || *p == '-'))
+			p++;
+		if (p >= j->end || !isdigit(*p))
+			goto bad;
+		while (p < j->end && isdigit(*p))
+			p++;
+	}
+	j->p = p;
+	return 0;
+bad:
+	j->error = "a bad number";
+	return -1;
+}
+
+static int jvalue(struct jscan *j, int depth);
+
+/* An object; at the top (depth 0) its member names are checked. */
+static int
+jobject(struct jscan *j, int depth)
+{
+	int have_type = 0, have_ts = 0;
+
+	j->p++;		/* '{' */
+	jws(j);
+	if (j->p < j->end && *j->p == '}') {
+		j->p++;
+		goto done;
+	}
+	for (;;) {
+		const unsigned char *name;
+		size_t n;
+
+		jws(j);
+		if (jstring(j, &name, &n) < 0)
+			return -1;
+		jws(j);
+		if (j->p >= j->end || *j->p != ':') {
+			j->error = "':' was expected";
+			return -1;
+		}
+		j->p++;
+		jws(j);
+		if (depth == 0) {
+			if ((n == 3 && memcmp(name, "seq", 3) == 0) ||
+			    (n == 4 && memcmp(name, "prev", 4) == 0) ||
+			    (n == 4 && memcmp(name, "hash", 4) == 0)) {
+				j->error = "sets seq, prev or hash";
+				return -1;
+			}
+			if ((n == 4 && memcmp(name, "type", 4) == 0) ||
+			    (n == 2 && memcmp(name, "ts", 2) == 0)) {
+				if (j->p >= j->end || *j->p != '"') {
+					j->error = "type and ts must be strings";
+					return -1;
+				}
+				if (n == 4)
+					have_type = 1;
+				else
+					have_ts = 1;
+			}
+		}
+		if (jvalue(j, depth + 1) < 0)
+			return -1;
+		jws(j);
+		if (j->p < j->end && *j->p == ',') {
+			j->p++;
+			continue;
+		}
+		if (j->p < j->end && *j->p == '}') {
+			j->p++;
+			break;
+		}
+		j->error = "',' or '}' was expected";
+		return -1;
+	}
+done:
+	if (depth == 0 && (!have_type || !have_ts)) {
+		j->error = "no type or ts";
+		return -1;
+	}
+	return 0;
+}
+
+static int
+jarray(struct jscan *j, int depth)
+{
+	j->p++;		/* '[' */
+	jws(j);
+	if (j->p < j->end && *j->p == ']') {
+		j->p++;
+		return 0;
+	}
+	for (;;) {
+		jws(j);
+		if (jvalue(j, depth + 1) < 0)
+			return -1;
+		jws(j);
+		if (j->p < j->end && *j->p == ',') {
+			j->p++;
+			continue;
+		}
+		if (j->p < j->end && *j->p == ']') {
+			j->p++;
+			return 0;
+		}
+		j->error = "',' or ']' was expected";
+		return -1;
+	}
+}
+
+static int
+jliteral(struct jscan *j, const char *lit)
+{
+	size_t n = strlen(lit);
+
+	if ((size_t)(j->end - j->p) < n || memcmp(j->p, lit, n) != 0) {
+		j->error = "a value was expected";
+		return -1;
+	}
+	j->p += n;
+	return 0;
+}
+
+static int
+jvalue(struct jscan *j, int depth)
+{
+	if (depth > AUDIT_JSON_DEPTH) {
+		j->error = "nested too deep";
+		return -1;
+	}
+	if (j->p >= j->end) {
+		j->error = "a value was expected";
+		return -1;
+	}
+	switch (*j->p) {
+	case '{':
+		return jobject(j, depth);
+	case '[':
+		return jarray(j, depth);
+	case '"':
+		return jstring(j, NULL, NULL);
+	case 't':
+		return jliteral(j, "true");
+	case 'f':
+		return jliteral(j, "false");
+	case 'n':
+		return jliteral(j, "null");
+	default:
+		return jnumber(j);
+	}
+}
+
+int
+audit_json_check(const char *text, size_t len, const char **error_r)
+{
+	struct jscan j = { (const unsigned char *)text,
+	    (const unsigned char *)text + len, NULL };
+
+	if (len == 0 || text[0] != '{') {
+		*error_r = "not a JSON object";
+		return -1;
+	}
+	if (jobject(&j, 0) < 0) {
+		*error_r = j.error;
+		return -1;
+	}
+	if (j.p != j.end) {
+		*error_r = "something follows the object";
+		return -1;
+	}
+	return 0;
+}
+
 /* Length of the well-formed UTF-8 sequence at p (RFC 3629 4), 0 if none.
  * C1 controls (U+0080..U+009F) count as not well-formed: they are shown
  * escaped like C0 controls. */

@@ -87,6 +87,19 @@ enum audit_line_status audit_chain_check(const char *line, size_t len,
 					 unsigned char prev_r[AUDIT_HASH_LEN],
 					 unsigned char hash_r[AUDIT_HASH_LEN]);
 
+/*
+ * Is text[0..len) one JSON object (RFC 8259) on one line, whose top-level
+ * members include "type" and "ts" (strings) and none of the names the
+ * writer adds ("seq", "prev", "hash")?  A validating scanner without
+ * allocation (the writer runs it on every record; jansson's parser costs
+ * ten times more): strings must be valid UTF-8 without control
+ * characters, nesting is limited to AUDIT_JSON_DEPTH.  Returns 0, or -1
+ * with *error_r (static) saying why.  Duplicate member names are not
+ * looked for.
+ */
+#define AUDIT_JSON_DEPTH 16
+int audit_json_check(const char *text, size_t len, const char **error_r);
+
 /* Lower-case hex of n bytes into out (2n + 1 bytes). */
 void audit_hex(const unsigned char *in, size_t n, char *out);
 /* 2n hex digits into out; -1 if not hex. */

@@ -22,10 +22,11 @@
  *
  * SECURITY: the writer reads only what workers send.  A worker is trusted
  * to describe its sessions, not to shape the log: each record must be one
- * JSON object (parsed, no duplicate keys) without the members the writer
- * owns (seq, prev, hash), at most AUDIT_RECORD_MAX octets; anything else
- * is refused and logged.  The HMAC key is read by the master as root,
- * before privileges are dropped.
+ * JSON object on one line (audit_json_check(): well-formed, UTF-8, with
+ * "type" and "ts") without the members the writer owns (seq, prev, hash),
+ * at most AUDIT_RECORD_MAX octets; anything else is refused and logged.
+ * The HMAC key is read by the master as root, before privileges are
+ * dropped, and wiped in the workers.
  */
 #ifndef MSA_AUDIT_WRITER_H
 #define MSA_AUDIT_WRITER_H

@@ -1197,6 +1197,8 @@ static const struct conf_key conf_audit_keys[] = {
 	  .def = "/var/log/msaproxy/audit.log", .valid = conf_valid_path },
 	{ .name = "fsync", .type = CONF_BOOL,
 	  CONF_FIELD(struct conf_audit, fsync), .def = "true" },
+	{ .name = "verdict_fsync", .type = CONF_BOOL,
+	  CONF_FIELD(struct conf_audit, verdict_fsync), .def = "false" },
 	{ .name = "hmac_key_file", .type = CONF_STRING,
 	  CONF_FIELD(struct conf_audit, hmac_key_file), .def = "",
 	  .valid = conf_valid_path },

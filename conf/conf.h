@@ -180,6 +180,7 @@ struct conf_audit {
 	int enabled;			/* default false */
 	char file[512];			/* the active log file (absolute path) */
 	int fsync;			/* fdatasync before a record counts */
+	int verdict_fsync;		/* 250 also waits for the "tx" record */
 	char hmac_key_file[512];	/* "" = a plain SHA-256 chain */
 	uint64_t rotate_size;		/* octets; 0 = no size rotation */
 	unsigned rotate_interval;	/* seconds; 0 = no time rotation */

@@ -124,7 +124,9 @@ session_close_after_reply(struct session *s)
 static void
 session_flush(struct session *s)
 {
-	if (s->be != NULL)
+	/* While the end of data waits for the audit writer, the content's
+	 * tail waits with it: it leaves with the dot, in one write. */
+	if (s->be != NULL && s->tx.state != TX_AUDIT_INTENT)
 		backend_flush(s->be);
 	conn_flush(s->conn);
 	if (s->state == S_CLOSING && conn_pending_output(s->conn) == 0)

@@ -15,6 +15,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -421,18 +422,75 @@ def test_writer_timeout_451(fake, proxy_factory, auditdir, marker):
                    for t in fake.transactions())
 
 
-def test_kill9_after_250(fake, proxy_factory, auditdir, marker, have_tool):
-    p = proxy_factory(fake, aconf(auditdir))
+@pytest.mark.parametrize("verdict_fsync", [False, True])
+def test_kill9_after_250(fake, proxy_factory, auditdir, marker, have_tool,
+                         verdict_fsync):
+    """Everything killed the moment the 250 arrives: the transaction's
+    record is on disk ("tx_pending" always; with verdict_fsync the "tx"
+    record with the backend's verdict too)."""
+    p = proxy_factory(fake, aconf(auditdir, verdict_fsync=verdict_fsync))
     with p.client() as c:
         greet(c)
-        r = send(c, message(marker))
-        assert r.code == 250
+        c.expect("MAIL FROM:<a@example.org>", 250)
+        c.expect("RCPT TO:<b@example.net>", 250)
+        c.expect("DATA", 354)
+        c.send(message(marker) + b"\r\n.\r\n")
+        r = c.reply()
         os.killpg(p.proc.pid, signal.SIGKILL)     # at once: no clean stop
+        assert r.code == 250
     p.kill()
-    txs = [r for r in records(auditdir) if r["type"] == "tx" and
-           r["message_id"] == f"<{marker}@client.example>"]
-    assert len(txs) == 1 and txs[0]["result"] == "delivered"
+    mine = [r for r in records(auditdir) if r.get("message_id") ==
+            f"<{marker}@client.example>"]
+    [pend] = [r for r in mine if r["type"] == "tx_pending"]
+    assert pend["mail_from"] == "a@example.org" and pend["size"] > 0
+    if verdict_fsync:
+        [tx] = [r for r in mine if r["type"] == "tx"]
+        assert (tx["result"], tx["queue_id"]) == ("delivered", "FAKE1")
     assert verify(auditdir).returncode == 0
+
+
+class SlowFinal(harness.FakeBackend):
+    """A backend that answers the end of data only when told to."""
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.go = threading.Event()
+
+    def _final(self, c, tx):
+        self.go.wait(10)
+        super()._final(c, tx)
+
+
+def test_verdict_fsync_holds_250(proxy_factory, auditdir, marker):
+    """With verdict_fsync, the 250 also waits for the "tx" record: the
+    writer stopped when the backend's verdict comes, the client hears
+    nothing until it goes on."""
+    be = SlowFinal().start()
+    try:
+        p = proxy_factory(be, aconf(auditdir, verdict_fsync=True))
+        wpid = writer_pid(auditdir)
+        with p.client() as c:
+            greet(c)
+            c.expect("MAIL FROM:<a@example.org>", 250)
+            c.expect("RCPT TO:<b@example.net>", 250)
+            c.expect("DATA", 354)
+            c.send(message(marker) + b"\r\n.\r\n")
+            wait_for(auditdir, lambda r: r["type"] == "tx_pending" and
+                     r.get("message_id") == f"<{marker}@client.example>")
+            os.kill(wpid, signal.SIGSTOP)
+            try:
+                be.go.set()                 # the backend says 250 now
+                with pytest.raises(socket.timeout):
+                    c.reply(timeout=1.5)
+            finally:
+                os.kill(wpid, signal.SIGCONT)
+            assert c.reply().code == 250
+        tx = wait_for(auditdir, lambda r: r["type"] == "tx" and
+                      r.get("message_id") == f"<{marker}@client.example>")[0]
+        assert tx["result"] == "delivered"
+    finally:
+        be.go.set()
+        be.stop()
 
 
 def test_writer_restart(fake, proxy_factory, auditdir, marker, have_tool):
