@@ -141,7 +141,7 @@ audit_chain_format(struct audit_chain *c, const char *obj, size_t objlen,
 	out[o++] = '"';
 	/* everything so far is what the hash covers */
 	audit_chain_digest(c->key, c->keylen, c->head, out, o, hash);
-	memcpy(out + o, HASH_KEY + 1, sizeof(HASH_KEY) - 2);
+	memcpy(out + o, &HASH_KEY[1], sizeof(HASH_KEY) - 2);
 	o += sizeof(HASH_KEY) - 2;
 	audit_hex(hash, AUDIT_HASH_LEN, out + o);
 	o += AUDIT_HEX_LEN;

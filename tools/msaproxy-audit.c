@@ -129,6 +129,21 @@ add_file(const char *path)
 		f->first_seq = UINT64_MAX;	/* empty or not ours: last */
 }
 
+static void
+free_files(void)
+{
+	size_t i;
+
+	for (i = 0; i < nfiles; i++) {
+		if (files[i].size > 0)
+			munmap((void *)files[i].data, files[i].size);
+		free(files[i].path);
+	}
+	free(files);
+	files = NULL;
+	nfiles = 0;
+}
+
 static int
 cmp_files(const void *a, const void *b)
 {
@@ -253,7 +268,8 @@ cmd_verify(const unsigned char *key, size_t keylen)
 	uint64_t expect = 0, total = 0, first = 0, seq = 0;
 	const char *chain_alg = NULL;
 	char key_id[17] = "";
-	int have_prev = 0, checkpoints = 0;
+	int have_prev = 0, checkpoints = 0, ret = 0;
+	json_t *o = NULL, *lasto = NULL;
 	size_t fi;
 
 	memset(zero, 0, sizeof(zero));
@@ -262,7 +278,6 @@ cmd_verify(const unsigned char *key, size_t keylen)
 	for (fi = 0; fi < nfiles; fi++) {
 		struct cursor c = { &files[fi], 0, 0 };
 		const char *l, *last_type = NULL;
-		json_t *lasto = NULL;
 		size_t len;
 		int torn;
 
@@ -274,13 +289,13 @@ cmd_verify(const unsigned char *key, size_t keylen)
 			const char *where = files[fi].path;
 			unsigned long n = c.lineno;
 			enum audit_line_status st;
-			json_t *o;
 
 			if (torn) {
 				printf("%s:%lu: the last line has no end: a torn "
 				    "write (the writer stopped mid-record) or a "
 				    "truncated file\n", where, n);
-				return 1;
+				ret = 1;
+				goto out;
 			}
 			st = audit_chain_check(l, len, key, keylen, &seq, prev,
 			    hash);
@@ -298,7 +313,8 @@ cmd_verify(const unsigned char *key, size_t keylen)
 				printf("%s:%lu: not an audit record (its layout "
 				    "{\"seq\":N,...,\"prev\":...,\"hash\":...} is "
 				    "broken): edited\n", where, n);
-				return 1;
+				ret = 1;
+				goto out;
 			}
 			if (st == AUDIT_LINE_BAD_HASH) {
 				unsigned long long s = (unsigned long long)seq;
@@ -315,14 +331,16 @@ cmd_verify(const unsigned char *key, size_t keylen)
 					printf("%s:%lu: seq %llu: the chain is "
 					    "HMAC'd: give the key (--key or -c) to "
 					    "verify it\n", where, n, s);
-					return 2;
+					ret = 2;
+					goto out;
 				} else
 					printf("%s:%lu: seq %llu: record edited: "
 					    "its content does not match its "
 					    "%s\n", where, n, s, keylen > 0 ?
 					    "HMAC (or it was written with "
 					    "another key)" : "hash");
-				return 1;
+				ret = 1;
+				goto out;
 			}
 			o = json_loadb(l, len, JSON_REJECT_DUPLICATES, NULL);
 			if (o == NULL || !json_is_object(o)) {
@@ -330,8 +348,8 @@ cmd_verify(const unsigned char *key, size_t keylen)
 				 * never writes that */
 				printf("%s:%lu: seq %llu: not valid JSON\n", where,
 				    n, (unsigned long long)seq);
-				json_decref(o);
-				return 1;
+				ret = 1;
+				goto out;
 			}
 			if (strcmp(jstr(o, "type"), "audit_start") == 0 ||
 			    strcmp(jstr(o, "type"), "file_start") == 0) {
@@ -341,8 +359,8 @@ cmd_verify(const unsigned char *key, size_t keylen)
 					printf("%s:%lu: seq %llu: says the chain "
 					    "is \"%s\", but a key was given\n",
 					    where, n, (unsigned long long)seq, a);
-					json_decref(o);
-					return 1;
+					ret = 1;
+					goto out;
 				}
 				chain_alg = strcmp(a, "hmac-sha256") == 0 ?
 				    "hmac-sha256" : "sha256";
@@ -387,8 +405,8 @@ cmd_verify(const unsigned char *key, size_t keylen)
 					    "records reordered or duplicated\n",
 					    where, n, (unsigned long long)seq,
 					    (unsigned long long)expect);
-				json_decref(o);
-				return 1;
+				ret = 1;
+				goto out;
 			} else if (memcmp(prev, head, sizeof(head)) != 0) {
 				printf("%s:%lu: seq %llu: its prev is not the "
 				    "hash of the record before it (%s): that "
@@ -398,8 +416,8 @@ cmd_verify(const unsigned char *key, size_t keylen)
 				    "the line above" : "the end of the previous "
 				    "file", keylen == 0 ? " (an HMAC key "
 				    "prevents that)" : "");
-				json_decref(o);
-				return 1;
+				ret = 1;
+				goto out;
 			}
 			if (strcmp(jstr(o, "type"), "checkpoint") == 0) {
 				char hex[AUDIT_HEX_LEN + 1];
@@ -411,8 +429,8 @@ cmd_verify(const unsigned char *key, size_t keylen)
 					printf("%s:%lu: seq %llu: checkpoint head "
 					    "does not match the chain\n", where, n,
 					    (unsigned long long)seq);
-					json_decref(o);
-					return 1;
+					ret = 1;
+					goto out;
 				}
 				if (json_is_integer(fs) && json_is_integer(r) &&
 				    (uint64_t)json_integer_value(fs) +
@@ -423,8 +441,8 @@ cmd_verify(const unsigned char *key, size_t keylen)
 					    (unsigned long long)seq,
 					    (long long)json_integer_value(r),
 					    (long long)json_integer_value(fs));
-					json_decref(o);
-					return 1;
+					ret = 1;
+					goto out;
 				}
 				if (json_is_integer(fs) && c.lineno !=
 				    seq - (uint64_t)json_integer_value(fs) + 1) {
@@ -435,14 +453,15 @@ cmd_verify(const unsigned char *key, size_t keylen)
 					    where, n, (unsigned long long)seq,
 					    (long long)json_integer_value(fs),
 					    c.lineno);
-					json_decref(o);
-					return 1;
+					ret = 1;
+					goto out;
 				}
 				checkpoints++;
 			}
 			json_decref(lasto);
 			lasto = o;
-			last_type = jstr(o, "type");
+			o = NULL;
+			last_type = jstr(lasto, "type");
 			memcpy(head, hash, sizeof(head));
 			expect = seq + 1;
 			have_prev = 1;
@@ -454,6 +473,7 @@ cmd_verify(const unsigned char *key, size_t keylen)
 			    "(the writer stopped without rotating, or the file "
 			    "was cut short)\n", files[fi].path);
 		json_decref(lasto);
+		lasto = NULL;
 	}
 	if (total == 0) {
 		printf("no records\n");
@@ -477,6 +497,10 @@ cmd_verify(const unsigned char *key, size_t keylen)
 		printf("%s\n", hex);
 	}
 	return 0;
+out:
+	json_decref(o);
+	json_decref(lasto);
+	return ret;
 }
 
 /* ------------------------------------------------------------------ */
@@ -832,6 +856,17 @@ cmd_stats(const struct filter *f, int json)
 		    "total", tot.sessions, tot.delivered, tot.refused,
 		    tot.failed, st.nall, tot.auth_ok, tot.auth_fail, tot.policy,
 		    tot.limit);
+	for (i = 0; i < st.n; i++) {
+		size_t k;
+
+		for (k = 0; k < st.h[i].nids; k++)
+			free(st.h[i].ids[k]);
+		free(st.h[i].ids);
+	}
+	for (i = 0; i < st.nall; i++)
+		free(st.all_ids[i]);
+	free(st.all_ids);
+	free(st.h);
 	return 0;
 }
 
@@ -919,9 +954,12 @@ main(int argc, char **argv)
 		}
 		r = cmd_verify(key, (size_t)keylen);
 		explicit_bzero(key, sizeof(key));
-		return r;
+	} else if (strcmp(cmd, "query") == 0) {
+		r = cmd_query(&f, json);
+	} else {
+		r = cmd_stats(&f, json);
 	}
-	if (strcmp(cmd, "query") == 0)
-		return cmd_query(&f, json);
-	return cmd_stats(&f, json);
+	fflush(stdout);
+	free_files();
+	return r;
 }

@@ -305,8 +305,8 @@ test_json_check(void **state)
 {
 	static const char *const good[] = {
 		"{\"ts\":\"t\",\"type\":\"x\"}",
-		"{\"type\":\"x\",\"ts\":\"t\",\"a\":[1,-2.5e+3,true,false,null,"
-		"{\"seq\":1,\"b\":[]},{}],\"s\":\"\\u00e9\\\"\\\\\\/\\n\"}",
+		("{\"type\":\"x\",\"ts\":\"t\",\"a\":[1,-2.5e+3,true,false,null,"
+		"{\"seq\":1,\"b\":[]},{}],\"s\":\"\\u00e9\\\"\\\\\\/\\n\"}"),
 		"{ \"ts\" : \"t\" , \"type\" : \"x\" }",
 		"{\"ts\":\"t\",\"type\":\"caf\xc3\xa9 \xf0\x9f\x98\x80\"}",
 		"{\"ts\":\"t\",\"type\":\"x\",\"n\":0,\"m\":-0.5,\"e\":1E9}",
