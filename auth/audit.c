@@ -1301,8 +1301,19 @@ audit_tx_verdict(struct session *s, audit_done_cb cb)
 	o = tx_final_record(s);
 	if (o == NULL)
 		return ok > 0 ? -1 : 0;
-	set(o, "result", json_string_nocheck(ok == 0 ? "refused" :
-	    ok == atx->nheld ? "delivered" : "partial"));
+	if (ok == 0) {
+		/* refused for good (5xx), or for now (4xx: "failed") */
+		unsigned fivexx = 0;
+
+		for (i = 0; i < atx->nheld; i++)
+			if (atx->held[i].code / 100 == 5)
+				fivexx++;
+		set(o, "result", json_string_nocheck(fivexx > 0 ? "refused" :
+		    "failed"));
+	} else {
+		set(o, "result", json_string_nocheck(ok == atx->nheld ?
+		    "delivered" : "partial"));
+	}
 	if (atx->nheld > 0) {
 		/* the summary: the first failure if any (what an SMTP client
 		 * of an LMTP backend is told), else the first reply */

@@ -10,19 +10,21 @@
  *
  * Durability.  Most records are sent and forgotten: the writer writes
  * them with the next batch.  A transaction's records are different: the
- * session waits for the writer's acknowledgement (after fdatasync) at two
- * points, so that nothing is delivered or acknowledged that the log does
- * not show (docs/AUDIT.md, "Durability"):
+ * session waits for the writer's acknowledgement (after fdatasync), so
+ * that nothing is delivered or acknowledged that the log does not show
+ * (docs/AUDIT.md, "Durability"):
  *
  *   1. end of content from the client -> "tx_pending" on disk -> only then
  *      the final dot (or BDAT LAST) goes to the backend.  If it cannot be
  *      written, the backend transaction is aborted (nothing delivered) and
  *      the client gets 451 4.3.0.
- *   2. the backend's verdict -> "tx" on disk -> only then the client sees
- *      the 250.  If it cannot be written, the client gets 451 4.3.0
- *      instead of 250: the backend has the message and will deliver it,
- *      the client will send it again (a duplicate, never a loss), and
- *      "tx_pending" on disk accounts for the first copy.
+ *   2. with audit.verdict_fsync only: the backend's verdict -> "tx" on
+ *      disk -> only then the client sees the 250.  If it cannot be
+ *      written, the client gets 451 4.3.0 instead of 250: the backend has
+ *      the message and will deliver it, the client will send it again (a
+ *      duplicate, never a loss), and "tx_pending" on disk accounts for
+ *      the first copy.  Without verdict_fsync, "tx" is sent before the
+ *      250 is relayed, and not waited for.
  *
  * While the writer reports the log unwritable, audit_accepting() is false
  * and MAIL is refused with 451 4.3.0 (R_AUDIT_UNAVAIL).
@@ -167,7 +169,9 @@ int audit_tx_intent(struct session *s, audit_done_cb cb);
  * record: if any reply is 2xx, returns 1 and calls cb when it is on disk;
  * else returns 0 (the record is sent and forgotten: relay at once).  -1:
  * not even queued; treat as failed now.  The replies kept are read back
- * with audit_tx_held() until the transaction ends.
+ * with audit_tx_held() until the transaction ends.  Without
+ * audit.verdict_fsync, audit_tx_verdict() returns 0 (the record is sent,
+ * not waited for).
  */
 int audit_tx_hold(struct session *s, const struct backend_reply *r,
 		  unsigned expected);
