@@ -303,6 +303,7 @@ static struct {
 	struct mmsghdr mm[CHAN_BURST];
 	struct iovec iov[CHAN_BURST];
 
+	char continued_from[300];	/* no active file: chain taken from */
 	int sfd;
 	int stop, rotate_req;
 	const char *rotate_reason;
@@ -1045,6 +1046,13 @@ recover(uint64_t *torn_r, char *err, size_t errsize)
 				return -1;
 			}
 			free(line);
+			/* a rotation cut short, or the active file removed:
+			 * said in audit_start and in the log */
+			snprintf(W.continued_from, sizeof(W.continued_from), "%s",
+			    prevname);
+			log_warn("audit log %s/%s was missing or empty: the chain "
+			    "goes on from %s (seq %" PRIu64 ")", W.dir, W.base,
+			    prevname, W.chain.seq);
 		}
 		W.file_first_seq = W.chain.seq + 1;
 		W.file_t0 = time(NULL);
@@ -1324,6 +1332,9 @@ audit_writer_main(const struct conf *conf, int ready_fd)
 	if (torn > 0)
 		json_object_set_new(r, "torn_octets_removed",
 		    json_integer((json_int_t)torn));
+	if (W.continued_from[0] != '\0')
+		json_object_set_new(r, "continued_from",
+		    json_string(W.continued_from));
 	batch_add_own(r);
 	flush_batch();		/* a failure leaves us "failed", not dead */
 	if (torn > 0)

@@ -504,6 +504,16 @@ intent_done(struct session *s, int error)
 	struct tx *tx = &s->tx;
 	enum smtp_reply_id why = R_REPLY_COUNT;
 
+	if (s->state == S_CLOSING) {
+		/* the client was told 421 meanwhile (shutdown): deliver
+		 * nothing it was not told about */
+		session_abort_backend_tx(s);
+		log_tx(s, smtp_reply_code(R_SHUTDOWN), "aborted: closing");
+		s->outstanding--;
+		tx_reset(s);
+		session_flush(s);
+		return;
+	}
 	if (error != 0) {
 		log_warn("%s: tx=%s audit record not written (%s): nothing "
 		    "delivered", s->id, tx->id, strerror(error));

@@ -770,3 +770,30 @@ def test_syslog_rfc5424(fake, proxy_factory, auditdir, marker):
     assert sd["hash"] == rec["hash"]
     # the very line of the file
     assert tx.group(6).encode() in (auditdir / "audit.log").read_bytes()
+
+
+def test_chain_continues_from_rotated_file(fake, proxy_factory, auditdir, have_tool):
+    """No active file (the writer stopped between a rotation's rename and
+    the new file): the chain goes on from the newest rotated file."""
+    p = proxy_factory(fake, aconf(auditdir))
+    p.signal(signal.SIGUSR1)
+    assert harness.wait_until(lambda: len(log_files(auditdir)) == 2, 5)
+    p.stop()
+    [rotated, active] = log_files(auditdir)
+    active.rename(auditdir / "moved-away")
+    p2 = proxy_factory(fake, aconf(auditdir))
+    with p2.client() as c:
+        greet(c)
+        c.expect("QUIT", 221)
+    p2.stop()
+    [r1, new] = log_files(auditdir)
+    assert r1 == rotated
+    last = json.loads(rotated.read_bytes().splitlines()[-1])
+    first = json.loads(new.read_bytes().splitlines()[0])
+    assert last["type"] == "checkpoint" and first["type"] == "file_start"
+    assert first["prev"] == last["hash"] and first["previous_file"] == rotated.name
+    [start] = [r for r in records(auditdir) if r["type"] == "audit_start" and
+               r["seq"] > last["seq"]]
+    assert start["continued_from"] == rotated.name
+    r = audit_tool("verify", rotated, new)
+    assert r.returncode == 0, r.stdout
