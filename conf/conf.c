@@ -912,6 +912,12 @@ static void conf_check_etrn_rule(struct conf_ctx *, void *,
 				 const config_setting_t *, const char *);
 static void conf_check_etrn(struct conf_ctx *, void *,
 			    const config_setting_t *, const char *);
+static const config_setting_t *conf_member_or(const config_setting_t *group,
+					      const char *name);
+static void conf_check_readable(struct conf_ctx *ctx,
+				const config_setting_t *group,
+				const char *path, const char *name,
+				const char *file);
 
 static const struct conf_key conf_log_keys[] = {
 	{ .name = "destination", .type = CONF_ENUM,
@@ -1598,6 +1604,61 @@ static const struct conf_section conf_etrn_section = {
 	conf_etrn_keys, conf_check_etrn,
 };
 
+static const struct conf_key conf_audit_keys[] = {
+	{ .name = "enabled", .type = CONF_BOOL,
+	  CONF_FIELD(struct conf_audit, enabled), .def = "false" },
+	{ .name = "file", .type = CONF_STRING,
+	  CONF_FIELD(struct conf_audit, file),
+	  .def = "/var/log/msaproxy/audit.log", .valid = conf_valid_path },
+	{ .name = "fsync", .type = CONF_BOOL,
+	  CONF_FIELD(struct conf_audit, fsync), .def = "true" },
+	{ .name = "verdict_fsync", .type = CONF_BOOL,
+	  CONF_FIELD(struct conf_audit, verdict_fsync), .def = "false" },
+	{ .name = "hmac_key_file", .type = CONF_STRING,
+	  CONF_FIELD(struct conf_audit, hmac_key_file), .def = "",
+	  .valid = conf_valid_path },
+	/* 0, or at least 4K (checked by conf_check_audit) */
+	{ .name = "rotate_size", .type = CONF_SIZE,
+	  CONF_FIELD(struct conf_audit, rotate_size), .def = "100M",
+	  .min = 0, .max = TiB },
+	{ .name = "rotate_interval", .type = CONF_UINT,
+	  CONF_FIELD(struct conf_audit, rotate_interval), .def = "86400",
+	  .min = 0, .max = 31 * 86400 },
+	{ .name = "syslog", .type = CONF_BOOL,
+	  CONF_FIELD(struct conf_audit, syslog), .def = "false" },
+	{ .name = "syslog_address", .type = CONF_ADDR,
+	  CONF_FIELD(struct conf_audit, syslog_address), .def = "/dev/log" },
+	{ .name = "timeout", .type = CONF_UINT,
+	  CONF_FIELD(struct conf_audit, timeout), .def = "30",
+	  .min = 1, .max = 3600 },
+	{ .name = NULL },
+};
+
+/* A log file must be named absolutely (the daemon runs from "/"); a key
+ * file, when named, readable now (before privileges are dropped, which is
+ * when it is read). */
+static void
+conf_check_audit(struct conf_ctx *ctx, void *obj,
+		 const config_setting_t *group, const char *path)
+{
+	struct conf_audit *a = obj;
+
+	if (a->enabled && a->file[0] != '/')
+		conf_error(ctx, conf_member_or(group, "file"), "'%sfile' must "
+			   "be an absolute path", path);
+	if (a->rotate_size != 0 && a->rotate_size < 4 * KiB)
+		conf_error(ctx, conf_member_or(group, "rotate_size"),
+			   "'%srotate_size' must be 0 (no size rotation) or at "
+			   "least 4K", path);
+	if (a->enabled)
+		conf_check_readable(ctx, group, path, "hmac_key_file",
+				    a->hmac_key_file);
+}
+
+static const struct conf_section conf_audit_section = {
+	conf_audit_keys, conf_check_audit,
+};
+
 static const struct conf_list conf_listeners_list = {
 	&conf_listener_section, sizeof(struct conf_listener),
 	offsetof(struct conf, listener_count), CONF_MAX_LISTENERS,
@@ -1642,6 +1703,8 @@ static const struct conf_key conf_top_keys[] = {
 	  .arg = &conf_burl_section },
 	{ .name = "etrn", .type = CONF_GROUP, CONF_FIELD(struct conf, etrn),
 	  .arg = &conf_etrn_section },
+	{ .name = "audit", .type = CONF_GROUP, CONF_FIELD(struct conf, audit),
+	  .arg = &conf_audit_section },
 	{ .name = NULL },
 };
 

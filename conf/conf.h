@@ -287,6 +287,20 @@ struct conf_etrn {
 	size_t rule_count;
 };
 
+/* The audit trail (auth/audit.h, docs/AUDIT.md). */
+struct conf_audit {
+	int enabled;			/* default false */
+	char file[512];			/* the active log file (absolute path) */
+	int fsync;			/* fdatasync before a record counts */
+	int verdict_fsync;		/* 250 also waits for the "tx" record */
+	char hmac_key_file[512];	/* "" = a plain SHA-256 chain */
+	uint64_t rotate_size;		/* octets; 0 = no size rotation */
+	unsigned rotate_interval;	/* seconds; 0 = no time rotation */
+	int syslog;			/* also send records to syslog (RFC 5424) */
+	struct conf_addr syslog_address;/* "/dev/log", or "ip:port" for UDP */
+	unsigned timeout;		/* seconds a worker waits for the writer */
+};
+
 struct conf {
 	char path[512];			/* the file this came from */
 	char server_name[256];		/* greeting, Received "by"; default gethostname() */
@@ -307,6 +321,7 @@ struct conf {
 	struct conf_sasl sasl;		/* issue 3 */
 	struct conf_burl burl;		/* RFC 4468 */
 	struct conf_etrn etrn;		/* issue 6: ETRN */
+	struct conf_audit audit;	/* issue 6 */
 };
 
 /*

@@ -21,6 +21,7 @@
 #include <event2/buffer.h>
 #include <event2/dns.h>
 
+#include "audit.h"
 #include "conf.h"
 #include "conn.h"
 #include "log.h"
@@ -47,9 +48,13 @@ static const char *const state_names[S_STATE_COUNT] = {
 };
 
 static void session_run(struct session *s);
+static void session_continue(struct session *s);
 static void relay(struct session *s, const struct backend_reply *r,
 		  enum backend_expect e);
 static void session_read_content(struct session *s);
+static void send_end_of_data(struct session *s);
+static void refuse_after_intent(struct session *s, enum smtp_reply_id why);
+static void intent_done(struct session *s, int error);
 static void session_greet(struct session *s);
 static void start_greeting(struct session *s);
 static void set_timeout(struct session *s);
@@ -92,6 +97,7 @@ session_reply(struct session *s, enum smtp_reply_id id, ...)
 	va_start(ap, id);
 	smtp_reply_vadd(session_output(s), id, ap);
 	va_end(ap);
+	audit_session_reply(s, id);
 	if (smtp_reply_code(id) == 421)
 		session_close_after_reply(s);
 }
@@ -130,7 +136,9 @@ session_close_after_reply(struct session *s)
 static void
 session_flush(struct session *s)
 {
-	if (s->be != NULL)
+	/* While the end of data waits for the audit writer, the content's
+	 * tail waits with it: it leaves with the dot, in one write. */
+	if (s->be != NULL && s->tx.state != TX_AUDIT_INTENT)
 		backend_flush(s->be);
 	conn_flush(s->conn);
 	if (s->state == S_CLOSING && conn_pending_output(s->conn) == 0)
@@ -182,6 +190,7 @@ tx_reset(struct session *s)
 		explicit_bzero(tx->burl_url, strlen(tx->burl_url));	/* the token */
 		free(tx->burl_url);
 	}
+	audit_tx_end(s);	/* before the transaction is forgotten */
 	free(tx->from);
 	for (i = 0; i < tx->rcpt_count; i++)
 		free(tx->rcpts[i]);
@@ -242,8 +251,9 @@ session_abort_backend_tx(struct session *s)
 {
 	if (s->be == NULL)
 		return;
-	if ((s->tx.backend_bdat || s->tx.state != TX_CONTENT) &&
-	    backend_is_ready(s->be)) {
+	/* TX_AUDIT_INTENT: the content went out, its end did not */
+	if ((s->tx.backend_bdat || (s->tx.state != TX_CONTENT &&
+	    s->tx.state != TX_AUDIT_INTENT)) && backend_is_ready(s->be)) {
 		evbuffer_drain(s->chunk, evbuffer_get_length(s->chunk));
 		backend_send(s->be, TAG(TAG_RSET, s->tx.gen, 0), "RSET");
 	} else {
@@ -263,6 +273,7 @@ log_tx(struct session *s, int code, const char *what)
 	    s->tx.rcpt_count, (unsigned long long)s->tx.filter.out_bytes, code,
 	    what, s->tx.queue_id[0] ? s->tx.queue_id : "-",
 	    (unsigned long long)(util_now_ms() - s->tx.t_start_ms));
+	audit_tx_outcome(s, code, what);
 }
 
 /* Content starts: prepend our Received header, then stream. */
@@ -274,6 +285,8 @@ session_begin_content(struct session *s, enum session_state st)
 	char auth_comment[300];
 
 	tx->state = TX_CONTENT;
+	audit_tx_content(s, st == S_DATA ? "DATA" : st == S_BDAT ? "BDAT" :
+	    "BURL");
 	data_filter_init(&tx->filter, s->conf->limits.max_data_line_length,
 	    tx->binary);
 	dot_encoder_init(&tx->enc);
@@ -345,6 +358,8 @@ forward_content(struct session *s)
 {
 	struct tx *tx = &s->tx;
 
+	if (tx->audit != NULL)
+		audit_tx_scan(s, s->content);	/* the Message-ID */
 	if (tx->discard || s->be == NULL) {
 		evbuffer_drain(s->content, evbuffer_get_length(s->content));
 		return;
@@ -440,6 +455,31 @@ end_of_content(struct session *s)
 		session_enter_state(s, s->state == S_CLOSING ? S_CLOSING : S_COMMAND);
 		return;
 	}
+	/* the client awaits the verdict from here on */
+	s->outstanding++;
+	session_enter_state(s, S_COMMAND);
+	switch (audit_tx_intent(s, intent_done)) {
+	case 1:
+		/* the end of data waits for "tx_pending" on disk */
+		tx->state = TX_AUDIT_INTENT;
+		return;
+	case -1:
+		tx->state = TX_AUDIT_INTENT;
+		refuse_after_intent(s, R_AUDIT_UNAVAIL);
+		return;
+	default:
+		break;
+	}
+	send_end_of_data(s);
+}
+
+/* The end of data to the backend; its verdict comes to final_reply(). */
+static void
+send_end_of_data(struct session *s)
+{
+	struct tx *tx = &s->tx;
+	unsigned i, n;
+
 	if (tx->backend_bdat) {
 		flush_bdat_chunk(s, 1);
 	} else {
@@ -457,9 +497,61 @@ end_of_content(struct session *s)
 	tx->finals_expected = n;
 	tx->finals_seen = 0;
 	tx->state = TX_FINAL;
-	s->outstanding++;
 	backend_set_reply_timeout(s->be, s->conf->timeouts.backend_data);
-	session_enter_state(s, S_COMMAND);
+}
+
+/* TX_AUDIT_INTENT ends without the end of data going out: nothing is
+ * delivered, the client gets `why`. */
+static void
+refuse_after_intent(struct session *s, enum smtp_reply_id why)
+{
+	struct tx *tx = &s->tx;
+	unsigned i, n = s->lmtp ? tx->rcpt_accepted : 1;
+
+	session_abort_backend_tx(s);
+	log_tx(s, smtp_reply_code(why), why == R_AUDIT_UNAVAIL ?
+	    "refused: audit log unavailable" : "refused");
+	for (i = 0; i < n; i++) {
+		if (why == R_AUDIT_UNAVAIL)
+			session_reply(s, why);
+		else
+			reply_failure(s, why);
+	}
+	s->outstanding--;
+	tx_reset(s);
+}
+
+/* The audit writer answered for "tx_pending". */
+static void
+intent_done(struct session *s, int error)
+{
+	struct tx *tx = &s->tx;
+	enum smtp_reply_id why = R_REPLY_COUNT;
+
+	if (s->state == S_CLOSING) {
+		/* the client was told 421 meanwhile (shutdown): deliver
+		 * nothing it was not told about */
+		session_abort_backend_tx(s);
+		log_tx(s, smtp_reply_code(R_SHUTDOWN), "aborted: closing");
+		s->outstanding--;
+		tx_reset(s);
+		session_flush(s);
+		return;
+	}
+	if (error != 0) {
+		log_warn("%s: tx=%s audit record not written (%s): nothing "
+		    "delivered", s->id, tx->id, strerror(error));
+		why = R_AUDIT_UNAVAIL;
+	} else if (tx->fail != R_REPLY_COUNT) {
+		why = tx->fail;		/* a chunk was refused meanwhile */
+	} else if (s->be == NULL) {
+		why = R_BACKEND_LOST;
+	}
+	if (why == R_REPLY_COUNT)
+		send_end_of_data(s);
+	else
+		refuse_after_intent(s, why);
+	session_continue(s);
 }
 
 /* ---------------------------------------------------------------- */
@@ -623,6 +715,17 @@ void
 session_resume(struct session *s)
 {
 	session_run(s);
+}
+
+/* After an asynchronous event (an audit acknowledgement): go on, or just
+ * write what is left if the session is closing. */
+static void
+session_continue(struct session *s)
+{
+	if (s->state != S_CLOSING)
+		session_run(s);
+	else
+		session_flush(s);
 }
 
 static void
@@ -1180,22 +1283,33 @@ relay(struct session *s, const struct backend_reply *r, enum backend_expect e)
 		backend_free(&s->be);
 }
 
+/* One final reply for the client: the backend's, or ours instead of a 2xx
+ * whose audit record could not be written. */
 static void
-final_reply(struct session *s, const struct backend_reply *r)
+relay_verdict(struct session *s, const struct backend_reply *r,
+	      int audit_failed)
+{
+	if (audit_failed && r->code / 100 == 2)
+		session_reply(s, R_AUDIT_UNAVAIL);
+	else
+		relay(s, r, BE_EXPECT_DATA_END);
+}
+
+/* Final reply number tx->finals_seen goes to the client; after the last,
+ * the transaction ends. */
+static void
+final_relay(struct session *s, const struct backend_reply *r, int audit_failed)
 {
 	struct tx *tx = &s->tx;
 	int backend_lmtp = s->conf->backend.proto == BACKEND_LMTP;
 	unsigned i;
 
-	tx->finals_seen++;
-	if (r->code / 100 == 2 && tx->queue_id[0] == '\0')
-		backend_reply_queue_id(r, tx->queue_id, sizeof(tx->queue_id));
 	if (s->lmtp && backend_lmtp) {
 		/* one verdict per recipient on both sides, in order */
-		relay(s, r, BE_EXPECT_DATA_END);
+		relay_verdict(s, r, audit_failed);
 	} else if (s->lmtp) {
 		for (i = 0; i < tx->rcpt_accepted; i++)
-			relay(s, r, BE_EXPECT_DATA_END);
+			relay_verdict(s, r, audit_failed);
 	} else if (backend_lmtp) {
 		/* An SMTP client gets one verdict: 250 only if every
 		 * recipient was accepted, otherwise the first failure, so
@@ -1210,18 +1324,92 @@ final_reply(struct session *s, const struct backend_reply *r)
 			}
 		}
 		if (tx->finals_seen == tx->finals_expected && tx->fail_reply)
-			relay(s, tx->fail_reply, BE_EXPECT_DATA_END);
+			relay_verdict(s, tx->fail_reply, audit_failed);
 	} else {
-		relay(s, r, BE_EXPECT_DATA_END);
+		relay_verdict(s, r, audit_failed);
 	}
 	if (tx->finals_seen < tx->finals_expected)
 		return;
-	log_tx(s, r->code, r->code / 100 == 2 ? "delivered" : "refused");
+	log_tx(s, r->code, r->code / 100 != 2 ? "refused" : audit_failed ?
+	    "delivered, audit record NOT written: 451 to the client" :
+	    "delivered");
 	s->messages++;
 	s->outstanding--;
 	if (s->be != NULL)
 		backend_set_reply_timeout(s->be, s->conf->timeouts.backend_command);
 	tx_reset(s);
+}
+
+/* Relay the verdicts held while the audit record was written. */
+static void
+verdict_replay(struct session *s, int audit_failed)
+{
+	struct tx *tx = &s->tx;
+	unsigned i, n = tx->finals_expected;
+	struct backend_reply *held = malloc(n * sizeof(*held));
+
+	if (held == NULL) {
+		/* cannot relay the backend's words: ours, never a 250 */
+		for (i = 0; i < (s->lmtp ? tx->rcpt_accepted : 1); i++)
+			session_reply(s, R_LOCAL_ERROR);
+		log_tx(s, smtp_reply_code(R_LOCAL_ERROR), "out of memory");
+		s->outstanding--;
+		tx_reset(s);
+		return;
+	}
+	/* copies: the last final_relay() ends the transaction */
+	for (i = 0; i < n; i++)
+		held[i] = *audit_tx_held(s, i);
+	tx->finals_seen = 0;
+	for (i = 0; i < n; i++) {
+		tx->finals_seen++;
+		final_relay(s, &held[i], audit_failed);
+	}
+	free(held);
+}
+
+/* The audit writer answered for the "tx" record. */
+static void
+verdict_done(struct session *s, int error)
+{
+	if (error != 0)
+		log_warn("%s: tx=%s audit record of the verdict not written "
+		    "(%s): 451 4.3.0 instead of 250 (the backend has the "
+		    "message; a resend is a duplicate)", s->id, s->tx.id,
+		    strerror(error));
+	verdict_replay(s, error != 0);
+	session_continue(s);
+}
+
+static void
+final_reply(struct session *s, const struct backend_reply *r)
+{
+	struct tx *tx = &s->tx;
+
+	tx->finals_seen++;
+	if (r->code / 100 == 2 && tx->queue_id[0] == '\0')
+		backend_reply_queue_id(r, tx->queue_id, sizeof(tx->queue_id));
+	if (tx->audit != NULL) {
+		/* the client hears nothing until the record is on disk */
+		if (audit_tx_hold(s, r, tx->finals_expected) < 0) {
+			final_relay(s, r, 1);
+			return;
+		}
+		if (tx->finals_seen < tx->finals_expected)
+			return;
+		switch (audit_tx_verdict(s, verdict_done)) {
+		case 1:
+			tx->state = TX_AUDIT_VERDICT;
+			return;
+		case 0:		/* no 2xx: nothing to hold back */
+			verdict_replay(s, 0);
+			return;
+		default:	/* not even queued: no 250 */
+			verdict_replay(s, 1);
+			return;
+		}
+	}
+	final_relay(s, r, 0);
 }
 
 static void
@@ -1231,6 +1419,8 @@ be_on_reply(void *ctx, uint32_t tag, const struct backend_reply *r)
 	struct tx *tx = &s->tx;
 	int current = TAG_GEN(tag) == tx->gen;
 
+	if (current && tx->audit != NULL)
+		audit_tx_backend_reply(s, TAG_KIND(tag), TAG_N(tag), r);
 	switch (TAG_KIND(tag)) {
 	case TAG_MAIL:
 		s->outstanding--;
@@ -1294,7 +1484,7 @@ be_on_reply(void *ctx, uint32_t tag, const struct backend_reply *r)
 		break;
 	case TAG_CHUNK:
 		if (r->code / 100 != 2 && current && tx->fail_reply == NULL &&
-		    tx->state == TX_CONTENT) {
+		    (tx->state == TX_CONTENT || tx->state == TX_AUDIT_INTENT)) {
 			/* the backend refused a chunk: the message fails */
 			tx->fail_reply = malloc(sizeof(*tx->fail_reply));
 			if (tx->fail_reply != NULL)
@@ -1390,7 +1580,12 @@ be_on_error(void *ctx, enum smtp_reply_id why, const uint32_t *tags,
 			imap_fetch_cancel(&tx->burl_fetch);
 			burl_complete(s, tx->fail);
 		}
-	} else if (tx->state != TX_NONE && tx->state != TX_FAILED) {
+	} else if (tx->state != TX_NONE && tx->state != TX_FAILED &&
+	    tx->state != TX_AUDIT_INTENT && tx->state != TX_AUDIT_VERDICT) {
+		/* (an audit wait ends in its callback, which sees no backend
+		 * or has the verdict already) */
+		if (tx->state == TX_ENVELOPE)
+			log_tx(s, smtp_reply_code(why), "backend failed");
 		tx_reset(s);
 	}
 	if (s->state != S_CLOSING)
@@ -1440,6 +1635,8 @@ read_proxy_header(struct session *s)
 	evbuffer_drain(in, hlen);
 	if (info.has_addrs) {
 		char lb[64];
+		int lb_port = s->peer_port;
+
 		snprintf(lb, sizeof(lb), "%s", s->peer_ip);
 		s->peer = info.src;
 		s->local = info.dst;
@@ -1449,7 +1646,9 @@ read_proxy_header(struct session *s)
 		    sizeof(s->local_ip), &s->local_port);
 		log_info("%s: PROXY v%d from %s: client %s:%d", s->id,
 		    info.version, lb, s->peer_ip, s->peer_port);
+		audit_session_open(s, lb, lb_port);
 	}
+	audit_session_open(s, NULL, 0);		/* (LOCAL: the peer itself) */
 	session_greet(s);
 }
 
@@ -1528,6 +1727,7 @@ event_cb(void *arg, int what)
 		log_info("%s: TLS %s%s%s", s->id, s->tls_desc,
 		    s->tls_subject[0] ? ", client certificate " : "",
 		    s->tls_subject);
+		audit_session_tls(s);
 		if (s->greet_after_tls) {
 			s->greet_after_tls = 0;
 			start_greeting(s);
@@ -1614,6 +1814,7 @@ session_new(struct worker *w, const struct conf_listener *lc,
 	s->conf = w->conf;
 	s->lc = lc;
 	s->state = S_COMMAND;
+	s->audit_close = R_REPLY_COUNT;
 	s->lmtp = lc->kind == LISTENER_LMTP;
 	util_session_id(s->id);
 	memcpy(&s->peer, peer, peerlen < sizeof(s->peer) ? peerlen : sizeof(s->peer));
@@ -1664,6 +1865,7 @@ session_new(struct worker *w, const struct conf_listener *lc,
 		set_timeout(s);
 		return s;
 	}
+	audit_session_open(s, NULL, 0);
 	set_timeout(s);
 	start_greeting(s);
 	return s;
@@ -1710,6 +1912,7 @@ session_free(struct session **sp)
 	tx_reset(s);
 	if (s->burl_timer != NULL)
 		event_free(s->burl_timer);
+	audit_session_close(s);
 	smtp_auth_session_free(s);
 	if (s->line != NULL)
 		explicit_bzero(s->line, s->line_cap + 1);	/* may have held AUTH data */

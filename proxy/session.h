@@ -19,7 +19,14 @@
  * Ownership: the worker owns sessions (session_new/session_free); a session
  * owns its connection (conn.h), its backend connection, its line buffer and its
  * transaction.  Every callback that can outlive a command (backend, DNS,
- * timers) is cancelled by session_free().
+ * timers, the audit writer's acknowledgements) is cancelled by
+ * session_free(); the transaction's audit request by tx_reset().
+ *
+ * With the audit trail on, a transaction waits twice for the audit writer
+ * (auth/audit.h): TX_AUDIT_INTENT between the client's end of data and
+ * the end of data to the backend, TX_AUDIT_VERDICT between the backend's
+ * verdict and the client's reply.  s->outstanding covers both waits, so
+ * pipelined commands wait behind them.
  */
 #ifndef MSA_SESSION_H
 #define MSA_SESSION_H
@@ -38,6 +45,7 @@
 /* RFC 4954 4: AUTH command lines and responses up to 12288 octets. */
 #define SMTP_AUTH_LINE_MAX 12288
 
+struct audit_tx;
 struct conf;
 struct conf_listener;
 struct sasl_session;
@@ -64,6 +72,11 @@ enum tx_state {
 	TX_CONTENT,	/* DATA/BDAT content being read and forwarded */
 	TX_FINAL,	/* end of content sent; awaiting the backend's verdict */
 	TX_FAILED,	/* a BDAT transaction failed: only RSET clears it */
+	/* audit trail on (auth/audit.h): */
+	TX_AUDIT_INTENT,/* content read; the end of data waits until the
+			 * "tx_pending" record is on disk */
+	TX_AUDIT_VERDICT,/* the backend's verdict is held until the "tx"
+			 * record is on disk */
 };
 
 enum helo_kind { HELO_NONE, HELO_HELO, HELO_EHLO, HELO_LHLO };
@@ -121,6 +134,7 @@ struct tx {
 	unsigned burl_count;		/* BURLs in this transaction */
 	uint64_t burl_bytes, burl_t0;
 	enum smtp_reply_id burl_fail;	/* why the current fetch failed */
+	struct audit_tx *audit;		/* audit state (audit.c); NULL if off */
 };
 
 struct session {
@@ -183,6 +197,11 @@ struct session {
 
 	TAILQ_ENTRY(session) entry;
 	unsigned messages;
+
+	/* audit trail (auth/audit.h) */
+	int audit_opened;		/* session_open was recorded */
+	uint64_t audit_t_open;
+	enum smtp_reply_id audit_close;	/* the 221 or 421 that ended it */
 };
 
 /* Take over an accepted connection fd (the worker checked the limits). */

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "audit.h"
 #include "conf.h"
 #include "log.h"
 #include "session.h"
@@ -312,6 +313,8 @@ cmd_mail(struct session *s, char *args)
 		log_info("%s: sender <%s> refused for %s", s->id,
 		    log_sanitize(clean, sizeof(clean), pa.path, strlen(pa.path)),
 		    s->identity);
+		audit_policy(s, "sender_denied", R_SENDER_DENIED, "mail_from",
+		    pa.path);
 		tx_reset(s);
 		session_reply(s, R_SENDER_DENIED, s->identity);
 		return;
@@ -330,6 +333,12 @@ cmd_mail(struct session *s, char *args)
 			snprintf(params + o, sizeof(params) - o, " AUTH=%s", x);
 		}
 	}
+	if (!audit_accepting()) {
+		/* nothing is accepted that the audit log cannot show */
+		tx_reset(s);
+		session_reply(s, R_AUDIT_UNAVAIL);
+		return;
+	}
 	if (session_backend(s) < 0) {
 		tx_reset(s);
 		session_reply(s, R_LOCAL_ERROR);
@@ -339,6 +348,7 @@ cmd_mail(struct session *s, char *args)
 	util_session_id(s->tx.id);
 	s->tx.t_start_ms = util_now_ms();
 	s->tx.state = TX_ENVELOPE;
+	audit_tx_start(s);
 	s->outstanding++;
 	backend_send(s->be, TAG(TAG_MAIL, s->tx.gen, 0), "MAIL FROM:<%s>%s",
 	    pa.path, params);

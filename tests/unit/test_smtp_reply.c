@@ -137,6 +137,7 @@ static const struct reply_expect expected[] = {
 	{ R_BURL_ACCESS_TABLE_DENIED, 533, "5.7.1", NULL },
 	{ R_BURL_FORCED_DISCONNECT, 421, "4.7.0", NULL },
 	{ R_BURL_NO_MAILHOST, 533, "5.7.1", NULL },
+	{ R_AUDIT_UNAVAIL, 451, "4.3.0", NULL },
 };
 
 /* The list above covers every id exactly once, in order. */
