@@ -1038,6 +1038,12 @@ static const struct conf_key conf_limits_keys[] = {
 	{ .name = "max_bdat_chunk", .type = CONF_SIZE,
 	  CONF_FIELD(struct conf_limits, max_bdat_chunk), .def = "64K",
 	  .min = KiB, .max = 16 * MiB },
+	/* content must keep up this rate once timeouts.data has passed
+	 * (Postfix's smtpd_min_data_rate): a client dripping bytes cannot
+	 * hold a session */
+	{ .name = "min_data_rate", .type = CONF_SIZE,
+	  CONF_FIELD(struct conf_limits, min_data_rate), .def = "500",
+	  .min = 1, .max = GiB },
 	{ .name = "session_buffer", .type = CONF_SIZE,
 	  CONF_FIELD(struct conf_limits, session_buffer), .def = "64K",
 	  .min = 4 * KiB, .max = 16 * MiB },

@@ -103,6 +103,7 @@ struct conf_limits {
 	unsigned max_bad_commands;	/* 421 4.7.0 after this many errors */
 	unsigned max_connections;	/* per worker; beyond: 421 4.7.0 at connect */
 	unsigned max_bdat_chunk;	/* largest chunk we forward to the backend */
+	uint64_t min_data_rate;		/* octets/s that extend the content deadline */
 	size_t session_buffer;		/* high-water mark of each session buffer */
 };
 

@@ -58,6 +58,7 @@ static void intent_done(struct session *s, int error);
 static void session_greet(struct session *s);
 static void start_greeting(struct session *s);
 static void set_timeout(struct session *s);
+static void session_timeout(struct session *s, const char *why);
 
 static void be_on_reply(void *ctx, uint32_t tag, const struct backend_reply *r);
 static void be_on_ready(void *ctx, const struct backend_caps *caps);
@@ -145,34 +146,39 @@ session_flush(struct session *s)
 		conn_defer(s->conn);
 }
 
-static void
-set_timeout(struct session *s)
+/* The timeout of the current state, in seconds. */
+static unsigned
+state_timeout(const struct session *s)
 {
 	const struct conf_timeouts *t = &s->conf->timeouts;
-	unsigned secs = t->command;
 
 	switch (s->state) {
 	case S_PROXY_HDR:
 	case S_GREETING:
-		secs = t->greeting;
-		break;
+		return t->greeting;
 	case S_DATA:
 	case S_BDAT:
-		secs = t->data;
-		break;
+		return t->data;
 	case S_TLS:
-		secs = s->conf->tls.handshake_timeout ? s->conf->tls.handshake_timeout : 30;
-		break;
+		return s->conf->tls.handshake_timeout ?
+		    s->conf->tls.handshake_timeout : 30;
 	case S_BURL:
 		/* the client waits for us: the IMAP client's own timeouts
 		 * end the fetch first */
-		secs = t->command + s->conf->burl.connect_timeout +
-		    s->conf->burl.fetch_timeout;
-		break;
+		return t->command + s->conf->burl.connect_timeout +
+		    s->conf->burl.fetch_deadline;
 	default:
-		break;
+		return t->command;
 	}
-	conn_set_timeout(s->conn, secs);
+}
+
+static void phase_deadline_start(struct session *s);
+
+static void
+set_timeout(struct session *s)
+{
+	conn_set_timeout(s->conn, state_timeout(s));
+	phase_deadline_start(s);
 }
 
 /* ---------------------------------------------------------------- */
@@ -204,6 +210,8 @@ tx_reset(struct session *s)
 	tx->fail = R_REPLY_COUNT;
 	if (s->chunk != NULL)
 		evbuffer_drain(s->chunk, evbuffer_get_length(s->chunk));
+	if (s->be != NULL)
+		backend_set_reply_timeout(s->be, s->conf->timeouts.backend_command);
 }
 
 const struct backend_caps *
@@ -318,6 +326,13 @@ session_begin_content(struct session *s, enum session_state st)
 	ri.when = time(NULL);
 	evbuffer_drain(s->content, evbuffer_get_length(s->content));
 	received_format(&ri, s->content);
+	/* While the client sends content the backend hears nothing from us
+	 * that it answers (a DATA backend nothing at all until the dot): its
+	 * reply timeout must not end a slow but living upload.  The client's
+	 * own deadlines (timeouts.data, limits.min_data_rate) bound it. */
+	if (s->be != NULL)
+		backend_set_reply_timeout(s->be, s->conf->timeouts.command +
+		    s->conf->timeouts.data + s->conf->timeouts.backend_command);
 	if (tx->backend_bdat)
 		evbuffer_add_buffer(s->chunk, s->content);
 	else {
@@ -675,6 +690,8 @@ run_commands(struct session *s)
 			break;
 		s->have_line = 0;
 		smtp_cmd_dispatch(s, cmd.verb, cmd.args);
+		if (s->state == S_COMMAND)
+			phase_deadline_start(s);	/* the next command's turn */
 	}
 }
 
@@ -1652,6 +1669,111 @@ read_proxy_header(struct session *s)
 	session_greet(s);
 }
 
+/* The client took too long: 421 (or just close where no reply fits).
+ * May free the session. */
+static void
+session_timeout(struct session *s, const char *why)
+{
+	if (s->outstanding > 0 && s->state == S_COMMAND) {
+		/* The client waits for us; the backend's timeout governs. */
+		return;
+	}
+	if (s->state == S_BURL)
+		return;		/* the fetch's own deadlines govern */
+	log_info("%s: timeout in state %s (%s)", s->id, state_names[s->state],
+	    why);
+	if (s->state == S_CLOSING || s->state == S_PROXY_HDR ||
+	    s->state == S_TLS) {
+		session_free(&s);
+		return;
+	}
+	if (s->tx.state == TX_CONTENT)
+		session_abort_backend_tx(s);
+	session_reply(s, R_TIMEOUT);
+	session_flush(s);
+}
+
+/*
+ * Deadlines per phase.  conn's timeout measures the gap between two reads,
+ * so a client that drips a byte now and then (slowloris) would never hit
+ * it.  Each phase -- waiting for the PROXY header, the greeting's first
+ * command, a command line, a TLS handshake, an AUTH response -- must also
+ * be complete within its timeout of the moment it began; content may take
+ * longer only while it keeps up limits.min_data_rate (each octet extends
+ * the deadline by 1/rate seconds, as Postfix's smtpd_min_data_rate).
+ */
+static void
+phase_deadline_arm(struct session *s)
+{
+	uint64_t now = util_now_ms();
+	struct timeval tv;
+
+	if (s->phase_timer == NULL || s->phase_deadline_ms == 0)
+		return;
+	if (s->phase_deadline_ms <= now) {
+		tv.tv_sec = 0;
+		tv.tv_usec = 0;
+	} else {
+		tv.tv_sec = (time_t)((s->phase_deadline_ms - now) / 1000);
+		tv.tv_usec = (suseconds_t)((s->phase_deadline_ms - now) % 1000) * 1000;
+	}
+	evtimer_add(s->phase_timer, &tv);
+}
+
+static void
+phase_deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct session *s = arg;
+
+	(void)fd;
+	(void)what;
+	if (util_now_ms() < s->phase_deadline_ms) {
+		phase_deadline_arm(s);	/* extended by progress meanwhile */
+		return;
+	}
+	/* not the client's turn: we owe it a reply, or hold its input back */
+	if ((s->outstanding > 0 && s->state == S_COMMAND) ||
+	    s->state == S_BURL || s->auth_waiting || s->input_paused ||
+	    s->await_data_go) {
+		phase_deadline_start(s);
+		return;
+	}
+	session_timeout(s, "phase deadline");
+}
+
+static void
+phase_deadline_start(struct session *s)
+{
+	if (s->conn == NULL)
+		return;
+	if (s->phase_timer == NULL) {
+		s->phase_timer = evtimer_new(s->worker->base, phase_deadline_cb, s);
+		if (s->phase_timer == NULL)
+			return;
+	}
+	s->phase_deadline_ms = util_now_ms() + (uint64_t)state_timeout(s) * 1000;
+	s->input_seen = evbuffer_get_length(conn_input(s->conn));
+	phase_deadline_arm(s);
+}
+
+/* New input: content progress extends the content deadline. */
+static void
+phase_progress(struct session *s)
+{
+	size_t len = evbuffer_get_length(conn_input(s->conn));
+
+	if ((s->state == S_DATA || s->state == S_BDAT) && len > s->input_seen) {
+		uint64_t ext = (uint64_t)(len - s->input_seen) * 1000 /
+		    s->conf->limits.min_data_rate;
+		uint64_t cap = util_now_ms() + (uint64_t)state_timeout(s) * 1000;
+
+		s->phase_deadline_ms += ext;
+		if (s->phase_deadline_ms > cap)
+			s->phase_deadline_ms = cap;
+	}
+	s->input_seen = len;
+}
+
 static void
 read_cb(void *arg)
 {
@@ -1669,7 +1791,9 @@ read_cb(void *arg)
 		    evbuffer_get_length(conn_input(s->conn)));
 		return;
 	default:
-		session_run(s);
+		phase_progress(s);
+		session_run(s);		/* never frees s (closing is deferred) */
+		s->input_seen = evbuffer_get_length(conn_input(s->conn));
 	}
 }
 
@@ -1697,23 +1821,7 @@ event_cb(void *arg, int what)
 		return;
 	}
 	if (what & CONN_TIMEOUT) {
-		if (s->outstanding > 0 && s->state == S_COMMAND) {
-			/* The client waits for us; the backend's timeout
-			 * governs. */
-			return;
-		}
-		if (s->state == S_CLOSING || s->state == S_PROXY_HDR ||
-		    s->state == S_TLS) {
-			log_info("%s: timeout in state %s", s->id,
-			    state_names[s->state]);
-			session_free(&s);
-			return;
-		}
-		log_info("%s: timeout in state %s", s->id, state_names[s->state]);
-		if (s->tx.state == TX_CONTENT)
-			session_abort_backend_tx(s);
-		session_reply(s, R_TIMEOUT);
-		session_flush(s);
+		session_timeout(s, "no input");
 		return;
 	}
 	if (what & CONN_TLS_READY) {
@@ -1924,6 +2032,9 @@ session_free(struct session **sp)
 	free(s->line);
 	free(s->scratch);
 	free(s->rdns);
+	/* last: nothing above may start a phase again (s->conn is gone) */
+	if (s->phase_timer != NULL)
+		event_free(s->phase_timer);
 	if (s->worker != NULL && s->entry.tqe_prev != NULL)
 		worker_session_closed(s->worker, s);
 	free(s);

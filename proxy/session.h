@@ -194,6 +194,9 @@ struct session {
 
 	unsigned bad_burls;		/* failed BURL commands: max_bad_burl */
 	struct event *burl_timer;	/* burl.fetch_deadline of the current fetch */
+	struct event *phase_timer;	/* the deadline of the current phase */
+	uint64_t phase_deadline_ms;	/* monotonic; 0 = none */
+	size_t input_seen;		/* input octets already counted as progress */
 
 	TAILQ_ENTRY(session) entry;
 	unsigned messages;

@@ -24,8 +24,11 @@ happened; the audit trail lands in another branch.  Each test names the
 record it expects in a TODO(audit) comment; assert them once it is merged.
 
 Timeouts are configured small (1-3 s) so the whole file runs in about a
-minute.  Bugs found are pinned by xfail(strict=True) tests whose reason
-starts with "BUG:".
+minute.  Two bugs this file found are fixed and pinned by its tests:
+timeouts measured the gap between two reads, so a client dripping bytes
+held its session for ever (now per-phase deadlines, proxy/session.c); and a
+slow but living upload failed after timeouts.backend_command (the backend's
+reply timeout now covers the client's content).
 """
 
 import copy
@@ -696,13 +699,6 @@ def _silent(p, setup, listener, limit):
         c.close()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: proxy/conn.c keeps one persistent read event per socket whose "
-    "timeout (conn_set_timeout) libevent re-arms on every read, so "
-    "timeouts.command/data/tls.handshake_timeout measure the time between "
-    "two reads, not the time to a complete command/line/handshake/AUTH "
-    "response: a client sending one byte every 0.25 s (timeouts 1 s) holds "
-    "its session for as long as it likes"))
 def test_slowloris_never_outlives_timeout(pki, sasldb, fake, proxy_factory):
     """Slowloris: one byte every 0.25 s, timeouts of 1 s.  Whatever the
     phase (a command line, a content line in DATA, a BDAT chunk, the TLS
@@ -740,15 +736,6 @@ def test_slowloris_never_outlives_timeout(pki, sasldb, fake, proxy_factory):
     assert len(fake.transactions()) == 1
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: during DATA/BDAT content the backend connection's timeout is "
-    "timeouts.backend_command, and only reads from the backend re-arm it "
-    "(proxy/conn.c persistent read event; proxy/backend.c conn_cb "
-    "CONN_TIMEOUT treats BS_READY with an empty fifo as an idle connection "
-    "and fails it with R_BACKEND_TIMEOUT).  A DATA backend says nothing "
-    "until the final dot, so any upload taking longer than backend_command "
-    "(default 300 s) fails with 451 4.4.2 although the client kept within "
-    "timeouts.data"))
 @pytest.mark.parametrize("backend_mode", ["DATA", "BDAT"])
 def test_slow_legitimate_upload_outlives_backend_command(proxy_factory, backend_mode):
     """Not a fault, the boundary of one: a client sending a line every
