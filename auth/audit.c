@@ -843,6 +843,13 @@ reply_event(struct session *s, enum smtp_reply_id id)
 		limit = "sasl.max_failures";
 		value = c->sasl.max_failures;
 		break;
+	case R_BURL_TOO_MANY:
+		limit = "burl.max_bad_burl";
+		value = c->burl.max_bad_burl;
+		break;
+	case R_BURL_FORCED_DISCONNECT:
+		rule = "burl_access_disconnect";
+		break;
 	case R_TIMEOUT:
 		if (s->state == S_DATA || s->state == S_BDAT) {
 			limit = "timeouts.data";

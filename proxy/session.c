@@ -925,6 +925,25 @@ session_burl_offered(const struct session *s)
 	    burl_worker_ready(s->worker->burl);
 }
 
+/* The audit record of one fetch (auth/audit.h: the URL redacted there). */
+static void
+burl_audit(struct session *s, const char *result)
+{
+	struct tx *tx = &s->tx;
+	struct imapurl u;
+	const char *err;
+	int ok;
+
+	if (!audit_enabled() || tx->burl_url == NULL)
+		return;
+	ok = imapurl_parse(tx->burl_url, strlen(tx->burl_url), &u, &err) ==
+	    IMAPURL_OK;
+	audit_burl_fetch(s, s->conf->burl.servers[tx->burl_server].name,
+	    tx->burl_url, strlen(tx->burl_url), ok ? &u : NULL, tx->burl_bytes,
+	    result, util_now_ms() - tx->burl_t0);
+	explicit_bzero(&u, sizeof(u));
+}
+
 /* The fetch ended (or failed before it began): answer the BURL command. */
 static void
 burl_complete(struct session *s, enum smtp_reply_id fail)
@@ -1029,6 +1048,8 @@ burl_on_data(void *ctx, struct evbuffer *buf)
 		    s->id, tx->id, tx->burl_log_url,
 		    (unsigned long long)tx->burl_bytes,
 		    smtp_reply_code(tx->burl_fail));
+		burl_audit(s, tx->burl_fail == R_BURL_TOO_BIG ? "too big" :
+		    tx->burl_fail == R_BURL_8BIT ? "binary content" : "refused");
 		burl_complete(s, tx->burl_fail);
 		session_run(s);
 		return;
@@ -1078,6 +1099,9 @@ burl_on_done(void *ctx, enum imap_fetch_result r, const char *reason,
 	    reason != NULL && reason[0] ? ": " : "", reason != NULL ? reason : "",
 	    (unsigned long long)total,
 	    (unsigned long long)(util_now_ms() - tx->burl_t0));
+	burl_audit(s, fail == R_REPLY_COUNT ? "ok" :
+	    fail == R_BURL_FETCH_FAILED ? "no data" :
+	    fail == R_BURL_TOO_BIG ? "too big" : "imap server unavailable");
 	burl_complete(s, fail);
 	if (s->state != S_CLOSING)
 		session_run(s);
@@ -1101,6 +1125,7 @@ burl_deadline_cb(evutil_socket_t fd, short what, void *arg)
 	    "(%u s) after %llu octets", s->id, s->tx.id, s->tx.burl_log_url,
 	    s->conf->burl.fetch_deadline,
 	    (unsigned long long)s->tx.burl_bytes);
+	burl_audit(s, "burl.fetch_deadline");
 	burl_complete(s, R_BURL_IMAP_UNAVAIL);
 	if (s->state != S_CLOSING)
 		session_run(s);
@@ -1256,6 +1281,7 @@ session_burl_start(struct session *s)
 	tx->burl_count++;
 	if (tx->state == TX_CONTENT) {
 		/* a further part of a message begun by BDAT or BURL */
+		audit_tx_content(s, "BURL");
 		session_enter_state(s, S_BURL);
 		burl_fetch_begin(s);
 		return;
@@ -1595,6 +1621,7 @@ be_on_error(void *ctx, enum smtp_reply_id why, const uint32_t *tags,
 		if (s->state == S_BURL && tx->burl_fetch != NULL) {
 			/* a BURL needs read nothing more */
 			imap_fetch_cancel(&tx->burl_fetch);
+			burl_audit(s, "backend failed");
 			burl_complete(s, tx->fail);
 		}
 	} else if (tx->state != TX_NONE && tx->state != TX_FAILED &&

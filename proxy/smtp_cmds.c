@@ -559,6 +559,7 @@ cmd_bdat(struct session *s, char *args)
 	}
 	if (tx->state == TX_CONTENT && tx->client_bdat) {
 		/* a further chunk of the message */
+		audit_tx_content(s, "BDAT");
 		if (tx->discard) {
 			session_bdat_start_chunk(s, size, last, 0);
 			return;
@@ -720,6 +721,11 @@ smtp_burl_refuse(struct session *s, const struct burl_verdict *v)
 	log_info("%s: BURL %s by %s refused: %s", s->id, s->tx.burl_log_url,
 	    s->identity[0] ? s->identity : "-",
 	    log_sanitize(clean, sizeof(clean), v->reason, strlen(v->reason)));
+	audit_event("burl_denied", s, AUDIT_STR("url", s->tx.burl_log_url),
+	    AUDIT_STR("policy", s->conf->burl.access != NULL ? "burl_access" :
+	    "built-in"), AUDIT_STR("reason", v->reason),
+	    AUDIT_STR("reply", v->reply_text[0] ? v->reply_text :
+	    smtp_reply_text(v->reply)), AUDIT_END);
 	if (v->reply_text[0] != '\0')
 		evbuffer_add_printf(session_output(s), "%s\r\n", v->reply_text);
 	else

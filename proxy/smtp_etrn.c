@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "audit.h"
 #include "conf.h"
 #include "etrn_policy.h"
 #include "log.h"
@@ -51,12 +52,12 @@ etrn_done(struct session *s, const char *node, int code, const char *what)
 	log_info("%s: etrn node=%s client=%s identity=%s listener=%s "
 	    "result=%d %s", s->id, log_sanitize(clean, sizeof(clean), node, len),
 	    s->peer_ip, s->auth ? s->identity : "-", s->lc->name, code, what);
-	/*
-	 * AUDIT (issue 6): the ETRN audit record is written here, and only
-	 * here: audit_etrn(s, node, code, what).  Every ETRN command passes
-	 * this point exactly once (for a relayed request, when the backend's
-	 * answer or failure arrives).
-	 */
+	/* The audit record: every ETRN command passes this point exactly
+	 * once (a relayed request when the backend's answer or failure
+	 * arrives). */
+	audit_event("etrn", s, AUDIT_STR("node", node), AUDIT_INT("code", code),
+	    AUDIT_STR("result", what), AUDIT_STR("listener", s->lc->name),
+	    AUDIT_END);
 }
 
 /* A refusal of ours: the reply, counted as a client error when it is one,
