@@ -1494,7 +1494,7 @@ static const struct conf_key conf_imap_server_keys[] = {
 	  CONF_FIELD(struct conf_imap_server, mode), .def = "urlauth",
 	  .arg = conf_imap_mode_names },
 	{ .name = "max_idle_connections", .type = CONF_UINT,
-	  CONF_FIELD(struct conf_imap_server, max_idle_connections), .def = "8",
+	  CONF_FIELD(struct conf_imap_server, max_idle_connections), .def = "64",
 	  .min = 0, .max = 1000 },
 	{ .name = "max_connections", .type = CONF_UINT,
 	  CONF_FIELD(struct conf_imap_server, max_connections), .def = "64",
@@ -2246,9 +2246,9 @@ conf_check_imap_server(struct conf_ctx *ctx, void *obj,
 	    (is->user[0] == '\0' || is->password_file[0] == '\0'))
 		conf_error(ctx, group, "'%scredentials' is \"password\" but "
 		    "'%suser' or '%spassword_file' is not set", path, path, path);
+	/* the pool never holds more than max_connections anyway */
 	if (is->max_idle_connections > is->max_connections)
-		conf_error(ctx, group, "'%smax_idle_connections' is larger than "
-		    "'%smax_connections'", path, path);
+		is->max_idle_connections = is->max_connections;
 	if (is->tls_verify_name[0] == '\0' || is->service_host[0] == '\0') {
 		/* default: the authority's host */
 		char host[256];

@@ -32,6 +32,7 @@ struct conn {
 	SSL *ssl;			/* TLS on top of fd, or NULL */
 	int handshaking;		/* TLS handshake in progress */
 	int write_wants_read;		/* SSL_write needs input first */
+	int quickack;			/* re-arm TCP_QUICKACK after reads */
 	char tls_error[160];
 };
 
@@ -145,6 +146,14 @@ read_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	evbuffer_commit_space(c->in, v, nv);
 deliver:
+	if (c->quickack) {
+		/* Linux turns quick ACKs off again by itself: re-arm after
+		 * each read, so a peer that does not set TCP_NODELAY never
+		 * waits for our delayed ACK to send its last small segment */
+		int one = 1;
+
+		setsockopt(c->fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one));
+	}
 	c->in_cb++;
 	c->cbs.on_read(c->ctx);
 	c->in_cb--;
@@ -423,6 +432,12 @@ conn_flush(struct conn *c)
 		event_del(c->wev);
 		c->wev_added = 0;
 	}
+}
+
+void
+conn_set_quickack(struct conn *c, int on)
+{
+	c->quickack = on != 0;
 }
 
 size_t

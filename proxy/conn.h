@@ -63,6 +63,10 @@ size_t conn_pending_output(const struct conn *c);
  * max_input bytes or more (backpressure towards the peer). */
 void conn_pause_read(struct conn *c, int paused);
 void conn_set_max_input(struct conn *c, size_t max_input);
+/* Acknowledge every read at once (Linux TCP_QUICKACK, re-armed after each
+ * read): for request/response peers that do not set TCP_NODELAY, whose
+ * last small segment would otherwise wait for our delayed ACK (40 ms). */
+void conn_set_quickack(struct conn *c, int on);
 /* Largest single read (default 64 KB). */
 void conn_set_read_size(struct conn *c, size_t n);
 /* Seconds without input (while reading) or without output progress (while

@@ -1265,6 +1265,9 @@ ic_new(struct imap_server *srv, const char *authzid, const char **why)
 		return NULL;
 	}
 	conn_set_max_input(ic->conn, IMAP_MAX_INPUT);
+	/* IMAP servers (Cyrus) do not all set TCP_NODELAY: their tagged OK,
+	 * a small last segment, would wait for our delayed ACK */
+	conn_set_quickack(ic->conn, 1);
 	evtimer_add(ic->deadline, &tv);
 	ic->state = IC_CONNECTING;
 	TAILQ_INSERT_TAIL(&srv->conns, ic, link);
