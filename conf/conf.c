@@ -42,6 +42,7 @@
 #include <libconfig.h>
 
 #include "conf.h"
+#include "smtp_parse.h"
 
 /* Larger than any sane configuration; bounds what libconfig parses. */
 #define CONF_MAX_FILE_SIZE (1024 * 1024)
@@ -58,6 +59,7 @@ enum conf_type {
 	CONF_ENUM,		/* int-sized enum; a name from arg */
 	CONF_ADDR,		/* struct conf_addr; conf_parse_addr() */
 	CONF_CIDR_LIST,		/* struct conf_cidr[]; arg: conf_array */
+	CONF_STRING_LIST,	/* char[n][size]; arg: conf_strings; valid per entry */
 	CONF_GROUP,		/* a struct; arg: its conf_section */
 	CONF_GROUP_LIST,	/* array of structs; arg: conf_list */
 };
@@ -112,6 +114,13 @@ struct conf_list {
 struct conf_array {
 	size_t count_offset;		/* of the size_t counter */
 	size_t max;
+};
+
+/* A list of strings: allow = [ "example.org", "@example.net" ]. */
+struct conf_strings {
+	size_t count_offset;		/* of the size_t counter */
+	size_t max;
+	size_t elem_size;		/* sizeof one entry (char[elem_size]) */
 };
 
 #define CONF_FIELD(st, f) \
@@ -801,6 +810,20 @@ conf_valid_domain_list(const char *value, const char **error_r)
 	return conf_valid_words(value, error_r, conf_valid_mail_domain);
 }
 
+/* An ETRN grant: the ETRN argument's own grammar (smtp_parse_etrn). */
+static int
+conf_valid_etrn_node(const char *value, const char **error_r)
+{
+	struct smtp_etrn e;
+
+	if (smtp_parse_etrn(value, &e) != SMTP_ETRN_OK) {
+		*error_r = "not a domain name of two or more labels, \"@\" and "
+			   "a domain, or \"#\" and a queue name (RFC 1985)";
+		return -1;
+	}
+	return 0;
+}
+
 /* ------------------------------------------------------------------------
  * The tables
  */
@@ -884,6 +907,10 @@ static void conf_check_log(struct conf_ctx *, void *, const config_setting_t *,
 			   const char *);
 static void conf_check_listener(struct conf_ctx *, void *,
 				const config_setting_t *, const char *);
+static void conf_check_etrn_rule(struct conf_ctx *, void *,
+				 const config_setting_t *, const char *);
+static void conf_check_etrn(struct conf_ctx *, void *,
+			    const config_setting_t *, const char *);
 
 static const struct conf_key conf_log_keys[] = {
 	{ .name = "destination", .type = CONF_ENUM,
@@ -1337,6 +1364,55 @@ static const struct conf_section conf_burl_section = {
 	conf_burl_keys, conf_check_burl,
 };
 
+/* etrn = { listeners = [ ... ]; allow_wildcard_tld = false;
+ *         rules = ( { identity = "..."; networks = [ ... ];
+ *                     allow = [ ... ]; }, ... ); } */
+static const struct conf_key conf_etrn_rule_keys[] = {
+	{ .name = "identity", .type = CONF_STRING,
+	  CONF_FIELD(struct conf_etrn_rule, identity), .def = "",
+	  .valid = conf_valid_token },
+	{ .name = "networks", .type = CONF_CIDR_LIST,
+	  CONF_FIELD(struct conf_etrn_rule, networks),
+	  .arg = &(const struct conf_array){
+		  offsetof(struct conf_etrn_rule, network_count),
+		  CONF_MAX_ETRN_NETWORKS } },
+	{ .name = "allow", .type = CONF_STRING_LIST,
+	  CONF_FIELD(struct conf_etrn_rule, allow),
+	  .arg = &(const struct conf_strings){
+		  offsetof(struct conf_etrn_rule, allow_count),
+		  CONF_MAX_ETRN_ALLOW, CONF_ETRN_NODE_SIZE },
+	  .valid = conf_valid_etrn_node, .flags = CONF_REQUIRED },
+	{ .name = NULL },
+};
+
+static const struct conf_section conf_etrn_rule_section = {
+	conf_etrn_rule_keys, conf_check_etrn_rule,
+};
+
+static const struct conf_list conf_etrn_rules_list = {
+	&conf_etrn_rule_section, sizeof(struct conf_etrn_rule),
+	offsetof(struct conf_etrn, rule_count), CONF_MAX_ETRN_RULES,
+};
+
+static const struct conf_key conf_etrn_keys[] = {
+	{ .name = "listeners", .type = CONF_STRING_LIST,
+	  CONF_FIELD(struct conf_etrn, listeners),
+	  .arg = &(const struct conf_strings){
+		  offsetof(struct conf_etrn, listener_count),
+		  CONF_MAX_LISTENERS,
+		  sizeof(((struct conf_etrn *)0)->listeners[0]) },
+	  .valid = conf_valid_name },
+	{ .name = "allow_wildcard_tld", .type = CONF_BOOL,
+	  CONF_FIELD(struct conf_etrn, allow_wildcard_tld), .def = "false" },
+	{ .name = "rules", .type = CONF_GROUP_LIST,
+	  CONF_FIELD(struct conf_etrn, rules), .arg = &conf_etrn_rules_list },
+	{ .name = NULL },
+};
+
+static const struct conf_section conf_etrn_section = {
+	conf_etrn_keys, conf_check_etrn,
+};
+
 static const struct conf_list conf_listeners_list = {
 	&conf_listener_section, sizeof(struct conf_listener),
 	offsetof(struct conf, listener_count), CONF_MAX_LISTENERS,
@@ -1379,6 +1455,8 @@ static const struct conf_key conf_top_keys[] = {
 	  .arg = &conf_sasl_section },
 	{ .name = "burl", .type = CONF_GROUP, CONF_FIELD(struct conf, burl),
 	  .arg = &conf_burl_section },
+	{ .name = "etrn", .type = CONF_GROUP, CONF_FIELD(struct conf, etrn),
+	  .arg = &conf_etrn_section },
 	{ .name = NULL },
 };
 
@@ -1566,6 +1644,7 @@ conf_set_default(struct conf_ctx *ctx, const struct conf_key *key, void *obj,
 		break;
 	}
 	case CONF_CIDR_LIST:
+	case CONF_STRING_LIST:
 	case CONF_GROUP_LIST:
 		break;		/* empty; calloc did it */
 	}
@@ -1624,6 +1703,60 @@ conf_read_cidrs(struct conf_ctx *ctx, const struct conf_key *key, void *obj,
 				   error);
 			continue;
 		}
+		(*countp)++;
+	}
+}
+
+static void
+conf_read_strings(struct conf_ctx *ctx, const struct conf_key *key, void *obj,
+		  const config_setting_t *s, const char *path)
+{
+	const struct conf_strings *arr = key->arg;
+	char *elems = (char *)obj + key->offset;
+	size_t *countp = (void *)((char *)obj + arr->count_offset);
+	const char *error;
+	char q[80];
+	int i, n;
+
+	if (!conf_expect_type(ctx, key, s, path,
+			      config_setting_is_array(s) ||
+			      config_setting_is_list(s),
+			      "an array of strings [ \"...\", ... ]"))
+		return;
+	n = config_setting_length(s);
+	if ((size_t)n > arr->max) {
+		conf_error(ctx, s,
+			   "'%s%s' has %d entries; at most %zu are allowed",
+			   path, key->name, n, arr->max);
+		n = (int)arr->max;
+	}
+	for (i = 0; i < n; i++) {
+		const config_setting_t *e =
+		    config_setting_get_elem(s, (unsigned)i);
+		const char *value = config_setting_get_string(e);
+
+		if (value == NULL) {
+			conf_error(ctx, e,
+				   "'%s%s' entries must be strings, not %s",
+				   path, key->name,
+				   conf_type_name(config_setting_type(e)));
+			continue;
+		}
+		if (strlen(value) >= arr->elem_size) {
+			conf_error(ctx, e, "'%s%s' entry \"%s\" is too long (at "
+				   "most %zu characters)", path, key->name,
+				   conf_quote(value, q, sizeof(q)),
+				   arr->elem_size - 1);
+			continue;
+		}
+		if (key->valid != NULL && key->valid(value, &error) < 0) {
+			conf_error(ctx, e, "'%s%s' entry \"%s\": %s", path,
+				   key->name, conf_quote(value, q, sizeof(q)),
+				   error);
+			continue;
+		}
+		memcpy(elems + *countp * arr->elem_size, value,
+		       strlen(value) + 1);
 		(*countp)++;
 	}
 }
@@ -1739,6 +1872,9 @@ conf_read_key(struct conf_ctx *ctx, const struct conf_key *key, void *obj,
 		break;
 	case CONF_CIDR_LIST:
 		conf_read_cidrs(ctx, key, obj, s, path);
+		break;
+	case CONF_STRING_LIST:
+		conf_read_strings(ctx, key, obj, s, path);
 		break;
 	case CONF_GROUP: {
 		char sub[128];
@@ -2068,6 +2204,151 @@ conf_check_listener(struct conf_ctx *ctx, void *obj,
 			   "'%sproxy_protocol_from' is empty", path, path);
 }
 
+/* One ETRN rule: it must say whom it is for and what it allows. */
+static void
+conf_check_etrn_rule(struct conf_ctx *ctx, void *obj,
+		     const config_setting_t *group, const char *path)
+{
+	struct conf_etrn_rule *r = obj;
+	const config_setting_t *allow = group != NULL ?
+	    config_setting_get_member(group, "allow") : NULL;
+
+	r->line = group != NULL ? (int)config_setting_source_line(group) : 0;
+	const config_setting_t *id = group != NULL ?
+	    config_setting_get_member(group, "identity") : NULL;
+
+	/* A rule for every client is "networks = [ "0.0.0.0/0", "::/0" ]":
+	 * written out, never by omission. */
+	if (group != NULL && id == NULL &&
+	    config_setting_get_member(group, "networks") == NULL)
+		conf_error(ctx, group, "'%.*s' needs 'identity' or 'networks' "
+			   "(whom the rule is for)", (int)strlen(path) - 1,
+			   path);
+	if (id != NULL && config_setting_get_string(id) != NULL &&
+	    *config_setting_get_string(id) == '\0')
+		conf_error(ctx, id, "'%sidentity' must not be empty", path);
+	if (allow != NULL && (config_setting_is_array(allow) ||
+	    config_setting_is_list(allow)) && config_setting_length(allow) == 0)
+		conf_error(ctx, allow, "'%sallow' must have at least one entry",
+			   path);
+	{
+		const config_setting_t *nets = group != NULL ?
+		    config_setting_get_member(group, "networks") : NULL;
+
+		if (nets != NULL && (config_setting_is_array(nets) ||
+		    config_setting_is_list(nets)) &&
+		    config_setting_length(nets) == 0)
+			conf_error(ctx, nets, "'%snetworks' must have at least "
+				   "one entry (leave it out to match any "
+				   "address)", path);
+	}
+}
+
+/* RFC 1985 8: "@com" releases mail for every domain under com; a grant of a
+ * single-label @domain needs allow_wildcard_tld.  Walks the settings (not
+ * the struct) to point at the offending entry's line. */
+static void
+conf_check_etrn(struct conf_ctx *ctx, void *obj,
+		const config_setting_t *group, const char *path)
+{
+	struct conf_etrn *et = obj;
+	const config_setting_t *rules = group != NULL ?
+	    config_setting_get_member(group, "rules") : NULL;
+	int e, n, j, m;
+	char q[80];
+
+	if (et->allow_wildcard_tld || rules == NULL ||
+	    !config_setting_is_list(rules))
+		return;
+	n = config_setting_length(rules);
+	for (e = 0; e < n; e++) {
+		const config_setting_t *rule =
+		    config_setting_get_elem(rules, (unsigned)e);
+		const config_setting_t *allow;
+
+		if (!config_setting_is_group(rule) ||
+		    (allow = config_setting_get_member(rule, "allow")) == NULL ||
+		    !(config_setting_is_array(allow) ||
+		    config_setting_is_list(allow)))
+			continue;
+		m = config_setting_length(allow);
+		for (j = 0; j < m; j++) {
+			const config_setting_t *a =
+			    config_setting_get_elem(allow, (unsigned)j);
+			const char *value = config_setting_get_string(a);
+			struct smtp_etrn req;
+
+			if (value == NULL ||
+			    smtp_parse_etrn(value, &req) != SMTP_ETRN_OK ||
+			    req.kind != SMTP_ETRN_DOMAIN || req.labels != 1)
+				continue;
+			conf_error(ctx, a, "'%srules[%d].allow' entry \"%s\" "
+				   "releases a whole top-level domain (RFC 1985 "
+				   "section 8); set '%sallow_wildcard_tld' to "
+				   "true to permit it", path, e,
+				   conf_quote(value, q, sizeof(q)), path);
+		}
+	}
+}
+
+/* etrn.listeners: names of SMTP listeners, resolved into
+ * conf_listener.etrn once every listener is known. */
+static void
+conf_resolve_etrn(struct conf_ctx *ctx, struct conf *conf,
+		  const config_setting_t *root)
+{
+	const config_setting_t *etrn = config_setting_get_member(root, "etrn");
+	const config_setting_t *names = etrn != NULL ?
+	    config_setting_get_member(etrn, "listeners") : NULL;
+	size_t i, j;
+	char q[80];
+
+	for (i = 0; i < conf->etrn.listener_count; i++) {
+		const char *name = conf->etrn.listeners[i];
+		const config_setting_t *at = names;
+
+		/* the i-th stored name came from the i-th string entry */
+		if (names != NULL) {
+			int e, k = -1, len = config_setting_length(names);
+
+			for (e = 0; e < len; e++) {
+				const config_setting_t *x =
+				    config_setting_get_elem(names, (unsigned)e);
+				const char *v = config_setting_get_string(x);
+
+				if (v != NULL && strcmp(v, name) == 0) {
+					k = e;
+					break;
+				}
+			}
+			if (k >= 0)
+				at = config_setting_get_elem(names, (unsigned)k);
+		}
+		for (j = 0; j < conf->listener_count; j++)
+			if (strcmp(conf->listeners[j].name, name) == 0)
+				break;
+		if (j == conf->listener_count) {
+			conf_error(ctx, at, "'etrn.listeners' entry \"%s\" is "
+				   "not the name of a listener",
+				   conf_quote(name, q, sizeof(q)));
+			continue;
+		}
+		if (conf->listeners[j].kind == LISTENER_LMTP) {
+			conf_error(ctx, at, "'etrn.listeners' entry \"%s\": "
+				   "ETRN is not offered on \"lmtp\" listeners",
+				   conf_quote(name, q, sizeof(q)));
+			continue;
+		}
+		conf->listeners[j].etrn = 1;
+	}
+	/* ETRN is relayed to the backend: an LMTP server has no queue */
+	if (conf->etrn.listener_count > 0 &&
+	    conf->backend.proto == BACKEND_LMTP)
+		conf_error(ctx, names, "'etrn.listeners' is not empty but "
+			   "'backend.protocol' is \"lmtp\" (ETRN needs an "
+			   "SMTP backend)");
+}
+
 /* starttls and require_auth: defaults that depend on the kind and on the
  * tls section, and the rules that tie them together.  s is the listener's
  * group, e its index in the list (as in other messages). */
@@ -2199,6 +2480,7 @@ conf_check_top(struct conf_ctx *ctx, void *obj,
 		       sizeof(conf->server_name));
 
 	conf_check_listeners(ctx, conf, root);
+	conf_resolve_etrn(ctx, conf, root);
 
 	/* A command line has to fit in the buffer it is parsed from. */
 	if (conf->limits.max_line_length != 0 &&

@@ -76,6 +76,7 @@ struct conf_listener {
 					 * (default: true on submission/submissions) */
 	int require_tls_for_auth;	/* every mechanism needs TLS (538 5.7.11) */
 	char auth_mechanisms[256];	/* space-separated; "" = sasl.mechanisms */
+	int etrn;			/* named in etrn.listeners: ETRN offered */
 	int line;			/* config line, for messages */
 };
 
@@ -221,6 +222,39 @@ struct conf_burl {
 	size_t server_count;
 };
 
+/*
+ * ETRN (RFC 1985) policy: which listeners offer it, and which nodes,
+ * @domains and #queues each client may release.  A rule applies to a
+ * session when each selector it has matches: `identity` (the authenticated
+ * identity, compared without regard to case; "*" = any authenticated
+ * identity) and `networks` (the client's address, the one from a PROXY
+ * header when there is one).  A request is allowed when any applicable rule
+ * grants it (proxy/etrn_policy.h says what a grant covers).
+ */
+#define CONF_MAX_ETRN_RULES 64
+#define CONF_MAX_ETRN_ALLOW 16
+#define CONF_MAX_ETRN_NETWORKS 16
+/* "@" and a 255-octet domain, NUL */
+#define CONF_ETRN_NODE_SIZE 257
+
+struct conf_etrn_rule {
+	char identity[256];		/* "" = no identity selector */
+	struct conf_cidr networks[CONF_MAX_ETRN_NETWORKS];
+	size_t network_count;		/* 0 = no network selector */
+	char allow[CONF_MAX_ETRN_ALLOW][CONF_ETRN_NODE_SIZE];
+	size_t allow_count;		/* "node", "@domain", "#queue" */
+	int line;			/* config line, for logs */
+};
+
+struct conf_etrn {
+	char listeners[CONF_MAX_LISTENERS][64];	/* names; resolved into
+						 * conf_listener.etrn */
+	size_t listener_count;
+	int allow_wildcard_tld;		/* "@com" grants permitted (RFC 1985 8) */
+	struct conf_etrn_rule rules[CONF_MAX_ETRN_RULES];
+	size_t rule_count;
+};
+
 struct conf {
 	char path[512];			/* the file this came from */
 	char server_name[256];		/* greeting, Received "by"; default gethostname() */
@@ -240,6 +274,7 @@ struct conf {
 	struct conf_tls tls;		/* issue 3 */
 	struct conf_sasl sasl;		/* issue 3 */
 	struct conf_burl burl;		/* RFC 4468 */
+	struct conf_etrn etrn;		/* issue 6: ETRN */
 };
 
 /*

@@ -86,6 +86,16 @@ backend_reply_map(const struct backend_reply *r, enum backend_expect expect)
 {
 	int cls = r->code / 100;
 
+	if (expect == BE_EXPECT_ETRN) {
+		switch (r->code) {
+		case 250: case 251: case 252: case 253: case 458: case 459:
+			return R_REPLY_COUNT;
+		case 421:
+			return R_ETRN_LOST;
+		default:
+			return R_ETRN_BACKEND_REFUSED;
+		}
+	}
 	if (r->code == 421)
 		return R_BACKEND_LOST;
 	if (r->code == 530 || r->code == 535 || r->code == 538)
@@ -108,6 +118,10 @@ default_enhanced(int code, enum backend_expect expect)
 		default: return "2.0.0";
 		}
 	case 4:
+		/* ETRN: 459 "Node not allowed" is a policy refusal (RFC 3463
+		 * X.7.1); 458 "Unable to queue" a mail system condition (X.3.0) */
+		if (expect == BE_EXPECT_ETRN)
+			return code == 459 ? "4.7.1" : "4.3.0";
 		return "4.0.0";
 	case 5:
 		switch (expect) {

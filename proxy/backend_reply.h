@@ -54,6 +54,7 @@ enum backend_expect {
 	BE_EXPECT_GREETING, BE_EXPECT_EHLO, BE_EXPECT_MAIL, BE_EXPECT_RCPT,
 	BE_EXPECT_DATA, BE_EXPECT_DATA_END, BE_EXPECT_BDAT, BE_EXPECT_RSET,
 	BE_EXPECT_OTHER,
+	BE_EXPECT_ETRN,
 };
 
 /*
@@ -64,6 +65,14 @@ enum backend_expect {
  *                                            connection is dropped
  *   530/535/538 (it wants AUTH from us)   -> 451 4.3.5 (our configuration)
  *   a 1xx, 3xx where not expected, 2xx to DATA -> 451 4.4.2 (protocol error)
+ *
+ * ETRN (RFC 1985 5.1) has a closed set of replies: 250, 251, 252, 253, 458
+ * and 459 are relayed (each line with an enhanced code: 2.0.0, or 4.3.0
+ * for 458 and 4.7.1 for 459 when the backend sent none, as Postfix does
+ * not); anything else is replaced, by ids that take the ETRN argument as
+ * their %s:
+ *   421                                   -> 458 4.4.2 (R_ETRN_LOST)
+ *   any other (502: no ETRN there; 530...) -> 458 4.3.5 (R_ETRN_BACKEND_REFUSED)
  */
 enum smtp_reply_id backend_reply_map(const struct backend_reply *r,
 				     enum backend_expect expect);

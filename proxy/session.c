@@ -29,6 +29,7 @@
 #include "sasl.h"
 #include "session.h"
 #include "smtp_auth.h"
+#include "smtp_etrn.h"
 #include "tls.h"
 #include "util.h"
 #include "worker.h"
@@ -1166,6 +1167,10 @@ be_on_reply(void *ctx, uint32_t tag, const struct backend_reply *r)
 			tx_fail(s, R_BACKEND_GARBAGE);
 		}
 		break;
+	case TAG_ETRN:
+		s->outstanding--;
+		smtp_etrn_backend_reply(s, r);
+		break;
 	default:
 		break;
 	}
@@ -1217,6 +1222,10 @@ be_on_error(void *ctx, enum smtp_reply_id why, const uint32_t *tags,
 		case TAG_RCPT:
 			s->outstanding--;
 			session_reply(s, why);
+			break;
+		case TAG_ETRN:
+			s->outstanding--;
+			smtp_etrn_backend_error(s, why);
 			break;
 		case TAG_FINAL:
 			if (final_done || tx->state != TX_FINAL)

@@ -75,6 +75,7 @@ enum tag_kind {
 	TAG_FINAL,	/* the verdict on the message (one per recipient on LMTP) */
 	TAG_CHUNK,	/* a non-LAST BDAT chunk: internal */
 	TAG_RSET,	/* internal RSET after an aborted transaction */
+	TAG_ETRN,	/* ETRN relayed for the client (smtp_etrn.c) */
 };
 #define TAG(kind, gen, n) (((uint32_t)(kind) << 24) | (((uint32_t)(gen) & 0xff) << 16) | ((uint32_t)(n) & 0xffff))
 #define TAG_KIND(t) ((enum tag_kind)((t) >> 24))
@@ -164,6 +165,11 @@ struct session {
 	int input_paused;		/* backpressure from the backend */
 	int await_data_go;		/* our DATA awaits the backend's 354 */
 	int quit_after_tx;		/* shutting down: 421 once idle */
+
+	/* the ETRN awaiting the backend's reply (smtp_etrn.c; never more
+	 * than one: ETRN is not pipelined) */
+	char etrn_node[SMTP_ETRN_ARG_MAX + 1];
+	int etrn_rule;			/* the policy rule that allowed it */
 
 	struct tx tx;
 	struct evbuffer *content;	/* scratch: filtered content */

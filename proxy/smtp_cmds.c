@@ -15,6 +15,7 @@
 #include "log.h"
 #include "session.h"
 #include "smtp_auth.h"
+#include "smtp_etrn.h"
 #include "util.h"
 #include "worker.h"
 #include "burl.h"
@@ -116,6 +117,8 @@ ehlo_reply(struct session *s)
 		evbuffer_add(out, "250-DSN\r\n", 9);
 	if (caps & EC_SMTPUTF8)
 		evbuffer_add(out, "250-SMTPUTF8\r\n", 14);
+	if (smtp_etrn_offered(s))
+		evbuffer_add(out, "250-ETRN\r\n", 10);
 	if (starttls_offered(s))
 		evbuffer_add(out, "250-STARTTLS\r\n", 14);
 	if (!s->auth && auth_mechanisms(s)[0] != '\0')
@@ -782,12 +785,6 @@ cmd_starttls(struct session *s, char *args)
 }
 
 static void
-cmd_not_implemented(struct session *s, char *args)
-{
-	session_bad_command(s, R_NOT_IMPL);
-}
-
-static void
 cmd_unknown(struct session *s, char *args)
 {
 	session_bad_command(s, R_UNKNOWN_CMD);
@@ -811,7 +808,7 @@ static const struct cmd_def commands[V_VERB_COUNT] = {
 	[V_STARTTLS] = { CMD_NO_ARGS, cmd_starttls },
 	[V_AUTH] = { 0, cmd_auth },
 	[V_BURL] = { CMD_NEEDS_HELO, cmd_burl },
-	[V_ETRN] = { 0, cmd_not_implemented },
+	[V_ETRN] = { 0, cmd_etrn },	/* its checks: smtp_etrn.c */
 };
 
 int

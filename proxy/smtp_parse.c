@@ -302,6 +302,100 @@ smtp_parse_bdat(const char *args, uint64_t *size_r, int *last_r)
 	return 0;
 }
 
+/* RFC 5321 4.1.2 Let-dig, ASCII only (the C library's isalnum() depends on
+ * the locale). */
+static int
+is_let_dig(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+	    (c >= '0' && c <= '9');
+}
+
+/*
+ * An RFC 5321 Domain of len octets: dot-separated sub-domains, each
+ * Let-dig [Ldh-str] and at most 63 octets; the last not all digits.
+ * Returns the number of labels, or 0 if invalid.
+ */
+static unsigned
+etrn_domain_labels(const char *s, size_t len)
+{
+	size_t i, label = 0;
+	unsigned labels = 0;
+	int digits_only = 1;
+
+	if (len == 0 || len > 255)
+		return 0;
+	for (i = 0; i <= len; i++) {
+		unsigned char c = i < len ? (unsigned char)s[i] : '.';
+
+		if (c == '.') {
+			/* an empty label, or one ending in '-' */
+			if (label == 0 || s[i - 1] == '-')
+				return 0;
+			labels++;
+			if (i < len) {
+				label = 0;
+				digits_only = 1;
+			}
+		} else if (is_let_dig(c)) {
+			if (++label > 63)
+				return 0;
+			if (c < '0' || c > '9')
+				digits_only = 0;
+		} else if (c == '-' && label > 0) {
+			if (++label > 63)
+				return 0;
+			digits_only = 0;
+		} else {
+			return 0;
+		}
+	}
+	return digits_only ? 0 : labels;
+}
+
+enum smtp_etrn_result
+smtp_parse_etrn(const char *args, struct smtp_etrn *out)
+{
+	size_t len = strlen(args), i;
+	const char *name = args;
+
+	memset(out, 0, sizeof(*out));
+	if (len == 0)
+		return SMTP_ETRN_EMPTY;
+	if (len > SMTP_ETRN_ARG_MAX)
+		return SMTP_ETRN_BAD;
+	switch (args[0]) {
+	case '#':
+		name = args + 1;
+		len--;
+		if (len == 0 || len > SMTP_ETRN_QUEUE_MAX ||
+		    !is_let_dig((unsigned char)name[0]))
+			return SMTP_ETRN_BAD;
+		for (i = 1; i < len; i++)
+			if (!is_let_dig((unsigned char)name[i]) &&
+			    name[i] != '-' && name[i] != '_' && name[i] != '.')
+				return SMTP_ETRN_BAD;
+		out->kind = SMTP_ETRN_QUEUE;
+		break;
+	case '@':
+		name = args + 1;
+		len--;
+		out->kind = SMTP_ETRN_DOMAIN;
+		if ((out->labels = etrn_domain_labels(name, len)) == 0)
+			return SMTP_ETRN_BAD;
+		break;
+	default:
+		out->kind = SMTP_ETRN_NODE;
+		/* RFC 1985 5: a fully qualified domain name */
+		if ((out->labels = etrn_domain_labels(name, len)) < 2)
+			return SMTP_ETRN_BAD;
+		break;
+	}
+	out->name = name;
+	out->name_len = len;
+	return SMTP_ETRN_OK;
+}
+
 int
 smtp_helo_valid(const char *arg)
 {

@@ -78,6 +78,51 @@ int smtp_xtext_valid(const char *s);
 /* "BDAT <size> [LAST]" (RFC 3030).  0 on success, -1 on syntax error. */
 int smtp_parse_bdat(const char *args, uint64_t *size_r, int *last_r);
 
+/*
+ * The ETRN argument (RFC 1985 5 and 5.3), strictly:
+ *   node     a fully qualified domain name: two or more labels (5: "must be
+ *            a fully qualified domain name"; its example answers
+ *            "ETRN localname" with 501), e.g. "mail.example.org";
+ *   @domain  the domain and every name below it, e.g. "@example.org"; one
+ *            label ("@com") is syntactically valid: refusing it is policy's
+ *            job (RFC 1985 8);
+ *   #queue   a queue name of the receiving server: 1..SMTP_ETRN_QUEUE_MAX
+ *            of A-Z a-z 0-9 "-" "_" ".", starting with a letter or digit.
+ * Domains follow RFC 5321 4.1.2 Domain (sub-domain = Let-dig [Ldh-str]),
+ * ASCII only (no SMTPUTF8 for ETRN, no address literals), labels of at most
+ * 63 octets (RFC 1035 2.3.4), at most 255 octets in all (RFC 5321
+ * 4.5.3.1.2), no trailing dot, and a last label that is not all digits (an
+ * IP address is not a node name).  Nothing else is accepted: no spaces, no
+ * parameters.  The queue alphabet is a subset of RFC 5322 atext chosen so
+ * that nothing a shell or a queue runner's command line could interpret
+ * reaches the backend (Exim runs a command with the ETRN argument).
+ */
+#define SMTP_ETRN_QUEUE_MAX 64
+/* Longest accepted argument: the option character and a 255-octet domain. */
+#define SMTP_ETRN_ARG_MAX 256
+
+enum smtp_etrn_kind {
+	SMTP_ETRN_NODE,		/* "node.example" */
+	SMTP_ETRN_DOMAIN,	/* "@example.org" */
+	SMTP_ETRN_QUEUE,	/* "#queue" */
+};
+
+struct smtp_etrn {
+	enum smtp_etrn_kind kind;
+	const char *name;	/* after the option character; into args */
+	size_t name_len;
+	unsigned labels;	/* domain labels; 0 for a queue */
+};
+
+enum smtp_etrn_result {
+	SMTP_ETRN_OK = 0,
+	SMTP_ETRN_EMPTY,	/* no argument: 500 (RFC 1985 5.1 "Syntax Error") */
+	SMTP_ETRN_BAD,		/* malformed: 501 ("Syntax Error in Parameters") */
+};
+
+/* Parse ETRN's argument (read only).  out is filled on SMTP_ETRN_OK. */
+enum smtp_etrn_result smtp_parse_etrn(const char *args, struct smtp_etrn *out);
+
 /* EHLO/HELO/LHLO argument: a domain or an address literal; we accept any
  * printable ASCII without spaces, as Postfix does, and only check the form
  * enough to keep the Received header clean.  1 if acceptable. */

@@ -87,6 +87,17 @@ static const char *const reply_texts[R_REPLY_COUNT] = {
 	[R_BURL_TOO_BIG] = "554 5.3.4 Message too big for system",
 	[R_BURL_8BIT] = "554 5.6.3 Conversion required but not supported",
 	[R_BURL_TOO_MANY] = "421 4.7.0 Too many failed BURL commands, closing connection",
+	/* RFC 1985 5.1 gives the codes and the texts after the enhanced
+	 * code; docs/ETRN.md explains the enhanced codes chosen. */
+	[R_ETRN_NO_NODE] = "500 5.5.2 Syntax error, ETRN needs a node name",
+	[R_ETRN_SYNTAX] = "501 5.5.4 Syntax error in parameters, expected a domain name, @domain or #queue",
+	[R_ETRN_IN_TX] = "503 5.5.1 ETRN not permitted during a mail transaction",
+	[R_ETRN_DENIED] = "459 4.7.1 Node %s not allowed: no ETRN permission for this client",
+	[R_ETRN_NOT_LISTED] = "459 4.7.1 Node %s not allowed: not among the nodes this client may release",
+	[R_ETRN_TLD] = "459 4.7.1 Node %s not allowed: releasing a whole top-level domain is refused",
+	[R_ETRN_UNAVAIL] = "458 4.4.1 Unable to queue messages for node %s",
+	[R_ETRN_LOST] = "458 4.4.2 Unable to queue messages for node %s, try again later",
+	[R_ETRN_BACKEND_REFUSED] = "458 4.3.5 Unable to queue messages for node %s, the mail system refused",
 };
 
 const char *

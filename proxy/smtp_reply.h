@@ -99,6 +99,16 @@ enum smtp_reply_id {
 	R_BURL_TOO_BIG,	/* 554 5.3.4 Message too big for system */
 	R_BURL_8BIT,	/* 554 5.6.3 Conversion required but not supported */
 	R_BURL_TOO_MANY,	/* 421 4.7.0 Too many failed BURL commands, closing connection */
+	/* ETRN (RFC 1985 5.1); %s is the argument as given ("@example.org") */
+	R_ETRN_NO_NODE,		/* 500 5.5.2 Syntax error, ETRN needs a node name */
+	R_ETRN_SYNTAX,		/* 501 5.5.4 Syntax error in parameters ... */
+	R_ETRN_IN_TX,		/* 503 5.5.1 ETRN not permitted during a mail transaction */
+	R_ETRN_DENIED,		/* 459 4.7.1 Node %s not allowed: no ETRN permission ... */
+	R_ETRN_NOT_LISTED,	/* 459 4.7.1 Node %s not allowed: not among ... */
+	R_ETRN_TLD,		/* 459 4.7.1 Node %s not allowed: ... top-level domain ... */
+	R_ETRN_UNAVAIL,		/* 458 4.4.1 Unable to queue messages for node %s */
+	R_ETRN_LOST,		/* 458 4.4.2 Unable to queue messages for node %s, ... */
+	R_ETRN_BACKEND_REFUSED,	/* 458 4.3.5 Unable to queue messages for node %s, ... */
 	R_REPLY_COUNT
 };
 

@@ -25,7 +25,7 @@ sources() {
 	proxyproto)	echo "proxy/proxyproto.c" ;;
 	smtp_parse)	echo "proxy/smtp_parse.c" ;;
 	data_filter)	echo "proxy/data_filter.c" ;;
-	conf)		echo "conf/conf.c" ;;
+	conf)		echo "conf/conf.c proxy/smtp_parse.c" ;;
 	imapurl)	echo "trust/imapurl.c" ;;
 	*)		echo "build.sh: no sources listed for fuzz_$1" >&2
 			return 1 ;;

@@ -22,6 +22,10 @@
  *     or Postmaster for RCPT); at most SMTP_MAX_PARAMS parameters, each with
  *     a well-formed keyword and a non-empty value or none;
  *   - an accepted BDAT size is exactly the decimal digits given;
+ *   - an accepted ETRN argument is at most SMTP_ETRN_ARG_MAX octets of
+ *     letters, digits, '-', '.' (and '_' in a queue) after its option
+ *     character, its name points into it, a node has two labels or more,
+ *     and "" is the only empty argument;
  *   - parsing is deterministic: the same input gives the same answer.
  */
 
@@ -140,6 +144,44 @@ check_bdat(const char *args)
 		abort();
 }
 
+static void
+check_etrn(const char *args)
+{
+	struct smtp_etrn e, e2;
+	enum smtp_etrn_result rc = smtp_parse_etrn(args, &e);
+	size_t len = strlen(args), i;
+
+	if (rc != smtp_parse_etrn(args, &e2))
+		abort();
+	if (rc == SMTP_ETRN_EMPTY) {
+		if (len != 0)
+			abort();
+		return;
+	}
+	if (rc != SMTP_ETRN_OK) {
+		if (rc != SMTP_ETRN_BAD || len == 0)
+			abort();
+		return;
+	}
+	if (len > SMTP_ETRN_ARG_MAX || e.name_len == 0 ||
+	    e.name + e.name_len != args + len ||
+	    e.name != args + (e.kind == SMTP_ETRN_NODE ? 0 : 1))
+		abort();
+	if ((e.kind == SMTP_ETRN_NODE) != (args[0] != '@' && args[0] != '#'))
+		abort();
+	if (e.kind == SMTP_ETRN_NODE && e.labels < 2)
+		abort();
+	if (e.kind == SMTP_ETRN_QUEUE ? e.labels != 0 : e.labels == 0)
+		abort();
+	for (i = 0; i < e.name_len; i++) {
+		unsigned char c = (unsigned char)e.name[i];
+
+		if (!isalnum(c) && c != '-' && c != '.' &&
+		    !(c == '_' && e.kind == SMTP_ETRN_QUEUE))
+			abort();
+	}
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -188,6 +230,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		check_path_args(args, 0, 0);
 		check_path_args(args, 0, 1);
 		check_bdat(args);
+		check_etrn(args);
 		(void)smtp_helo_valid(args);
 		(void)smtp_xtext_valid(args);
 		(void)smtp_mailbox_valid(args, strlen(args), 0);

@@ -301,6 +301,11 @@ test_example_loads(void **state)
 	assert_string_equal(conf->listeners[0].name, "submission");
 	assert_int_equal(conf->listeners[0].line, 45);
 	assert_defaults(conf);
+	/* the example's ETRN rules are inert: no listener offers ETRN */
+	assert_int_equal(conf->etrn.listener_count, 0);
+	assert_int_equal(conf->etrn.allow_wildcard_tld, 0);
+	assert_int_equal(conf->etrn.rule_count, 2);
+	assert_int_equal(conf->listeners[0].etrn, 0);
 	conf_free(&conf);
 	assert_null(conf);
 	conf_free(&conf);	/* harmless on NULL */
@@ -1705,6 +1710,190 @@ test_cidr(void **state)
 	assert_int_equal(conf_parse_cidr("2001:db8::1/64", &any, &error), -1);
 }
 
+/* ------------------------------------------------------------------ */
+/* etrn */
+
+#define ETRN_LISTENERS \
+	"listeners = (\n" \
+	"  { name = \"sub\"; address = \"127.0.0.1:587\"; },\n" \
+	"  { name = \"mx\"; kind = \"smtp\"; address = \"127.0.0.1:25\"; },\n" \
+	"  { name = \"lm\"; kind = \"lmtp\"; address = \"127.0.0.1:24\"; }\n" \
+	");\nbackend = { address = \"127.0.0.1:2525\"; };\n"	/* lines 1-6 */
+
+static void
+test_etrn(void **state)
+{
+	struct conf *conf;
+	const struct conf_etrn_rule *r;
+
+	(void)state;
+	/* No section: ETRN offered nowhere. */
+	conf = load_ok(ETRN_LISTENERS);
+	assert_int_equal(conf->etrn.listener_count, 0);
+	assert_int_equal(conf->etrn.rule_count, 0);
+	assert_int_equal(conf->etrn.allow_wildcard_tld, 0);
+	assert_int_equal(conf->listeners[0].etrn, 0);
+	assert_int_equal(conf->listeners[1].etrn, 0);
+	conf_free(&conf);
+
+	conf = load_ok(ETRN_LISTENERS
+		       "etrn = {\n"					/* 7 */
+		       "  listeners = [ \"mx\", \"sub\" ];\n"
+		       "  rules = (\n"
+		       "    { identity = \"alice\";\n"			/* 10 */
+		       "      allow = [ \"alice.example\", \"@alice.org\",\n"
+		       "                \"#alicequeue\" ]; },\n"
+		       "    { networks = [ \"192.0.2.0/24\", \"2001:db8::/32\" ];\n"
+		       "      allow = [ \"relay.example.net\" ]; },\n"
+		       "    { identity = \"*\"; networks = [ \"198.51.100.0/24\" ];\n"
+		       "      allow = [ \"@office.example\" ]; }\n"
+		       "  );\n"
+		       "};\n");
+	assert_int_equal(conf->etrn.listener_count, 2);
+	assert_string_equal(conf->etrn.listeners[0], "mx");
+	assert_int_equal(conf->listeners[0].etrn, 1);
+	assert_int_equal(conf->listeners[1].etrn, 1);
+	assert_int_equal(conf->listeners[2].etrn, 0);
+	assert_int_equal(conf->etrn.allow_wildcard_tld, 0);
+	assert_int_equal(conf->etrn.rule_count, 3);
+	r = &conf->etrn.rules[0];
+	assert_string_equal(r->identity, "alice");
+	assert_int_equal(r->network_count, 0);
+	assert_int_equal(r->allow_count, 3);
+	assert_string_equal(r->allow[0], "alice.example");
+	assert_string_equal(r->allow[1], "@alice.org");
+	assert_string_equal(r->allow[2], "#alicequeue");
+	assert_int_equal(r->line, 10);
+	r = &conf->etrn.rules[1];
+	assert_string_equal(r->identity, "");
+	assert_int_equal(r->network_count, 2);
+	assert_int_equal(r->networks[1].family, AF_INET6);
+	assert_int_equal(r->allow_count, 1);
+	assert_int_equal(r->line, 13);
+	r = &conf->etrn.rules[2];
+	assert_string_equal(r->identity, "*");
+	assert_int_equal(r->network_count, 1);
+	conf_free(&conf);
+
+	/* "@com" with allow_wildcard_tld, in either order */
+	conf = load_ok(ETRN_LISTENERS
+		       "etrn = {\n"
+		       "  rules = ( { identity = \"root\"; allow = [ \"@com\" ]; } );\n"
+		       "  allow_wildcard_tld = true;\n"
+		       "};\n");
+	assert_int_equal(conf->etrn.allow_wildcard_tld, 1);
+	assert_string_equal(conf->etrn.rules[0].allow[0], "@com");
+	assert_int_equal(conf->listeners[0].etrn, 0);
+	conf_free(&conf);
+
+	/* listeners named before they are defined */
+	conf = load_ok("etrn = { listeners = [ \"mx\" ]; };\n" ETRN_LISTENERS);
+	assert_int_equal(conf->listeners[1].etrn, 1);
+	conf_free(&conf);
+}
+
+static void
+test_etrn_errors(void **state)
+{
+	(void)state;
+	load_fail(ETRN_LISTENERS
+		  "etrn = {\n"						/* 7 */
+		  "  listeners = [ \"mx\",\n"
+		  "    \"nosuch\",\n"					/* 9 */
+		  "    \"lm\" ];\n"					/* 10 */
+		  "  rules = (\n"
+		  "    { allow = [ \"example.org\" ]; },\n"		/* 12 */
+		  "    { identity = \"bob\"; },\n"			/* 13 */
+		  "    { identity = \"carol\"; allow = [ ]; },\n"	/* 14 */
+		  "    { identity = \"dave\";\n"			/* 15 */
+		  "      allow = [ \"dave.example\",\n"
+		  "                \"localname\",\n"			/* 17 */
+		  "                \"@com\",\n"				/* 18 */
+		  "                \"#q;rm\" ]; },\n"			/* 19 */
+		  "    { identity = \"a b\"; allow = [ \"x.example\" ]; },\n"
+		  "    { networks = [ ]; allow = [ \"x.example\" ]; },\n"
+		  "    { networks = [ \"10.1.2.3/8\" ]; allow = [ \"x.example\" ]; },\n"
+		  "    { identity = \"erin\"; allow = \"x.example\"; },\n"	/* 23 */
+		  "    { identity = \"\"; allow = [ \"x.example\" ]; }\n"
+		  "  );\n"
+		  "  color = true;\n"					/* 26 */
+		  "};\n");
+	assert_error_line(9, "'etrn.listeners' entry \"nosuch\" is not the "
+			  "name of a listener");
+	assert_error_line(10, "'etrn.listeners' entry \"lm\": ETRN is not "
+			  "offered on \"lmtp\" listeners");
+	assert_error_line(12, "'etrn.rules[0]' needs 'identity' or 'networks' "
+			  "(whom the rule is for)");
+	assert_error_line(13, "missing key 'allow' in section 'etrn.rules[1]'");
+	assert_error_line(14, "'etrn.rules[2].allow' must have at least one "
+			  "entry");
+	assert_error_line(17, "'etrn.rules[3].allow' entry \"localname\": not a "
+			  "domain name of two or more labels, \"@\" and a "
+			  "domain, or \"#\" and a queue name (RFC 1985)");
+	assert_error_line(18, "'etrn.rules[3].allow' entry \"@com\" releases a "
+			  "whole top-level domain (RFC 1985 section 8); set "
+			  "'etrn.allow_wildcard_tld' to true to permit it");
+	assert_error_line(19, "'etrn.rules[3].allow' entry \"#q;rm\": not a "
+			  "domain name of two or more labels, \"@\" and a "
+			  "domain, or \"#\" and a queue name (RFC 1985)");
+	assert_error_line(20, "'etrn.rules[4].identity' = \"a b\": only "
+			  "printable characters without spaces are allowed");
+	assert_error_line(21, "'etrn.rules[5].networks' must have at least one "
+			  "entry (leave it out to match any address)");
+	assert_error_line(22, "'etrn.rules[6].networks' entry \"10.1.2.3/8\": "
+			  "address has bits set beyond the prefix length");
+	assert_error_line(23, "'etrn.rules[7].allow' must be an array of "
+			  "strings [ \"...\", ... ], not a string");
+	assert_error_line(24, "'etrn.rules[8].identity' must not be empty");
+	assert_error_line(26, "unknown key 'color' in section 'etrn'");
+	assert_int_equal(error_count(), 14);
+
+	/* ETRN is relayed: not to an LMTP backend */
+	load_fail("listeners = ( { name = \"mx\"; kind = \"smtp\";\n"
+		  "  address = \"127.0.0.1:25\"; } );\n"
+		  "backend = { address = \"127.0.0.1:24\"; protocol = \"lmtp\"; };\n"
+		  "etrn = {\n  listeners = [ \"mx\" ];\n};\n");
+	assert_error_line(5, "'etrn.listeners' is not empty but "
+			  "'backend.protocol' is \"lmtp\" (ETRN needs an SMTP "
+			  "backend)");
+	assert_int_equal(error_count(), 1);
+
+	/* limits */
+	{
+		char text[8192];
+		size_t o, i;
+
+		o = (size_t)snprintf(text, sizeof(text), "%s",
+		    ETRN_LISTENERS "etrn = {\n  rules = (\n"
+		    "    { identity = \"x\"; allow = [ ");
+		for (i = 0; i <= CONF_MAX_ETRN_ALLOW; i++)
+			o += (size_t)snprintf(text + o, sizeof(text) - o,
+			    "%s\"n%zu.example\"", i ? ", " : "", i);
+		snprintf(text + o, sizeof(text) - o, " ]; }\n  );\n};\n");
+		load_fail(text);
+		assert_error_line(9, "'etrn.rules[0].allow' has 17 entries; at "
+				  "most 16 are allowed");
+		assert_int_equal(error_count(), 1);
+	}
+	{
+		char text[8192], name[300];
+
+		memset(name, 'a', 63);
+		memcpy(name + 63, ".", 1);
+		memset(name + 64, 'b', 63);
+		memcpy(name + 127, ".", 1);
+		memset(name + 128, 'c', 63);
+		memcpy(name + 191, ".", 1);
+		memset(name + 192, 'd', 63);		/* 255 octets */
+		name[255] = '\0';
+		snprintf(text, sizeof(text), ETRN_LISTENERS "etrn = {\n"
+			 "  rules = ( { identity = \"x\";\n"
+			 "    allow = [ \"@%s\", \"%s\" ]; } );\n};\n",
+			 name, name);
+		conf_free(&(struct conf *){ load_ok(text) });
+	}
+}
+
 int
 main(void)
 {
@@ -1745,6 +1934,8 @@ main(void)
 		cmocka_unit_test(test_parse_addr),
 		cmocka_unit_test(test_cidr),
 		cmocka_unit_test(test_burl),
+		cmocka_unit_test(test_etrn),
+		cmocka_unit_test(test_etrn_errors),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,8 +1,8 @@
 /*
  * test_smtp_parse.c - table-driven tests of the SMTP command grammar
  * (proxy/smtp_parse.c): verbs, MAIL/RCPT paths and parameters (RFC 5321
- * 4.1.1.2, 4.1.1.3, 4.1.2, 4.5.3.1), xtext (RFC 3461 4), BDAT (RFC 3030) and
- * the HELO argument.
+ * 4.1.1.2, 4.1.1.3, 4.1.2, 4.5.3.1), xtext (RFC 3461 4), BDAT (RFC 3030),
+ * the HELO argument and the ETRN argument (RFC 1985).
  *
  * Every parser gets a private, writable copy of its input, because the
  * contract lets it write NULs into the line.
@@ -697,6 +697,193 @@ test_helo_valid(void **state)
 	assert_int_equal(smtp_helo_valid(longarg), 0);
 }
 
+/* ------------------------------------------------------------------ */
+/* smtp_parse_etrn (RFC 1985 5, 5.3; domains per RFC 5321 4.1.2) */
+
+struct etrn_case {
+	const char *args;
+	enum smtp_etrn_result rc;
+	enum smtp_etrn_kind kind;
+	const char *name;	/* expected name (after the option character) */
+	unsigned labels;
+};
+
+static const struct etrn_case etrn_cases[] = {
+	/* nodes: fully qualified, two labels or more */
+	{ "example.org", SMTP_ETRN_OK, SMTP_ETRN_NODE, "example.org", 2 },
+	{ "mail.example.org", SMTP_ETRN_OK, SMTP_ETRN_NODE, "mail.example.org",
+	    3 },
+	{ "sigurd.innosoft.com", SMTP_ETRN_OK, SMTP_ETRN_NODE,
+	    "sigurd.innosoft.com", 3 },
+	{ "MiXeD.Example.ORG", SMTP_ETRN_OK, SMTP_ETRN_NODE,
+	    "MiXeD.Example.ORG", 3 },
+	{ "a-b.c-d.example", SMTP_ETRN_OK, SMTP_ETRN_NODE, "a-b.c-d.example",
+	    3 },
+	{ "a--b.example", SMTP_ETRN_OK, SMTP_ETRN_NODE, "a--b.example", 2 },
+	{ "123.example", SMTP_ETRN_OK, SMTP_ETRN_NODE, "123.example", 2 },
+	{ "3com.example", SMTP_ETRN_OK, SMTP_ETRN_NODE, "3com.example", 2 },
+	{ "x.y", SMTP_ETRN_OK, SMTP_ETRN_NODE, "x.y", 2 },
+	{ "xn--bcher-kva.example", SMTP_ETRN_OK, SMTP_ETRN_NODE,
+	    "xn--bcher-kva.example", 2 },
+	{ "example.c0m", SMTP_ETRN_OK, SMTP_ETRN_NODE, "example.c0m", 2 },
+	/* RFC 1985 7: "ETRN localname" is a 501 */
+	{ "localname", SMTP_ETRN_BAD, 0, NULL, 0 },
+	{ "com", SMTP_ETRN_BAD, 0, NULL, 0 },
+	/* @domain: one label or more */
+	{ "@example.org", SMTP_ETRN_OK, SMTP_ETRN_DOMAIN, "example.org", 2 },
+	{ "@foo.com", SMTP_ETRN_OK, SMTP_ETRN_DOMAIN, "foo.com", 2 },
+	{ "@com", SMTP_ETRN_OK, SMTP_ETRN_DOMAIN, "com", 1 },
+	{ "@a.b.c.d.e.f.g.foo.com", SMTP_ETRN_OK, SMTP_ETRN_DOMAIN,
+	    "a.b.c.d.e.f.g.foo.com", 9 },
+	/* #queue */
+	{ "#uucp", SMTP_ETRN_OK, SMTP_ETRN_QUEUE, "uucp", 0 },
+	{ "#q1", SMTP_ETRN_OK, SMTP_ETRN_QUEUE, "q1", 0 },
+	{ "#Queue_2.low-prio", SMTP_ETRN_OK, SMTP_ETRN_QUEUE,
+	    "Queue_2.low-prio", 0 },
+	{ "#0", SMTP_ETRN_OK, SMTP_ETRN_QUEUE, "0", 0 },
+	/* no argument: 500 */
+	{ "", SMTP_ETRN_EMPTY, 0, NULL, 0 },
+	/* everything else: 501 */
+	{ "@", SMTP_ETRN_BAD, 0, NULL, 0 },
+	{ "#", SMTP_ETRN_BAD, 0, NULL, 0 },
+	{ "@@example.org", SMTP_ETRN_BAD, 0, NULL, 0 },
+	{ "#@example.org", SMTP_ETRN_BAD, 0, NULL, 0 },
+	{ "@#q", SMTP_ETRN_BAD, 0, NULL, 0 },
+	{ "##q", SMTP_ETRN_BAD, 0, NULL, 0 },
+	{ " example.org", SMTP_ETRN_BAD, 0, NULL, 0 },
+	{ "example.org ", SMTP_ETRN_BAD, 0, NULL, 0 },
+	{ "example.org extra", SMTP_ETRN_BAD, 0, NULL, 0 },
+	{ "example.org\t", SMTP_ETRN_BAD, 0, NULL, 0 },
+	{ "@ example.org", SMTP_ETRN_BAD, 0, NULL, 0 },
+	{ "example.org.", SMTP_ETRN_BAD, 0, NULL, 0 },
+	{ ".example.org", SMTP_ETRN_BAD, 0, NULL, 0 },
+	{ "example..org", SMTP_ETRN_BAD, 0, NULL, 0 },
+	{ "-example.org", SMTP_ETRN_BAD, 0, NULL, 0 },
+	{ "example-.org", SMTP_ETRN_BAD, 0, NULL, 0 },
+	{ "example.org-", SMTP_ETRN_BAD, 0, NULL, 0 },
+	{ "example.-org", SMTP_ETRN_BAD, 0, NULL, 0 },
+	{ "ex_ample.org", SMTP_ETRN_BAD, 0, NULL, 0 },
+	{ "*.example.org", SMTP_ETRN_BAD, 0, NULL, 0 },
+	{ "@*.example.org", SMTP_ETRN_BAD, 0, NULL, 0 },
+	{ "exa mple.org", SMTP_ETRN_BAD, 0, NULL, 0 },
+	{ "[192.0.2.1]", SMTP_ETRN_BAD, 0, NULL, 0 },
+	{ "[IPv6:2001:db8::1]", SMTP_ETRN_BAD, 0, NULL, 0 },
+	{ "192.0.2.1", SMTP_ETRN_BAD, 0, NULL, 0 },
+	{ "@192.0.2", SMTP_ETRN_BAD, 0, NULL, 0 },
+	{ "example.123", SMTP_ETRN_BAD, 0, NULL, 0 },
+	{ "<example.org>", SMTP_ETRN_BAD, 0, NULL, 0 },
+	{ "user@example.org", SMTP_ETRN_BAD, 0, NULL, 0 },
+	{ "caf\xc3\xa9.example", SMTP_ETRN_BAD, 0, NULL, 0 },
+	{ "example.org\x7f", SMTP_ETRN_BAD, 0, NULL, 0 },
+	{ "#-q", SMTP_ETRN_BAD, 0, NULL, 0 },
+	{ "#_q", SMTP_ETRN_BAD, 0, NULL, 0 },
+	{ "#.q", SMTP_ETRN_BAD, 0, NULL, 0 },
+	{ "#q q", SMTP_ETRN_BAD, 0, NULL, 0 },
+	{ "#q;rm", SMTP_ETRN_BAD, 0, NULL, 0 },
+	{ "#q|x", SMTP_ETRN_BAD, 0, NULL, 0 },
+	{ "#$(id)", SMTP_ETRN_BAD, 0, NULL, 0 },
+	{ "#q`id`", SMTP_ETRN_BAD, 0, NULL, 0 },
+	{ "#q'x", SMTP_ETRN_BAD, 0, NULL, 0 },
+	{ "#q/x", SMTP_ETRN_BAD, 0, NULL, 0 },
+	{ "#q+x", SMTP_ETRN_BAD, 0, NULL, 0 },
+	{ "#q%x", SMTP_ETRN_BAD, 0, NULL, 0 },
+	{ "#q\x01", SMTP_ETRN_BAD, 0, NULL, 0 },
+};
+
+static void
+test_parse_etrn(void **state)
+{
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < N_ELEMENTS(etrn_cases); i++) {
+		const struct etrn_case *c = &etrn_cases[i];
+		struct smtp_etrn e;
+		enum smtp_etrn_result rc;
+
+		rc = smtp_parse_etrn(c->args, &e);
+		if (rc != c->rc)
+			fail_msg("ETRN \"%s\": rc %d, want %d", c->args, rc,
+			    c->rc);
+		if (rc != SMTP_ETRN_OK)
+			continue;
+		if (e.kind != c->kind || e.labels != c->labels ||
+		    e.name_len != strlen(c->name) ||
+		    memcmp(e.name, c->name, e.name_len) != 0)
+			fail_msg("ETRN \"%s\": kind %d labels %u name \"%.*s\"",
+			    c->args, e.kind, e.labels, (int)e.name_len,
+			    e.name);
+		/* the name points into the argument, after the option */
+		assert_ptr_equal(e.name, c->args +
+		    (c->kind == SMTP_ETRN_NODE ? 0 : 1));
+	}
+}
+
+/* Lengths: labels of 63, domains of 255, queues of 64. */
+static void
+test_parse_etrn_limits(void **state)
+{
+	char buf[600];
+	struct smtp_etrn e;
+	size_t n;
+
+	(void)state;
+	/* a 63-octet label is fine, 64 is not (RFC 1035 2.3.4) */
+	memset(buf, 'a', 63);
+	memcpy(buf + 63, ".example", 9);
+	assert_int_equal(smtp_parse_etrn(buf, &e), SMTP_ETRN_OK);
+	memset(buf, 'a', 64);
+	memcpy(buf + 64, ".example", 9);
+	assert_int_equal(smtp_parse_etrn(buf, &e), SMTP_ETRN_BAD);
+	/* a last label of 63 */
+	memcpy(buf, "x.", 2);
+	memset(buf + 2, 'b', 63);
+	buf[65] = '\0';
+	assert_int_equal(smtp_parse_etrn(buf, &e), SMTP_ETRN_OK);
+	buf[65] = 'b';
+	buf[66] = '\0';
+	assert_int_equal(smtp_parse_etrn(buf, &e), SMTP_ETRN_BAD);
+
+	/* 255 octets in all (RFC 5321 4.5.3.1.2): "a.a.a....a" */
+	for (n = 0; n < 255; n++)
+		buf[n] = n % 2 ? '.' : 'a';
+	buf[255] = '\0';
+	assert_int_equal(smtp_parse_etrn(buf, &e), SMTP_ETRN_OK);
+	assert_int_equal(e.labels, 128);
+	/* 257 is too long */
+	buf[255] = '.';
+	buf[256] = 'a';
+	buf[257] = '\0';
+	assert_int_equal(smtp_parse_etrn(buf, &e), SMTP_ETRN_BAD);
+	/* "@" and a domain of 255: fine; of 257: not */
+	buf[0] = '@';
+	for (n = 1; n < 256; n++)
+		buf[n] = n % 2 ? 'a' : '.';
+	buf[256] = '\0';
+	assert_int_equal(smtp_parse_etrn(buf, &e), SMTP_ETRN_OK);
+	assert_int_equal(e.kind, SMTP_ETRN_DOMAIN);
+	assert_int_equal(e.name_len, 255);
+	buf[256] = '.';
+	buf[257] = 'a';
+	buf[258] = '\0';
+	assert_int_equal(smtp_parse_etrn(buf, &e), SMTP_ETRN_BAD);
+
+	/* queues: up to SMTP_ETRN_QUEUE_MAX */
+	buf[0] = '#';
+	memset(buf + 1, 'q', SMTP_ETRN_QUEUE_MAX);
+	buf[1 + SMTP_ETRN_QUEUE_MAX] = '\0';
+	assert_int_equal(smtp_parse_etrn(buf, &e), SMTP_ETRN_OK);
+	assert_int_equal(e.name_len, SMTP_ETRN_QUEUE_MAX);
+	buf[1 + SMTP_ETRN_QUEUE_MAX] = 'q';
+	buf[2 + SMTP_ETRN_QUEUE_MAX] = '\0';
+	assert_int_equal(smtp_parse_etrn(buf, &e), SMTP_ETRN_BAD);
+
+	/* a long line of junk */
+	memset(buf, 'a', sizeof(buf) - 1);
+	buf[sizeof(buf) - 1] = '\0';
+	assert_int_equal(smtp_parse_etrn(buf, &e), SMTP_ETRN_BAD);
+}
+
 int
 main(void)
 {
@@ -711,6 +898,8 @@ main(void)
 		cmocka_unit_test(test_xtext_valid),
 		cmocka_unit_test(test_parse_bdat),
 		cmocka_unit_test(test_helo_valid),
+		cmocka_unit_test(test_parse_etrn),
+		cmocka_unit_test(test_parse_etrn_limits),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -125,6 +125,15 @@ static const struct reply_expect expected[] = {
 	{ R_BURL_TOO_BIG, 554, "5.3.4", NULL },
 	{ R_BURL_8BIT, 554, "5.6.3", NULL },
 	{ R_BURL_TOO_MANY, 421, "4.7.0", NULL },
+	{ R_ETRN_NO_NODE, 500, "5.5.2", NULL },
+	{ R_ETRN_SYNTAX, 501, "5.5.4", NULL },
+	{ R_ETRN_IN_TX, 503, "5.5.1", NULL },
+	{ R_ETRN_DENIED, 459, "4.7.1", "%s" },
+	{ R_ETRN_NOT_LISTED, 459, "4.7.1", "%s" },
+	{ R_ETRN_TLD, 459, "4.7.1", "%s" },
+	{ R_ETRN_UNAVAIL, 458, "4.4.1", "%s" },
+	{ R_ETRN_LOST, 458, "4.4.2", "%s" },
+	{ R_ETRN_BACKEND_REFUSED, 458, "4.3.5", "%s" },
 };
 
 /* The list above covers every id exactly once, in order. */
@@ -296,6 +305,16 @@ test_reply_add_exact(void **state)
 	got = take(b);
 	assert_string_equal(got,
 	    "451 4.3.5 Backend refused the proxy, try again later\r\n");
+	free(got);
+
+	/* RFC 1985 5.1's texts, after the enhanced code */
+	smtp_reply_add(b, R_ETRN_DENIED, "@example.org");
+	smtp_reply_add(b, R_ETRN_UNAVAIL, "mail.example.org");
+	got = take(b);
+	assert_string_equal(got,
+	    "459 4.7.1 Node @example.org not allowed: no ETRN permission for "
+	    "this client\r\n"
+	    "458 4.4.1 Unable to queue messages for node mail.example.org\r\n");
 	free(got);
 	evbuffer_free(b);
 }
