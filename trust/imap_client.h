@@ -42,14 +42,16 @@ struct krb_creds;
 struct ssl_ctx_st;
 
 enum imap_tls_mode {
-	IMAP_TLS_NONE,		/* plaintext (only for 127.0.0.1 tests, or TLS forced per fetch) */
+	IMAP_TLS_NONE,		/* plaintext: a password goes only to a loopback
+				 * address (the tests' fake servers) */
 	IMAP_TLS_STARTTLS,	/* STARTTLS after the greeting (RFC 3501 6.2.1) */
 	IMAP_TLS_IMPLICIT,	/* TLS from the first byte (port 993, RFC 8314) */
 };
 
 enum imap_cred_kind {
 	IMAP_CRED_KERBEROS,	/* AUTHENTICATE GSSAPI as our own principal */
-	IMAP_CRED_PASSWORD,	/* AUTHENTICATE PLAIN (or LOGIN) user + password, TLS only */
+	IMAP_CRED_PASSWORD,	/* AUTHENTICATE PLAIN user + password: under TLS,
+				 * or to a loopback address */
 };
 
 enum imap_fetch_mode {
@@ -57,7 +59,9 @@ enum imap_fetch_mode {
 	IMAP_MODE_PROXY_AUTH,	/* authzid = the user; SELECT + UID FETCH BODY.PEEK */
 };
 
-/* One trusted server, as the configuration names it. */
+/* One trusted server, as the configuration names it.  Limits and timeouts
+ * left 0 get the defaults: 4 idle, 32 connections, connect 20 s, fetch
+ * 60 s, idle 60 s. */
 struct imap_server_cfg {
 	char name[64];			/* the config's name for it, for logs */
 	struct sockaddr_storage addr;	/* where it listens */
@@ -81,8 +85,10 @@ struct imap_server_cfg {
 
 enum imap_fetch_result {
 	IMAP_FETCH_OK,		/* all content delivered through on_data */
-	IMAP_FETCH_NODATA,	/* URLFETCH returned NIL, NO, or the message/section
-				 * does not exist / access refused: 554 5.6.6 */
+	IMAP_FETCH_NODATA,	/* URLFETCH returned NIL, NO or BAD, or the
+				 * message/section does not exist, UIDVALIDITY
+				 * differs, access refused, or the request itself
+				 * is unusable: 554 5.6.6 */
 	IMAP_FETCH_TOO_BIG,	/* literal larger than max_size: 554 5.3.4 */
 	IMAP_FETCH_UNAVAILABLE,	/* connect/TLS/AUTH failed, timeout, BYE, disconnect,
 				 * protocol garbage: 451 4.4.1 (temporary) */
@@ -105,11 +111,14 @@ struct imap_fetch_req {
 };
 
 struct imap_fetch_cbs {
-	/* Content arrived: take it all from buf (move or drain).  The total
-	 * never exceeds max_size.  May call imap_fetch_pause(). */
+	/* Content arrived (buf is never empty): take it all from buf (move
+	 * or drain).  The total never exceeds max_size.  May call
+	 * imap_fetch_pause() or imap_fetch_cancel(). */
 	void (*on_data)(void *ctx, struct evbuffer *buf);
-	/* The fetch ended.  reason is for the log (no token, no password);
-	 * total = content octets delivered. */
+	/* The fetch ended.  reason is for the log (no token, no password;
+	 * server text in it is escaped), valid during the call only;
+	 * total = content octets delivered.  Only IMAP_FETCH_OK means the
+	 * content is complete: on any other result, discard what came. */
 	void (*on_done)(void *ctx, enum imap_fetch_result result,
 			const char *reason, uint64_t total);
 };
@@ -117,17 +126,20 @@ struct imap_fetch_cbs {
 struct imap_pool;
 struct imap_fetch;
 
+/* servers[] is referenced, not copied: it must outlive the pool. */
 struct imap_pool *imap_pool_new(struct event_base *base,
 				struct imap_server_cfg *servers, size_t count);
 /* Closes every connection (LOGOUT best effort); outstanding fetches must
- * have been cancelled first. */
+ * have been cancelled first (any left are dropped without a callback).
+ * Not from inside a fetch callback. */
 void imap_pool_free(struct imap_pool **poolp);
 
 /* Statistics for logs, tests and the benchmark. */
 struct imap_pool_stats {
-	uint64_t connections_opened;
-	uint64_t fetches;
-	unsigned idle, busy;
+	uint64_t connections_opened;	/* connections ever started */
+	uint64_t fetches;		/* imap_fetch_start() calls */
+	unsigned idle, busy;		/* now; busy includes connecting */
+	unsigned queued;		/* fetches waiting for max_conns */
 };
 void imap_pool_stats(const struct imap_pool *pool, struct imap_pool_stats *st);
 
@@ -136,10 +148,15 @@ void imap_pool_stats(const struct imap_pool *pool, struct imap_pool_stats *st);
 struct imap_fetch *imap_fetch_start(struct imap_pool *pool, size_t server_index,
 				    const struct imap_fetch_req *req,
 				    const struct imap_fetch_cbs *cbs, void *ctx);
-/* Backpressure: stop/resume reading the server's content. */
+/* Backpressure: stop/resume reading the server's content.  While paused
+ * no on_data comes, the connection is not read (at most 256 KB stay
+ * buffered) and fetch_timeout does not run: the caller's own timeouts
+ * bound a pause. */
 void imap_fetch_pause(struct imap_fetch *f, int paused);
-/* Cancel: no callback follows; the connection is discarded (mid-literal)
- * or returned to the pool if it was idle-clean.  Sets *fp to NULL. */
+/* Cancel: no callback follows.  A connection with our command in flight
+ * (in mid-literal or not) is discarded; one still being set up for the
+ * fetch finishes and goes to the pool.  Sets *fp to NULL.  Allowed inside
+ * on_data, not after on_done. */
 void imap_fetch_cancel(struct imap_fetch **fp);
 
 #endif

@@ -27,6 +27,7 @@ sources() {
 	data_filter)	echo "proxy/data_filter.c" ;;
 	conf)		echo "conf/conf.c proxy/smtp_parse.c" ;;
 	imapurl)	echo "trust/imapurl.c" ;;
+	imap_resp)	echo "trust/imap_resp.c" ;;
 	*)		echo "build.sh: no sources listed for fuzz_$1" >&2
 			return 1 ;;
 	esac
