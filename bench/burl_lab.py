@@ -50,6 +50,11 @@ Options:
   --log-level LEVEL    msaproxy's log level in msaproxy.conf (info)
   --workers N          msaproxy workers (1)
   --no-msaproxy-check  skip the msaproxy end-to-end check
+  --pool-idle N        burl max_idle_connections for the Cyrus server
+                       (default: msaproxy's own default)
+  --pool-max N         burl max_connections (default: msaproxy's)
+  --cyrus-preload SO   diagnostic only: LD_PRELOAD for Cyrus (e.g. a shim
+                       that sets TCP_NODELAY on accepted sockets)
 
 Needs root (Cyrus and Dovecot drop privileges), /usr/bin/python3 (Debian's,
 with python3-gssapi and pytest, which imap_servers.py imports).
@@ -185,6 +190,19 @@ class BenchSink:
     cleanup = stop
 
 
+class CyrusBench(ims.CyrusImap):
+    """CyrusImap, optionally with an LD_PRELOAD (diagnostics)."""
+
+    def __init__(self, preload=None, **kw):
+        self.preload = preload
+        super().__init__(**kw)
+
+    def _spawn(self, argv, env, timeout):
+        if self.preload:
+            env = dict(env, LD_PRELOAD=self.preload)
+        return super()._spawn(argv, env, timeout)
+
+
 class DovecotSubmission(ims.DovecotImap):
     """DovecotImap plus Dovecot's own submission service doing BURL through
     its internal imap-urlauth path (imap_urlauth_host/port name the IMAP
@@ -245,6 +263,10 @@ def msaproxy_conf(args, d, port, backend_port, cyrus, kdc, sasldb, cert, key, pw
     else:
         srv.update(credentials="kerberos", principal=f"submit@{kdc.realm}",
                    keytab=str(kdc.keytabs["submit"]), service_host="localhost")
+    if args.pool_idle is not None:
+        srv["max_idle_connections"] = args.pool_idle
+    if args.pool_max is not None:
+        srv["max_connections"] = args.pool_max
     return {
         "server_name": "bench.test",
         "workers": args.workers,
@@ -398,7 +420,7 @@ def up(args):
         started.append(("kdc", kdc))
         log(f"KDC {kdc.realm} on {kdc.address}")
 
-        cyrus = ims.CyrusImap(kdc=kdc)
+        cyrus = CyrusBench(kdc=kdc, preload=args.cyrus_preload)
         started.append(("cyrus", cyrus))
         cyrus.start()
         # telemetry writes both directions of every session to disk
@@ -552,6 +574,9 @@ def main():
     u.add_argument("--log-level", default="info")
     u.add_argument("--workers", type=int, default=1)
     u.add_argument("--no-msaproxy-check", action="store_true")
+    u.add_argument("--pool-idle", type=int)
+    u.add_argument("--pool-max", type=int)
+    u.add_argument("--cyrus-preload")
     args = ap.parse_args()
     if args.urls < 1 or args.urls > 100000:
         ap.error("--urls: 1..100000")

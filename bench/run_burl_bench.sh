@@ -10,6 +10,7 @@
 #                                [-d SECS] [-o OUTDIR] [-w WORKERS]
 #                                [--log-level LEVEL] [--proxy PATH]
 #                                [--load PATH] [--dovecot-only]
+#                                [--pool-idle N] [--pool-max N]
 #
 #   -r ROUNDS   rounds (3); odd rounds run msaproxy then Dovecot, even
 #               rounds Dovecot then msaproxy
@@ -34,6 +35,12 @@
 #   --proxy / --load  msaproxy (TOP/msaproxy) and msaload (TOP/bench/msaload
 #               if up to date, else compiled into OUTDIR/work)
 #   --dovecot-only  Dovecot only (when msaproxy's BURL does not work yet)
+#   --pool-idle N / --pool-max N  max_idle_connections / max_connections
+#               of the Cyrus entry in msaproxy's burl section (default:
+#               msaproxy's defaults, 8 / 64)
+#   --cyrus-preload SO  diagnostics only, not for reference figures:
+#               LD_PRELOAD for Cyrus imapd (e.g. a shim setting
+#               TCP_NODELAY on its sockets, see docs/PERFORMANCE.md)
 #
 # What runs (bench/burl_lab.py, with tests/integration's kdc.py and
 # imap_servers.py; all on 127.0.0.1, free ports, temp dirs, stopped at the
@@ -57,7 +64,10 @@
 # load average; for msaproxy the IMAP connections it opened, from its log
 # and, as a cross-check, the distinct client ports to Cyrus seen by `ss`
 # every 0.2 s (a lower bound: a connection shorter than that can be
-# missed).
+# missed).  bench/proc_split.py samples the server's process tree
+# every 0.25 s (both targets, same overhead) to split Dovecot's CPU into
+# its submission side (submission, submission-login) and its IMAP side
+# (imap*, including imap-urlauth*).
 set -u
 
 TOP=$(cd "$(dirname "$0")/.." && pwd)
@@ -76,6 +86,9 @@ LOGLEVEL=info
 PROXY_SRC=$TOP/msaproxy
 LOAD=
 DOVECOT_ONLY=0
+POOL_IDLE=
+POOL_MAX=
+CYRUS_PRELOAD=
 # msaproxy's log lines (level info) for a new, authenticated IMAP
 # connection ("imap cyrus#3: connected to 127.0.0.1:port (...),
 # authenticated with GSSAPI as submit@LAB.TEST") and for a fetch
@@ -105,6 +118,9 @@ while [ $# -gt 0 ]; do
 	--proxy) PROXY_SRC=${2:-}; shift ;;
 	--load) LOAD=${2:-}; shift ;;
 	--dovecot-only) DOVECOT_ONLY=1 ;;
+	--pool-idle) POOL_IDLE=${2:-}; shift ;;
+	--pool-max) POOL_MAX=${2:-}; shift ;;
+	--cyrus-preload) CYRUS_PRELOAD=${2:-}; shift ;;
 	*) usage ;;
 	esac
 	shift
@@ -255,6 +271,7 @@ SAMPLER_PID=
 cleanup() {
 	trap - EXIT INT TERM
 	[ -n "$SAMPLER_PID" ] && kill "$SAMPLER_PID" 2>/dev/null
+	[ -n "${SPLIT_PID:-}" ] && kill "$SPLIT_PID" 2>/dev/null
 	stop_pid "$PROXY_PID" msaproxy
 	if [ -n "$LAB_PID" ] && alive "$LAB_PID"; then
 		kill -TERM "$LAB_PID" 2>/dev/null
@@ -274,6 +291,9 @@ LAB=$W/lab
 rm -rf "$LAB"
 check=()
 [ "$DOVECOT_ONLY" = 1 ] && check=(--no-msaproxy-check)
+[ -n "$POOL_IDLE" ] && check+=(--pool-idle "$POOL_IDLE")
+[ -n "$POOL_MAX" ] && check+=(--pool-max "$POOL_MAX")
+[ -n "$CYRUS_PRELOAD" ] && check+=(--cyrus-preload "$CYRUS_PRELOAD")
 setsid "$PY" "$TOP/bench/burl_lab.py" up "$LAB" --urls "$URLS" \
     --size "$SIZE" --creds "$CREDS" --msaproxy "$PROXY" \
     --log-level "$LOGLEVEL" --workers "$WORKERS" ${check[@]+"${check[@]}"} \
@@ -359,6 +379,18 @@ start_sampler() { # file
 	SAMPLER_PID=$!
 }
 
+SPLIT_PID=
+start_split() { # root file
+	setsid "$PY" "$TOP/bench/proc_split.py" "$1" "$2" 0.25 &
+	SPLIT_PID=$!
+}
+
+stop_split() {
+	[ -n "$SPLIT_PID" ] && kill -TERM "$SPLIT_PID" 2>/dev/null
+	wait "$SPLIT_PID" 2>/dev/null
+	SPLIT_PID=
+}
+
 stop_sampler() {
 	[ -n "$SAMPLER_PID" ] && kill "$SAMPLER_PID" 2>/dev/null
 	wait "$SAMPLER_PID" 2>/dev/null
@@ -369,11 +401,12 @@ field() { # file key: value of "key=" on the results' last line
 	tail -1 "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"
 }
 
-printf 'round\ttarget\tmessages\tok\tfail\tmsgs_per_s\tp50_ms\tp99_ms\tsetup_p50_ms\telapsed_s\tserver_cpu_s\timap_cpu_s\tsink_cpu_s\tload_cpu_s\timap_conns_log\timap_conns_ss\timap_fetches_log\tmsgs_incl_smoke\tsmoke_tries\tehlo_after_auth\texit\tloadavg\tstart_utc\n' >"$RES"
+printf 'round\ttarget\tmessages\tok\tfail\tmsgs_per_s\tp50_ms\tp99_ms\tsetup_p50_ms\telapsed_s\tserver_cpu_s\timap_cpu_s\tsink_cpu_s\tload_cpu_s\timap_conns_log\timap_conns_ss\timap_fetches_log\tmsgs_incl_smoke\tsmoke_tries\tehlo_after_auth\texit\tloadavg\tstart_utc\tdovecot_subm_cpu_s\tdovecot_imap_cpu_s\tdovecot_other_cpu_s\n' >"$RES"
 
 run_one() { # round target
 	local r=$1 tgt=$2 port urls root out rc lc=- sc0 sc1 pc0 pc1 ic0 ic1
 	local icpu=- cl=- cs=- cf=- incl=- tries=- la t0 setup rehlo
+	local split=$W/split-$r-$2.tsv dsub=- dimap=- doth=-
 	out=$W/run-$r-$tgt.out
 	if [ "$tgt" = msaproxy ]; then
 		start_proxy "r$r"
@@ -389,6 +422,11 @@ run_one() { # round target
 	fi
 	la=$(cut -d' ' -f1-3 /proc/loadavg | tr ' ' '/')
 	t0=$(date -u +%H:%M:%S)
+	if [ "$tgt" = msaproxy ]; then
+		start_split "$LAB_CYRUS_PID" "$split"
+	else
+		start_split "$LAB_DOVECOT_PID" "$split"
+	fi
 	pc0=$(tree_cpu "$root")
 	sc0=$(tree_cpu "$LAB_SINK_PID")
 	ic0=$(tree_cpu "$LAB_CYRUS_PID")
@@ -408,6 +446,14 @@ run_one() { # round target
 	pc1=$(tree_cpu "$root")
 	sc1=$(tree_cpu "$LAB_SINK_PID")
 	ic1=$(tree_cpu "$LAB_CYRUS_PID")
+	stop_split
+	if [ "$tgt" = dovecot ] && [ -s "$split" ]; then
+		read -r dsub dimap doth < <(awk -F'\t' '
+		    $1 ~ /^submission/ { s += $2; next }
+		    $1 ~ /^imap/ { i += $2; next }
+		    { o += $2 }
+		    END { printf "%.2f %.2f %.2f\n", s, i, o }' "$split")
+	fi
 	if [ "$tgt" = msaproxy ]; then
 		icpu=$(awk -v a="$ic0" -v b="$ic1" -v t="$CLK_TCK" \
 		    'BEGIN { printf "%.2f", (b - a) / t }')
@@ -427,7 +473,7 @@ run_one() { # round target
 	fi
 	setup=$(sed -n 's/^setup_ms .* p50=\([^ ]*\).*/\1/p' "$out")
 	rehlo=$(sed -n 's/^burl .*ehlo_after_auth=\([0-9]*\).*/\1/p' "$out")
-	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
+	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
 	    "$r" "$tgt" "$MSGS" "$(field "$out" ok)" "$(field "$out" fail)" \
 	    "$(field "$out" msgs_per_s)" "$(field "$out" p50_ms)" \
 	    "$(field "$out" p99_ms)" "${setup:--}" \
@@ -436,7 +482,8 @@ run_one() { # round target
 	    'BEGIN { printf "%.2f", (b - a) / t }')" "$icpu" \
 	    "$(awk -v a="$sc0" -v b="$sc1" -v t="$CLK_TCK" \
 	    'BEGIN { printf "%.2f", (b - a) / t }')" "$lc" "$cl" "$cs" \
-	    "$cf" "$incl" "$tries" "${rehlo:--}" "$rc" "$la" "$t0" >>"$RES"
+	    "$cf" "$incl" "$tries" "${rehlo:--}" "$rc" "$la" "$t0" \
+	    "$dsub" "$dimap" "$doth" >>"$RES"
 	tail -1 "$RES" | awk -F'\t' '{ printf "round %s %-8s %5s/%s ok, %8s msgs/s, p50 %s ms, p99 %s ms, server CPU %s s, Cyrus CPU %s s, IMAP connections %s (log) / %s (ss), fetches %s, load %s\n", $1, $2, $4, $3, $6, $7, $8, $11, $12, $15, $16, $17, $22 }'
 	if [ "$rc" != 0 ]; then
 		grep -E '^(messages|errors|stop) ' "$out" | sed 's/^/    /'
@@ -484,7 +531,10 @@ LA1=$(cut -d' ' -f1-3 /proc/loadavg)
 	    /proc/cpuinfo | head -1)), kernel $(uname -r); load average" \
 	    "$LA0 at the start, $LA1 at the end. msaproxy: $PROXY_VERSION" \
 	    "(copy of $PROXY_SRC), workers=$WORKERS, log level $LOGLEVEL," \
-	    "credentials at Cyrus: $CREDS. Dovecot $LAB_DOVECOT_VERSION" \
+	    "credentials at Cyrus: $CREDS, pool" \
+	    "max_idle_connections=${POOL_IDLE:-default}" \
+	    "max_connections=${POOL_MAX:-default}${CYRUS_PRELOAD:+, DIAGNOSTIC: Cyrus runs with LD_PRELOAD=$CYRUS_PRELOAD}." \
+	    "Dovecot $LAB_DOVECOT_VERSION" \
 	    "(defaults: a process per login and per session). Cyrus IMAP" \
 	    "$(dpkg-query -W -f '${Version}' cyrus-common 2>/dev/null)."
 	echo
@@ -525,6 +575,7 @@ NR == 1 { next }
 	if ($17 != "-") fetches[t] += $17
 	if ($18 != "-") incl[t] += $18
 	bytarget[$1, t] = $6
+	if ($24 != "-" && $24 != "") { dsub += $24; dimap += $25; doth += $26 }
 	if ($1 > maxr) maxr = $1
 }
 END {
@@ -558,6 +609,13 @@ END {
 		printf "TARGET BURL: msaproxy msgs/s >= 2 x Dovecot's (same rounds): median ratio %.2f (%.2f..%.2f over %d rounds) -> %s\n", m, lo(rr, n), hi(rr, n), n, (m >= 2 ? "MET" : "NOT MET")
 	} else
 		print "TARGET BURL: msaproxy msgs/s >= 2 x Dovecot's: not measured (msaproxy did not run)"
+	if ("dovecot" in cnt && ok["dovecot"] > 0) {
+		o = ok["dovecot"]
+		printf "SPLIT: Dovecot CPU per message, sampled by process name: submission side (submission, submission-login) %.3f ms, IMAP side (imap, imap-urlauth*) %.3f ms, the rest (master, auth, anvil, log, config, stats) %.3f ms (sampled total %.3f of %.3f measured)", dsub * 1000 / o, dimap * 1000 / o, doth * 1000 / o, (dsub + dimap + doth) * 1000 / o, scpu["dovecot"] * 1000 / o
+		if ("msaproxy" in cnt && ok["msaproxy"] > 0)
+			printf "; msaproxy %.3f ms, Cyrus %.3f ms", scpu["msaproxy"] * 1000 / ok["msaproxy"], icpu["msaproxy"] * 1000 / ok["msaproxy"]
+		printf "\n"
+	}
 	if ("msaproxy" in cnt) {
 		worst = 0
 		for (i = 1; i <= cnt["msaproxy"]; i++) if (clrun["msaproxy", i] > worst) worst = clrun["msaproxy", i]
