@@ -216,6 +216,7 @@ struct conf_burl {
 	char local_domains[512];	/* "u@d" with d listed here is user "u" */
 	unsigned connect_timeout;	/* IMAP connect + TLS + AUTH */
 	unsigned fetch_timeout;		/* no progress during a fetch */
+	unsigned fetch_deadline;	/* one whole fetch, however it progresses */
 	unsigned idle_timeout;		/* pooled IMAP connection kept idle */
 	unsigned max_bad_burl;		/* 421 4.7.0 after this many failed BURLs */
 	struct conf_imap_server servers[CONF_MAX_IMAP_SERVERS];

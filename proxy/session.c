@@ -660,6 +660,14 @@ session_run(struct session *s)
 	if (s->state != S_CLOSING)
 		conn_pause_read(s->conn, s->input_paused);
 	session_flush(s);
+	/* a BURL fetch paused for the backend: a flush on our own path may
+	 * have drained it, and then no CONN_DRAINED comes (as backpressure()
+	 * knows for client input) */
+	if (s->tx.burl_fetch != NULL && s->input_paused && s->be != NULL &&
+	    backend_pending_output(s->be) <= s->conf->limits.session_buffer) {
+		s->input_paused = 0;
+		imap_fetch_pause(s->tx.burl_fetch, 0);
+	}
 	/* STARTTLS: the 220 must leave in the clear before TLS takes the
 	 * socket; if it could not all be written, CONN_DRAINED resumes. */
 	if (s->starttls_pending && conn_pending_output(s->conn) == 0)
@@ -800,6 +808,11 @@ burl_complete(struct session *s, enum smtp_reply_id fail)
 {
 	struct tx *tx = &s->tx;
 
+	if (s->burl_timer != NULL)
+		evtimer_del(s->burl_timer);
+	if (s->be != NULL)
+		backend_set_reply_timeout(s->be, s->conf->timeouts.backend_command);
+
 	if (fail == R_REPLY_COUNT && tx->fail != R_REPLY_COUNT)
 		fail = tx->fail;
 	if (fail != R_REPLY_COUNT) {
@@ -899,11 +912,12 @@ burl_on_data(void *ctx, struct evbuffer *buf)
 	}
 	forward_content(s);
 	/* backpressure: the backend sets the pace of the IMAP server */
-	if (s->be != NULL &&
-	    backend_pending_output(s->be) > s->conf->limits.session_buffer) {
+	if (s->be != NULL) {
 		backend_flush(s->be);
 		if (backend_pending_output(s->be) > s->conf->limits.session_buffer &&
 		    tx->burl_fetch != NULL) {
+			log_debug("%s: backend backlog %zu: pausing the IMAP "
+			    "fetch", s->id, backend_pending_output(s->be));
 			imap_fetch_pause(tx->burl_fetch, 1);
 			s->input_paused = 1;
 		}
@@ -942,6 +956,29 @@ burl_on_done(void *ctx, enum imap_fetch_result r, const char *reason,
 	    (unsigned long long)total,
 	    (unsigned long long)(util_now_ms() - tx->burl_t0));
 	burl_complete(s, fail);
+	if (s->state != S_CLOSING)
+		session_run(s);
+	else
+		session_flush(s);
+}
+
+/* burl.fetch_deadline: a server that drips content keeps fetch_timeout
+ * (no progress) from firing; this bounds the whole fetch. */
+static void
+burl_deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct session *s = arg;
+
+	(void)fd;
+	(void)what;
+	if (s->tx.burl_fetch == NULL)
+		return;
+	imap_fetch_cancel(&s->tx.burl_fetch);
+	log_info("%s: tx=%s BURL %s: not fetched within burl.fetch_deadline "
+	    "(%u s) after %llu octets", s->id, s->tx.id, s->tx.burl_log_url,
+	    s->conf->burl.fetch_deadline,
+	    (unsigned long long)s->tx.burl_bytes);
+	burl_complete(s, R_BURL_IMAP_UNAVAIL);
 	if (s->state != S_CLOSING)
 		session_run(s);
 	else
@@ -989,8 +1026,22 @@ burl_fetch_begin(struct session *s)
 	tx->burl_fetch = imap_fetch_start(burl_worker_pool(s->worker->burl),
 	    tx->burl_server, &req, &cbs, s);
 	explicit_bzero(&u, sizeof(u));
-	if (tx->burl_fetch == NULL)
+	if (tx->burl_fetch == NULL) {
 		burl_complete(s, R_LOCAL_ERROR);
+		return;
+	}
+	if (s->burl_timer == NULL)
+		s->burl_timer = evtimer_new(s->worker->base, burl_deadline_cb, s);
+	if (s->burl_timer != NULL) {
+		struct timeval tv = { cb->fetch_deadline, 0 };
+
+		evtimer_add(s->burl_timer, &tv);
+	}
+	/* the backend hears nothing from us while the IMAP server is slow:
+	 * its idle timeout must not end the transaction first */
+	if (s->be != NULL)
+		backend_set_reply_timeout(s->be, s->conf->timeouts.backend_command +
+		    cb->fetch_deadline);
 }
 
 void
@@ -1573,6 +1624,8 @@ session_free(struct session **sp)
 	}
 	log_debug("%s: disconnect, %u message(s)", s->id, s->messages);
 	tx_reset(s);
+	if (s->burl_timer != NULL)
+		event_free(s->burl_timer);
 	smtp_auth_session_free(s);
 	if (s->line != NULL)
 		explicit_bzero(s->line, s->line_cap + 1);	/* may have held AUTH data */

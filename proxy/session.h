@@ -176,6 +176,7 @@ struct session {
 	struct evbuffer *chunk;		/* content awaiting the backend */
 
 	unsigned bad_burls;		/* failed BURL commands: max_bad_burl */
+	struct event *burl_timer;	/* burl.fetch_deadline of the current fetch */
 
 	TAILQ_ENTRY(session) entry;
 	unsigned messages;

@@ -600,6 +600,7 @@ cmd_burl(struct session *s, char *args)
 	struct tx *tx = &s->tx;
 	struct imapurl *u;
 	struct burl_verdict v;
+	enum smtp_reply_id seq = R_REPLY_COUNT;
 	enum imapurl_error e;
 	const char *err;
 	char *url = args, *end, *p;
@@ -644,24 +645,6 @@ cmd_burl(struct session *s, char *args)
 		session_bad_command(s, R_SYNTAX);
 		return;
 	}
-	/* the transaction */
-	if (tx->state == TX_FAILED) {
-		session_bad_command(s, R_SEQ_BDAT_FAILED);
-		return;
-	}
-	if (tx->state == TX_NONE || tx->rcpt_count == 0) {
-		session_bad_command(s, R_BURL_NEED_RCPT);
-		return;
-	}
-	if (tx->rcpt_accepted == 0) {
-		session_reply(s, R_BURL_NO_RCPTS);
-		return;
-	}
-	if (s->be == NULL) {
-		session_reply(s, R_BACKEND_LOST);
-		tx_reset(s);
-		return;
-	}
 	u = malloc(sizeof(*u));
 	if (u == NULL) {
 		session_reply(s, R_LOCAL_ERROR);
@@ -680,9 +663,32 @@ cmd_burl(struct session *s, char *args)
 			session_bad_command(s, R_BURL_BAD_URL, err);
 		return;
 	}
-	burl_policy_check(&s->conf->burl, u, s->identity, time(NULL), &v);
+	/* the transaction (after the syntax: 501 before 503) */
+	if (tx->state == TX_FAILED)
+		seq = R_SEQ_BDAT_FAILED;
+	else if (tx->state == TX_NONE || tx->rcpt_count == 0)
+		seq = R_BURL_NEED_RCPT;
+	else if (tx->rcpt_accepted == 0)
+		seq = R_BURL_NO_RCPTS;
+	else if (s->be == NULL)
+		seq = R_BACKEND_LOST;
+	if (seq == R_REPLY_COUNT)
+		burl_policy_check(&s->conf->burl, u, s->identity, time(NULL), &v);
 	explicit_bzero(u, sizeof(*u));
 	free(u);
+	if (seq == R_BURL_NO_RCPTS) {
+		session_reply(s, seq);
+		return;
+	}
+	if (seq == R_BACKEND_LOST) {
+		session_reply(s, seq);
+		tx_reset(s);
+		return;
+	}
+	if (seq != R_REPLY_COUNT) {
+		session_bad_command(s, seq);
+		return;
+	}
 	if (v.allowed && !burl_worker_server_ready(s->worker->burl, v.server)) {
 		v.allowed = 0;
 		v.reply = R_BURL_IMAP_UNAVAIL;
