@@ -49,6 +49,8 @@ Options:
   --listen-port PORT   msaproxy's port in msaproxy.conf (a free one)
   --log-level LEVEL    msaproxy's log level in msaproxy.conf (info)
   --workers N          msaproxy workers (1)
+  --users N            spread the URLs (and msaload's sessions) over N
+                       users: alice, u02 .. uNN (password <user>pw) (1)
   --no-msaproxy-check  skip the msaproxy end-to-end check
   --pool-idle N        burl max_idle_connections for the Cyrus server
                        (default: msaproxy's own default)
@@ -120,22 +122,30 @@ def make_message(size, n, tag):
     return msg, marker
 
 
-def make_urls(port, authority, k, size, tag, out):
-    """APPEND k messages as alice on one connection and GENURLAUTH a
-    submit+alice URL for each; write them to out, one per line."""
-    m = ims.imap_connect(port, USER, PASSWORD)
+def bench_users(n):
+    """{user: password}: alice, then u02, u03 ... (password <user>pw)."""
+    users = {USER: PASSWORD}
+    for i in range(2, n + 1):
+        users[f"u{i:02d}"] = f"u{i:02d}pw"
+    return users
+
+
+def make_urls(port, authority, k, size, tag, user=USER, password=PASSWORD):
+    """APPEND k messages as user on one connection and GENURLAUTH a
+    submit+<user> URL for each; -> the URLs."""
+    m = ims.imap_connect(port, user, password)
     urls = []
     try:
         for n in range(k):
-            msg, _ = make_message(size, n, tag)
+            msg, _ = make_message(size, n, f"{tag}-{user}")
             typ, data = m.append("INBOX", None, None, msg)
             mo = re.search(rb"\[APPENDUID (\d+) (\d+)\]", (data or [b""])[0] or b"")
             if typ != "OK" or not mo:
                 raise RuntimeError(f"{tag}: APPEND: {typ} {data!r}")
-            url = ims.imap_url(authority, USER, "INBOX", int(mo.group(1)),
+            url = ims.imap_url(authority, user, "INBOX", int(mo.group(1)),
                                int(mo.group(2)))
             typ, data = m._simple_command(
-                "GENURLAUTH", ims._imap_string(f"{url};URLAUTH=submit+{USER}"), "INTERNAL")
+                "GENURLAUTH", ims._imap_string(f"{url};URLAUTH=submit+{user}"), "INTERNAL")
             if typ != "OK":
                 raise RuntimeError(f"{tag}: GENURLAUTH: {typ} {data!r}")
             _, got = m._untagged_response(typ, data, "GENURLAUTH")
@@ -145,8 +155,20 @@ def make_urls(port, authority, k, size, tag, out):
             urls.append(got[0])
     finally:
         ims._logout(m)
-    Path(out).write_text("".join(u + "\n" for u in urls))
     return urls
+
+
+def make_url_file(port, authority, users, k, size, tag, out):
+    """k URLs in all, spread over users; out: one URL per line (one
+    user), or "USER:PASS URL" lines (several).  -> alice's URLs."""
+    per = -(-k // len(users))
+    lines, first = [], None
+    for u, pw in users.items():
+        urls = make_urls(port, authority, per, size, tag, u, pw)
+        first = first or urls
+        lines += [url if len(users) == 1 else f"{u}:{pw} {url}" for url in urls]
+    Path(out).write_text("".join(l + "\n" for l in lines))
+    return first
 
 
 # -------------------------------------------------------------- daemons ---
@@ -420,7 +442,9 @@ def up(args):
         started.append(("kdc", kdc))
         log(f"KDC {kdc.realm} on {kdc.address}")
 
-        cyrus = CyrusBench(kdc=kdc, preload=args.cyrus_preload)
+        users = bench_users(args.users)
+        cyrus = CyrusBench(kdc=kdc, preload=args.cyrus_preload,
+                           users=dict(ims.USERS, **users))
         started.append(("cyrus", cyrus))
         cyrus.start()
         # telemetry writes both directions of every session to disk
@@ -448,27 +472,29 @@ def up(args):
             sasldb.unlink()
         except FileNotFoundError:
             pass
-        subprocess.run(["saslpasswd2", "-f", str(sasldb), "-a", "msaproxy", "-u", "localhost",
-                        "-c", "-p", USER], input=PASSWORD.encode(), check=True)
+        for u, pw in users.items():
+            subprocess.run(["saslpasswd2", "-f", str(sasldb), "-a", "msaproxy", "-u",
+                            "localhost", "-c", "-p", u], input=pw.encode(), check=True)
         pwfile = d / "submit.pw"
         pwfile.write_text(kdc_mod.SUBMIT_PASSWORD + "\n")
         os.chmod(pwfile, 0o600)
 
-        dovecot = DovecotSubmission(vsink.port, cert, key)
+        dovecot = DovecotSubmission(vsink.port, cert, key, users=dict(ims.USERS, **users))
         started.append(("dovecot", dovecot))
         dovecot.start()
         log(f"Dovecot IMAP on 127.0.0.1:{dovecot.port}, submission on "
             f"127.0.0.1:{dovecot.submission_port}")
 
-        cu = make_urls(cyrus.port, cyrus.url_authority, args.urls, args.size, "cyrus",
-                       d / "cyrus-urls.txt")
-        du = make_urls(dovecot.port, dovecot.url_authority, args.urls, args.size, "dovecot",
-                       d / "dovecot-urls.txt")
-        log(f"{len(cu)} + {len(du)} messages of {args.size} octets appended, URLs generated")
+        cu = make_url_file(cyrus.port, cyrus.url_authority, users, args.urls, args.size,
+                           "cyrus", d / "cyrus-urls.txt")
+        du = make_url_file(dovecot.port, dovecot.url_authority, users, args.urls, args.size,
+                           "dovecot", d / "dovecot-urls.txt")
+        log(f"{args.urls} + {args.urls} messages of {args.size} octets appended "
+            f"({len(users)} user(s)), URLs generated")
 
         # ---- end-to-end checks, into the dumping sink
         results = []
-        msg, marker = make_message(args.size, 0, "dovecot")
+        msg, marker = make_message(args.size, 0, f"dovecot-{USER}")
         try:
             ok, tr = smtp_burl(dovecot.submission_port, du[0])
             why = "; ".join(tr)
@@ -493,7 +519,7 @@ def up(args):
             conf = msaproxy_conf(args, d, vport, vsink.port, cyrus, kdc, sasldb, cert, key,
                                  pwfile)
             conf["log"]["level"] = "debug"
-            msg, marker = make_message(args.size, 0, "cyrus")
+            msg, marker = make_message(args.size, 0, f"cyrus-{USER}")
             ok, why = verify_msaproxy(args, d, conf, env, cu[0], vsink, marker, msg)
             results.append(f"msaproxy {'ok' if ok else 'FAIL'} {why}")
             log(results[-1])
@@ -521,6 +547,7 @@ def up(args):
             "LAB_MSAPROXY_ENV": d / "msaproxy.env",
             "LAB_CYRUS_URLS": d / "cyrus-urls.txt", "LAB_DOVECOT_URLS": d / "dovecot-urls.txt",
             "LAB_URLS": args.urls, "LAB_SIZE": args.size, "LAB_CREDS": args.creds,
+            "LAB_USERS": len(users),
             "LAB_USER": USER, "LAB_PASSWORD": PASSWORD,
             "LAB_MSAPROXY_CHECK": results[-1].split()[1],
             "LAB_SETUP_SECONDS": f"{time.monotonic() - t0:.1f}",
@@ -573,6 +600,7 @@ def main():
     u.add_argument("--listen-port", type=int, default=0)
     u.add_argument("--log-level", default="info")
     u.add_argument("--workers", type=int, default=1)
+    u.add_argument("--users", type=int, default=1)
     u.add_argument("--no-msaproxy-check", action="store_true")
     u.add_argument("--pool-idle", type=int)
     u.add_argument("--pool-max", type=int)
@@ -580,6 +608,8 @@ def main():
     args = ap.parse_args()
     if args.urls < 1 or args.urls > 100000:
         ap.error("--urls: 1..100000")
+    if args.users < 1 or args.users > 99 or args.users > args.urls:
+        ap.error("--users: 1..99, at most --urls")
     if os.geteuid() != 0:
         ap.error("must run as root (Cyrus and Dovecot drop privileges)")
     return up(args)

@@ -146,6 +146,18 @@ enum phase {
 #define BURL_URL_MAX	4000
 #define BURL_URLS_MAX	1000000
 
+/*
+ * --burl: a user and the URLs it sends, round robin.  Without credentials
+ * in --burl-file there is one, authenticated with --auth.
+ */
+struct buser {
+	char	*auth_cmd;	/* "AUTH PLAIN b64\r\n" */
+	char	*creds;		/* USER:PASS, to match lines; NULL: --auth */
+	char	**cmds;		/* "BURL <url> LAST\r\n" each */
+	size_t	*lens;
+	size_t	 n, cap, next;
+};
+
 struct sess {
 	TAILQ_ENTRY(sess)	 entry;
 	struct bufferevent	*bev;
@@ -154,6 +166,7 @@ struct sess {
 	int			 tls_offered;	/* a session was offered */
 	int			 authed;
 	int			 ehlo_after_auth;	/* --burl: EHLO sent again */
+	struct buser		*bu;		/* --burl: whose URLs */
 	int			 has_msg;	/* holds a reserved message */
 	int			 counted_ready;	/* idle mode bookkeeping */
 	unsigned int		 caps;		/* from the latest EHLO */
@@ -246,10 +259,10 @@ static struct {
 	char			*bdat_payload;	/* "BDAT n LAST\r\n" + message */
 	size_t			 bdat_len;
 	char			*auth_cmd;	/* "AUTH PLAIN b64\r\n" */
-	char			**burl_cmds;	/* "BURL <url> LAST\r\n" each */
-	size_t			*burl_lens;
-	size_t			 burl_count;
-	size_t			 burl_next;	/* round robin */
+	struct buser		*busers;	/* --burl: who sends which URLs */
+	size_t			 nbusers;
+	size_t			 buser_next;	/* round robin over sessions */
+	size_t			 burl_count;	/* URLs, all users */
 	long			 burl_reehlo;	/* sessions that needed it */
 	/* counters */
 	long			 reserved;	/* messages handed to sessions */
@@ -298,8 +311,10 @@ static long	parse_long(const char *, const char *, long, long);
 static double	parse_secs(const char *, const char *);
 static int	target_setup(void);
 static void	payloads_build(void);
-static void	auth_build(void);
-static int	burl_add(const char *, size_t, const char *, long);
+static char	*auth_build(const char *, const char *);
+static struct buser *buser_get(const char *);
+static int	burl_add(struct buser *, const char *, size_t, const char *,
+		    long);
 static void	burl_build(void);
 static void	tls_setup(void);
 static int	tls_new_session(SSL *, SSL_SESSION *);
@@ -365,7 +380,10 @@ usage(void)
 	    "  --burl URL  send \"BURL URL LAST\" (RFC 4468) instead of the "
 	    "message; needs\n"
 	    "      --auth; -s then only sizes the payload_MB_per_s figure\n"
-	    "  --burl-file FILE  one URL per line, used round robin\n");
+	    "  --burl-file FILE  one URL per line, used round robin; lines "
+	    "\"USER:PASS URL\"\n"
+	    "      spread the sessions over several users, each sending its "
+	    "own URLs\n");
 	exit(1);
 }
 
@@ -612,26 +630,29 @@ payloads_build(void)
 	free(msg);
 }
 
-/* RFC 4616: AUTH PLAIN with an initial response (RFC 4954 4). */
-static void
-auth_build(void)
+/*
+ * RFC 4616: AUTH PLAIN with an initial response (RFC 4954 4), for
+ * creds = USER:PASS; what names the option or file in messages.
+ */
+static char *
+auth_build(const char *creds, const char *what)
 {
 	const char *colon;
 	unsigned char *raw;
 	size_t ulen, plen, rawlen, b64len, cmdlen;
-	char *b64;
+	char *b64, *cmd;
 
-	if ((colon = strchr(opt.auth, ':')) == NULL || colon == opt.auth)
-		die("--auth: expected USER:PASS");
-	ulen = colon - opt.auth;
+	if ((colon = strchr(creds, ':')) == NULL || colon == creds)
+		die("%s: expected USER:PASS", what);
+	ulen = colon - creds;
 	plen = strlen(colon + 1);
 	rawlen = 1 + ulen + 1 + plen;
 	if (rawlen > 1024)
-		die("--auth: too long");
+		die("%s: too long", what);
 	if ((raw = malloc(rawlen)) == NULL)
 		die("out of memory");
 	raw[0] = '\0';
-	memcpy(raw + 1, opt.auth, ulen);
+	memcpy(raw + 1, creds, ulen);
 	raw[1 + ulen] = '\0';
 	memcpy(raw + 2 + ulen, colon + 1, plen);
 	b64len = 4 * ((rawlen + 2) / 3);
@@ -639,13 +660,47 @@ auth_build(void)
 		die("out of memory");
 	EVP_EncodeBlock((unsigned char *)b64, raw, rawlen);
 	cmdlen = sizeof("AUTH PLAIN \r\n") + b64len;
-	if ((run.auth_cmd = malloc(cmdlen)) == NULL)
+	if ((cmd = malloc(cmdlen)) == NULL)
 		die("out of memory");
-	snprintf(run.auth_cmd, cmdlen, "AUTH PLAIN %s\r\n", b64);
+	snprintf(cmd, cmdlen, "AUTH PLAIN %s\r\n", b64);
 	OPENSSL_cleanse(raw, rawlen);
 	OPENSSL_cleanse(b64, b64len);
 	free(raw);
 	free(b64);
+	return cmd;
+}
+
+/* The --burl user with these credentials (NULL: --auth's), made if new. */
+static struct buser *
+buser_get(const char *creds)
+{
+	struct buser *nb, *u;
+	size_t i;
+
+	for (i = 0; i < run.nbusers; i++) {
+		u = &run.busers[i];
+		if ((creds == NULL && u->creds == NULL) || (creds != NULL &&
+		    u->creds != NULL && strcmp(creds, u->creds) == 0))
+			return u;
+	}
+	if (creds == NULL && opt.auth == NULL)
+		die("--burl needs --auth (BURL is for authenticated "
+		    "submission, RFC 4468 section 3), or USER:PASS before "
+		    "each URL in --burl-file");
+	if ((nb = realloc(run.busers, (run.nbusers + 1) * sizeof(*nb))) ==
+	    NULL)
+		die("out of memory");
+	run.busers = nb;
+	u = &run.busers[run.nbusers++];
+	memset(u, 0, sizeof(*u));
+	if (creds == NULL)
+		u->auth_cmd = run.auth_cmd;
+	else {
+		if ((u->creds = strdup(creds)) == NULL)
+			die("out of memory");
+		u->auth_cmd = auth_build(creds, "--burl-file credentials");
+	}
+	return u;
 }
 
 /*
@@ -655,9 +710,9 @@ auth_build(void)
  * message naming where) if it is unusable.
  */
 static int
-burl_add(const char *url, size_t len, const char *where, long lineno)
+burl_add(struct buser *u, const char *url, size_t len, const char *where,
+    long lineno)
 {
-	static size_t cap;
 	char **nc;
 	size_t *nl, i;
 
@@ -679,39 +734,45 @@ burl_add(const char *url, size_t len, const char *where, long lineno)
 		    BURL_URLS_MAX);
 		return -1;
 	}
-	if (run.burl_count == cap) {
-		cap = cap ? cap * 2 : 64;
-		if ((nc = realloc(run.burl_cmds, cap * sizeof(*nc))) == NULL)
+	if (u->n == u->cap) {
+		u->cap = u->cap ? u->cap * 2 : 64;
+		if ((nc = realloc(u->cmds, u->cap * sizeof(*nc))) == NULL)
 			die("out of memory");
-		run.burl_cmds = nc;
-		if ((nl = realloc(run.burl_lens, cap * sizeof(*nl))) == NULL)
+		u->cmds = nc;
+		if ((nl = realloc(u->lens, u->cap * sizeof(*nl))) == NULL)
 			die("out of memory");
-		run.burl_lens = nl;
+		u->lens = nl;
 	}
-	if ((run.burl_cmds[run.burl_count] = malloc(len + 12)) == NULL)
+	if ((u->cmds[u->n] = malloc(len + 12)) == NULL)
 		die("out of memory");
-	memcpy(run.burl_cmds[run.burl_count], "BURL ", 5);
-	memcpy(run.burl_cmds[run.burl_count] + 5, url, len);
-	memcpy(run.burl_cmds[run.burl_count] + 5 + len, " LAST\r\n", 7);
-	run.burl_lens[run.burl_count] = len + 12;
+	memcpy(u->cmds[u->n], "BURL ", 5);
+	memcpy(u->cmds[u->n] + 5, url, len);
+	memcpy(u->cmds[u->n] + 5 + len, " LAST\r\n", 7);
+	u->lens[u->n] = len + 12;
+	u->n++;
 	run.burl_count++;
 	return 0;
 }
 
-/* --burl URL, or --burl-file: one URL per line (CRLF or LF; blank lines
- * and lines starting with '#' are skipped). */
+/*
+ * --burl URL, or --burl-file: one URL per line, or "USER:PASS URL" (the
+ * sessions are spread round robin over the users, and each sends its own
+ * user's URLs); CRLF or LF; blank lines and lines starting with '#' are
+ * skipped.
+ */
 static void
 burl_build(void)
 {
 	FILE *f;
-	char *line = NULL;
+	char *line = NULL, *url, *sp;
 	size_t cap = 0;
 	ssize_t n;
 	long lineno = 0;
 	int bad = 0;
 
 	if (opt.burl != NULL) {
-		if (burl_add(opt.burl, strlen(opt.burl), "--burl", 1) == -1)
+		if (burl_add(buser_get(NULL), opt.burl, strlen(opt.burl),
+		    "--burl", 1) == -1)
 			exit(1);
 		return;
 	}
@@ -723,7 +784,14 @@ burl_build(void)
 			line[--n] = '\0';
 		if (n == 0 || line[0] == '#')
 			continue;
-		if (burl_add(line, n, opt.burl_file, lineno) == -1)
+		url = line;
+		if ((sp = strpbrk(line, " \t")) != NULL) {
+			*sp++ = '\0';
+			url = sp + strspn(sp, " \t");
+			n -= url - line;
+		}
+		if (burl_add(buser_get(url == line ? NULL : line), url, n,
+		    opt.burl_file, lineno) == -1)
 			bad = 1;
 	}
 	if (ferror(f))
@@ -865,6 +933,8 @@ sess_start(void)
 		die("out of memory");
 	s->has_msg = opt.idle == 0;
 	s->pend_cap = opt.rcpts + 8;
+	if (run.nbusers > 0)
+		s->bu = &run.busers[run.buser_next++ % run.nbusers];
 	if ((s->pend = malloc(s->pend_cap)) == NULL)
 		die("out of memory");
 	TAILQ_INSERT_TAIL(&run.sessions, s, entry);
@@ -1011,13 +1081,16 @@ sess_setup_next(struct sess *s)
 		sess_send(s, "STARTTLS\r\n", 10);
 		return 0;
 	}
-	if (opt.auth != NULL && !s->authed) {
+	if ((opt.auth != NULL || s->bu != NULL) && !s->authed) {
+		const char *cmd = s->bu != NULL ? s->bu->auth_cmd :
+		    run.auth_cmd;
+
 		if (!(s->caps & CAP_AUTH_PLAIN)) {
 			sess_fail(s, ERR_CAPABILITY, "no AUTH PLAIN advertised");
 			return -1;
 		}
 		pend_push(s, CMD_AUTH);
-		sess_send(s, run.auth_cmd, strlen(run.auth_cmd));
+		sess_send(s, cmd, strlen(cmd));
 		return 0;
 	}
 	if (opt.bdat && !(s->caps & CAP_CHUNKING)) {
@@ -1120,11 +1193,11 @@ tx_send_content(struct sess *s)
 {
 	struct evbuffer *out = bufferevent_get_output(s->bev);
 
-	if (run.burl_count > 0) {
-		size_t k = run.burl_next++ % run.burl_count;
+	if (s->bu != NULL) {
+		size_t k = s->bu->next++ % s->bu->n;
 
-		evbuffer_add_reference(out, run.burl_cmds[k],
-		    run.burl_lens[k], NULL, NULL);
+		evbuffer_add_reference(out, s->bu->cmds[k], s->bu->lens[k],
+		    NULL, NULL);
 		pend_push(s, CMD_BURL);
 	} else if (opt.bdat) {
 		evbuffer_add_reference(out, run.bdat_payload, run.bdat_len,
@@ -1716,7 +1789,8 @@ report(void)
 	printf("== msaload results ==\n");
 	printf("target        %s:%d tls=%s auth=%s mode=%s pipelining=%s\n",
 	    opt.host, opt.port, opt.starttls ? "starttls" : "none",
-	    opt.auth ? "plain" : "none", run.burl_count ? "BURL" :
+	    opt.auth || run.nbusers ? "plain" : "none",
+	    run.burl_count ? "BURL" :
 	    opt.bdat ? "BDAT" : "DATA",
 	    opt.pipelining ? "yes" : "no");
 	if (opt.idle > 0)
@@ -1753,11 +1827,17 @@ report(void)
 	    "(connect -> ready)\n", run.setup.n, samples_pct(&run.setup, 50),
 	    samples_pct(&run.setup, 90), samples_pct(&run.setup, 99),
 	    samples_pct(&run.setup, 100));
-	if (run.burl_count > 0)
-		printf("burl          urls=%zu used=%zu ehlo_after_auth=%ld "
-		    "(size %zu is nominal: the server fetched the content)\n",
-		    run.burl_count, run.burl_next < run.burl_count ?
-		    run.burl_next : run.burl_count, run.burl_reehlo, opt.size);
+	if (run.burl_count > 0) {
+		size_t used = 0, k;
+
+		for (k = 0; k < run.nbusers; k++)
+			used += run.busers[k].next < run.busers[k].n ?
+			    run.busers[k].next : run.busers[k].n;
+		printf("burl          urls=%zu users=%zu used=%zu "
+		    "ehlo_after_auth=%ld (size %zu is nominal: the server "
+		    "fetched the content)\n", run.burl_count, run.nbusers,
+		    used, run.burl_reehlo, opt.size);
+	}
 	if (opt.starttls)
 		printf("tls           handshakes=%ld resumed=%ld offered=%ld "
 		    "resumed_ratio=%.3f full=%s resumed_as=%s\n",
@@ -1881,14 +1961,11 @@ main(int argc, char *argv[])
 		die("--burl and --burl-file exclude each other");
 	if ((opt.burl != NULL || opt.burl_file != NULL) && opt.bdat)
 		die("--burl and --bdat exclude each other");
-	if ((opt.burl != NULL || opt.burl_file != NULL) && opt.auth == NULL)
-		die("--burl needs --auth (BURL is for authenticated "
-		    "submission, RFC 4468 section 3)");
 
 	target_setup();
 	payloads_build();
 	if (opt.auth != NULL)
-		auth_build();
+		run.auth_cmd = auth_build(opt.auth, "--auth");
 	if (opt.burl != NULL || opt.burl_file != NULL)
 		burl_build();
 	if (opt.starttls)

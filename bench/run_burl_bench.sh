@@ -10,7 +10,7 @@
 #                                [-d SECS] [-o OUTDIR] [-w WORKERS]
 #                                [--log-level LEVEL] [--proxy PATH]
 #                                [--load PATH] [--dovecot-only]
-#                                [--pool-idle N] [--pool-max N]
+#                                [--pool-idle N] [--pool-max N] [-u USERS]
 #
 #   -r ROUNDS   rounds (3); odd rounds run msaproxy then Dovecot, even
 #               rounds Dovecot then msaproxy
@@ -22,6 +22,10 @@
 #               URL is used MSGS/URLS times per run.  -k MSGS avoids reusing
 #               a URL within a run (a URL reuse limit may come, issue 7)
 #   -s SIZE     message size in octets, CRLF included (102400 = 100 KB)
+#   -u USERS    spread the URLs over USERS users (1: alice only, as the
+#               issue asks): alice, u02 .. uNN; msaload's sessions take
+#               the users in turn (its --burl-file "USER:PASS URL" lines),
+#               each session sending its own user's URLs
 #   --creds     msaproxy's credentials at Cyrus: kerberos (default: SASL
 #               GSSAPI as submit@LAB.TEST from a client keytab) or password
 #               (AUTHENTICATE PLAIN submit / submitpw)
@@ -87,6 +91,7 @@ PROXY_SRC=$TOP/msaproxy
 LOAD=
 DOVECOT_ONLY=0
 POOL_IDLE=
+USERS=1
 POOL_MAX=
 CYRUS_PRELOAD=
 # msaproxy's log lines (level info) for a new, authenticated IMAP
@@ -109,6 +114,7 @@ while [ $# -gt 0 ]; do
 	-m) PER=${2:-}; shift ;;
 	-k) URLS=${2:-}; shift ;;
 	-s) SIZE=${2:-}; shift ;;
+	-u) USERS=${2:-}; shift ;;
 	-d) DUR=${2:-}; shift ;;
 	-o) OUT=${2:-}; shift ;;
 	-w) WORKERS=${2:-}; shift ;;
@@ -138,7 +144,8 @@ isnum() {
 	return 0
 }
 
-for v in "$ROUNDS" "$MSGS" "$CONC" "$PER" "$URLS" "$SIZE" "$DUR" "$WORKERS"
+for v in "$ROUNDS" "$MSGS" "$CONC" "$PER" "$URLS" "$SIZE" "$DUR" "$WORKERS" \
+    "$USERS"
 do
 	isnum "$v" || die "not a number: '$v'"
 done
@@ -296,7 +303,8 @@ check=()
 [ -n "$CYRUS_PRELOAD" ] && check+=(--cyrus-preload "$CYRUS_PRELOAD")
 setsid "$PY" "$TOP/bench/burl_lab.py" up "$LAB" --urls "$URLS" \
     --size "$SIZE" --creds "$CREDS" --msaproxy "$PROXY" \
-    --log-level "$LOGLEVEL" --workers "$WORKERS" ${check[@]+"${check[@]}"} \
+    --log-level "$LOGLEVEL" --workers "$WORKERS" --users "$USERS" \
+    ${check[@]+"${check[@]}"} \
     >"$W/lab.out" 2>&1 &
 LAB_PID=$!
 for _ in $(seq 600); do
@@ -397,16 +405,21 @@ stop_sampler() {
 	SAMPLER_PID=
 }
 
+# "busy idle" jiffies of the whole machine (all CPUs), from /proc/stat
+sys_cpu() {
+	awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9, $5 + $6 }' /proc/stat
+}
+
 field() { # file key: value of "key=" on the results' last line
 	tail -1 "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"
 }
 
-printf 'round\ttarget\tmessages\tok\tfail\tmsgs_per_s\tp50_ms\tp99_ms\tsetup_p50_ms\telapsed_s\tserver_cpu_s\timap_cpu_s\tsink_cpu_s\tload_cpu_s\timap_conns_log\timap_conns_ss\timap_fetches_log\tmsgs_incl_smoke\tsmoke_tries\tehlo_after_auth\texit\tloadavg\tstart_utc\tdovecot_subm_cpu_s\tdovecot_imap_cpu_s\tdovecot_other_cpu_s\n' >"$RES"
+printf 'round\ttarget\tmessages\tok\tfail\tmsgs_per_s\tp50_ms\tp99_ms\tsetup_p50_ms\telapsed_s\tserver_cpu_s\timap_cpu_s\tsink_cpu_s\tload_cpu_s\timap_conns_log\timap_conns_ss\timap_fetches_log\tmsgs_incl_smoke\tsmoke_tries\tehlo_after_auth\texit\tloadavg\tstart_utc\tdovecot_subm_cpu_s\tdovecot_imap_cpu_s\tdovecot_other_cpu_s\tmachine_idle_pct\n' >"$RES"
 
 run_one() { # round target
 	local r=$1 tgt=$2 port urls root out rc lc=- sc0 sc1 pc0 pc1 ic0 ic1
 	local icpu=- cl=- cs=- cf=- incl=- tries=- la t0 setup rehlo
-	local split=$W/split-$r-$2.tsv dsub=- dimap=- doth=-
+	local split=$W/split-$r-$2.tsv dsub=- dimap=- doth=- b0 i0 b1 i1 idle
 	out=$W/run-$r-$tgt.out
 	if [ "$tgt" = msaproxy ]; then
 		start_proxy "r$r"
@@ -427,6 +440,7 @@ run_one() { # round target
 	else
 		start_split "$LAB_DOVECOT_PID" "$split"
 	fi
+	read -r b0 i0 < <(sys_cpu)
 	pc0=$(tree_cpu "$root")
 	sc0=$(tree_cpu "$LAB_SINK_PID")
 	ic0=$(tree_cpu "$LAB_CYRUS_PID")
@@ -443,10 +457,13 @@ run_one() { # round target
 		    ${PIPEARG[@]+"${PIPEARG[@]}"} >"$out" 2>&1
 		rc=$?
 	fi
+	read -r b1 i1 < <(sys_cpu)
 	pc1=$(tree_cpu "$root")
 	sc1=$(tree_cpu "$LAB_SINK_PID")
 	ic1=$(tree_cpu "$LAB_CYRUS_PID")
 	stop_split
+	idle=$(awk -v b="$((b1 - b0))" -v i="$((i1 - i0))" \
+	    'BEGIN { printf "%.1f", (b + i > 0) ? 100 * i / (b + i) : 0 }')
 	if [ "$tgt" = dovecot ] && [ -s "$split" ]; then
 		read -r dsub dimap doth < <(awk -F'\t' '
 		    $1 ~ /^submission/ { s += $2; next }
@@ -473,7 +490,7 @@ run_one() { # round target
 	fi
 	setup=$(sed -n 's/^setup_ms .* p50=\([^ ]*\).*/\1/p' "$out")
 	rehlo=$(sed -n 's/^burl .*ehlo_after_auth=\([0-9]*\).*/\1/p' "$out")
-	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
+	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
 	    "$r" "$tgt" "$MSGS" "$(field "$out" ok)" "$(field "$out" fail)" \
 	    "$(field "$out" msgs_per_s)" "$(field "$out" p50_ms)" \
 	    "$(field "$out" p99_ms)" "${setup:--}" \
@@ -483,8 +500,8 @@ run_one() { # round target
 	    "$(awk -v a="$sc0" -v b="$sc1" -v t="$CLK_TCK" \
 	    'BEGIN { printf "%.2f", (b - a) / t }')" "$lc" "$cl" "$cs" \
 	    "$cf" "$incl" "$tries" "${rehlo:--}" "$rc" "$la" "$t0" \
-	    "$dsub" "$dimap" "$doth" >>"$RES"
-	tail -1 "$RES" | awk -F'\t' '{ printf "round %s %-8s %5s/%s ok, %8s msgs/s, p50 %s ms, p99 %s ms, server CPU %s s, Cyrus CPU %s s, IMAP connections %s (log) / %s (ss), fetches %s, load %s\n", $1, $2, $4, $3, $6, $7, $8, $11, $12, $15, $16, $17, $22 }'
+	    "$dsub" "$dimap" "$doth" "$idle" >>"$RES"
+	tail -1 "$RES" | awk -F'\t' '{ printf "round %s %-8s %5s/%s ok, %8s msgs/s, p50 %s ms, p99 %s ms, server CPU %s s, Cyrus CPU %s s, IMAP connections %s (log) / %s (ss), fetches %s, load %s, machine idle %s%%\n", $1, $2, $4, $3, $6, $7, $8, $11, $12, $15, $16, $17, $22, $27 }'
 	if [ "$rc" != 0 ]; then
 		grep -E '^(messages|errors|stop) ' "$out" | sed 's/^/    /'
 		grep 'session error' "$out" | head -3 | sed 's/^/    /'
@@ -492,7 +509,8 @@ run_one() { # round target
 }
 
 echo "run_burl_bench: output in $OUT; $ROUNDS rounds of $MSGS messages" \
-    "($SIZE octets by BURL, $URLS URLs per server), $CONC sessions," \
+    "($SIZE octets by BURL, $URLS URLs per server, $USERS user(s))," \
+    "$CONC sessions," \
     "$PER per session; msaproxy $LAB_MSAPROXY_PORT, Dovecot" \
     "$LAB_DOVECOT_SUBMISSION_PORT"
 T0=$(date -u '+%Y-%m-%d %H:%M')
@@ -543,7 +561,10 @@ LA1=$(cut -d' ' -f1-3 /proc/loadavg)
 	    "session, STARTTLS + AUTH PLAIN once per session," \
 	    "$([ "$PIPE" = 1 ] && echo "MAIL/RCPT/BURL pipelined" ||
 	    echo "no pipelining"), $URLS URLs per server round robin;" \
-	    "cap ${DUR}s per run. Backend: smtp-sink."
+	    "$([ "$USERS" -gt 1 ] && echo "spread over $USERS users (alice," \
+	    "u02 ...), the sessions taking them in turn;" ||
+	    echo "all of user alice;") cap ${DUR}s per run. Backend:" \
+	    "smtp-sink."
 	echo
 	awk -F'\t' -v conc="$CONC" -f - "$RES" <<'EOF'
 function median(a, n,    i, j, t) {
@@ -567,6 +588,7 @@ NR == 1 { next }
 	if (!(t in cnt)) order[++nt] = t
 	i = ++cnt[t]
 	rate[t, i] = $6; p50[t, i] = $7; p99[t, i] = $8; su[t, i] = $9
+	idl[t, i] = $27
 	ok[t] += $4; fail[t] += $5; sent[t] += $3
 	scpu[t] += $11; if ($12 != "-") icpu[t] += $12
 	sink[t] += $13; if ($14 != "-") lcpu[t] += $14
@@ -579,8 +601,8 @@ NR == 1 { next }
 	if ($1 > maxr) maxr = $1
 }
 END {
-	print "| target | runs | msgs/s median (min..max) | p50 ms | p99 ms | setup p50 ms | server CPU ms/msg | Cyrus CPU ms/msg | server + IMAP CPU ms/msg | sink CPU ms/msg | msaload CPU ms/msg | IMAP connections opened / messages (all runs) | failed msgs |"
-	print "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+	print "| target | runs | msgs/s median (min..max) | p50 ms | p99 ms | setup p50 ms | server CPU ms/msg | Cyrus CPU ms/msg | server + IMAP CPU ms/msg | sink CPU ms/msg | msaload CPU ms/msg | IMAP connections opened / messages (all runs) | machine idle % median | failed msgs |"
+	print "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 	for (k = 1; k <= nt; k++) {
 		t = order[k]; n = cnt[t]
 		for (i = 1; i <= n; i++) { a[i] = rate[t, i] }
@@ -588,6 +610,7 @@ END {
 		for (i = 1; i <= n; i++) a[i] = p50[t, i]; m50 = median(a, n)
 		for (i = 1; i <= n; i++) a[i] = p99[t, i]; m99 = median(a, n)
 		for (i = 1; i <= n; i++) a[i] = su[t, i]; msu = median(a, n)
+		for (i = 1; i <= n; i++) a[i] = idl[t, i]; midl = median(a, n)
 		o = ok[t] > 0 ? ok[t] : 1
 		name = t == "msaproxy" ? "**msaproxy -> Cyrus URLFETCH**" : \
 		    "Dovecot submission (internal imap-urlauth)"
@@ -596,7 +619,7 @@ END {
 			conns = sprintf("%d (log) / %d (ss, lower bound) for %d messages (%d fetches logged)", cl[t], cs[t], incl[t], fetches[t])
 		ic = (t in icpu) ? sprintf("%.3f", icpu[t] * 1000 / o) : "(in server)"
 		both = sprintf("%.3f", (scpu[t] + icpu[t]) * 1000 / o)
-		printf "| %s | %d | %.1f (%.1f..%.1f) | %.2f | %.2f | %.2f | %.3f | %s | %s | %.3f | %s | %s | %d |\n", name, n, med, mn, mx, m50, m99, msu, scpu[t] * 1000 / o, ic, both, sink[t] * 1000 / o, (t in lcpu) ? sprintf("%.3f", lcpu[t] * 1000 / o) : "-", conns, fail[t]
+		printf "| %s | %d | %.1f (%.1f..%.1f) | %.2f | %.2f | %.2f | %.3f | %s | %s | %.3f | %s | %s | %.1f | %d |\n", name, n, med, mn, mx, m50, m99, msu, scpu[t] * 1000 / o, ic, both, sink[t] * 1000 / o, (t in lcpu) ? sprintf("%.3f", lcpu[t] * 1000 / o) : "-", conns, midl, fail[t]
 	}
 	print ""
 	n = 0
