@@ -42,6 +42,7 @@
 #include <libconfig.h>
 
 #include "conf.h"
+#include "mapping.h"
 #include "smtp_parse.h"
 
 /* Larger than any sane configuration; bounds what libconfig parses. */
@@ -1270,6 +1271,21 @@ conf_valid_authority(const char *value, const char **error_r)
 	return 0;
 }
 
+/* One printable character other than '|' (Messaging Server's
+ * mapping_paranoia), or "" for none. */
+static int
+conf_valid_paranoia(const char *value, const char **error_r)
+{
+	if (value[0] == '\0')
+		return 0;
+	if (value[1] != '\0' || value[0] == '|' || value[0] <= ' ' ||
+	    value[0] >= 0x7f) {
+		*error_r = "must be one printable character other than '|'";
+		return -1;
+	}
+	return 0;
+}
+
 static void conf_check_imap_server(struct conf_ctx *, void *,
 				   const config_setting_t *, const char *);
 static void conf_check_burl(struct conf_ctx *, void *,
@@ -1358,6 +1374,18 @@ static const struct conf_key conf_burl_keys[] = {
 	{ .name = "max_bad_burl", .type = CONF_UINT,
 	  CONF_FIELD(struct conf_burl, max_bad_burl), .def = "10",
 	  .min = 1, .max = 1000 },
+	{ .name = "access_file", .type = CONF_STRING,
+	  CONF_FIELD(struct conf_burl, access_file), .def = "",
+	  .valid = conf_valid_path },
+	{ .name = "access_table", .type = CONF_STRING,
+	  CONF_FIELD(struct conf_burl, access_table), .def = "BURL_ACCESS",
+	  .valid = conf_valid_nonempty_token },
+	{ .name = "access_paranoia", .type = CONF_STRING,
+	  CONF_FIELD(struct conf_burl, access_paranoia), .def = "",
+	  .valid = conf_valid_paranoia },
+	{ .name = "access_domain", .type = CONF_STRING,
+	  CONF_FIELD(struct conf_burl, access_domain), .def = "",
+	  .valid = conf_valid_domain },
 	{ .name = "imap_servers", .type = CONF_GROUP_LIST,
 	  CONF_FIELD(struct conf_burl, servers), .arg = &conf_imap_servers_list },
 	{ .name = NULL },
@@ -2028,6 +2056,34 @@ conf_check_burl(struct conf_ctx *ctx, void *obj, const config_setting_t *group,
 	size_t i, j;
 
 	b->enabled = group != NULL;
+	if (b->access_file[0] != '\0') {
+		/* compiled now: every malformed entry is reported here, with
+		 * its own FILE:LINE (msaproxy -t) */
+		char err[4096];
+
+		b->access = mapping_load(b->access_file, err, sizeof(err));
+		if (b->access == NULL) {
+			char *line = err, *nl;
+
+			conf_error(ctx, group, "'%saccess_file' cannot be used:",
+			    path);
+			for (; *line != '\0'; line = nl + 1) {
+				nl = strchr(line, '\n');
+				if (nl != NULL)
+					*nl = '\0';
+				if (*line != '\0') {
+					conf_append(ctx, "\n");
+					conf_append(ctx, line);
+					ctx->nerrors++;
+				}
+				if (nl == NULL)
+					break;
+			}
+		} else if (mapping_table(b->access, b->access_table) == NULL) {
+			conf_error(ctx, group, "'%saccess_file' %s has no table "
+			    "%s", path, b->access_file, b->access_table);
+		}
+	}
 	if (group != NULL && b->server_count == 0)
 		conf_error(ctx, group, "'%simap_servers' lists no server: BURL "
 		    "needs at least one trusted IMAP server", path);
@@ -2606,6 +2662,7 @@ conf_free(struct conf **confp)
 {
 	if (confp == NULL || *confp == NULL)
 		return;
+	mapping_free(&(*confp)->burl.access);
 	free(*confp);
 	*confp = NULL;
 }

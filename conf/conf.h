@@ -178,6 +178,8 @@ struct conf_sasl {
 
 #define CONF_MAX_IMAP_SERVERS 16
 
+struct mapping_file;
+
 enum conf_imap_tls { CONF_IMAP_TLS_NONE, CONF_IMAP_TLS_STARTTLS, CONF_IMAP_TLS_IMPLICIT };
 enum conf_imap_cred { CONF_IMAP_CRED_KERBEROS, CONF_IMAP_CRED_PASSWORD };
 enum conf_imap_mode { CONF_IMAP_MODE_URLAUTH, CONF_IMAP_MODE_PROXY_AUTH };
@@ -219,6 +221,12 @@ struct conf_burl {
 	unsigned fetch_deadline;	/* one whole fetch, however it progresses */
 	unsigned idle_timeout;		/* pooled IMAP connection kept idle */
 	unsigned max_bad_burl;		/* 421 4.7.0 after this many failed BURLs */
+	/* BURL_ACCESS (trust/burl_access.h): "" = the built-in rule */
+	char access_file[512];		/* a Messaging Server mapping file */
+	char access_table[64];		/* the table in it (BURL_ACCESS) */
+	char access_paranoia[2];	/* replaces '|' of URLs in probes; "" = none */
+	char access_domain[256];	/* appended to identities without '@' */
+	struct mapping_file *access;	/* loaded with the conf, owned by it */
 	struct conf_imap_server servers[CONF_MAX_IMAP_SERVERS];
 	size_t server_count;
 };

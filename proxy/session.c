@@ -1017,6 +1017,8 @@ burl_fetch_begin(struct session *s)
 	/* RFC 4468 8: what came over TLS is fetched over TLS */
 	req.require_tls = cb->fetch_tls == CONF_BURL_FETCH_TLS_ALWAYS ||
 	    (cb->fetch_tls == CONF_BURL_FETCH_TLS_AS_CLIENT && s->tls);
+	if (tx->burl_tls >= 0)
+		req.require_tls = tx->burl_tls;	/* BURL_ACCESS $T / $X */
 	room = s->conf->limits.max_message_size > tx->filter.out_bytes ?
 	    s->conf->limits.max_message_size - tx->filter.out_bytes : 0;
 	req.max_size = room;

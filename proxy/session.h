@@ -113,6 +113,7 @@ struct tx {
 	char burl_log_url[300];		/* redacted, for logs */
 	size_t burl_server;
 	int burl_last;
+	int burl_tls;			/* -1 burl.fetch_tls decides; 1 $T; 0 $X */
 	int burl_awaiting_354;		/* a DATA backend's 354 comes first */
 	int burl_8bit;			/* 8-bit octets seen in fetched content */
 	unsigned burl_count;		/* BURLs in this transaction */
@@ -221,7 +222,10 @@ void session_bdat_start_chunk(struct session *s, uint64_t size, int last,
 /* BURL: the URL is authorized (trust/burl_policy.h) and tx->burl_* set;
  * fetch it into the message (session.c). */
 void session_burl_start(struct session *s);
-/* Is BURL offered to this session now?  EHLO and the command agree. */
+/* Is BURL offered to this session now (before BURL_ACCESS's EHLO probe)?
+ * EHLO and the command agree. */
 int session_burl_offered(const struct session *s);
+/* EHLO: 1 and the URL types to advertise, or 0 (smtp_cmds.c). */
+int smtp_burl_ehlo_types(const struct session *s, char *types, size_t size);
 
 #endif

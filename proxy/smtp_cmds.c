@@ -19,6 +19,7 @@
 #include "util.h"
 #include "worker.h"
 #include "burl.h"
+#include "burl_access.h"
 #include "burl_policy.h"
 #include "imapurl.h"
 
@@ -123,17 +124,11 @@ ehlo_reply(struct session *s)
 		evbuffer_add(out, "250-STARTTLS\r\n", 14);
 	if (!s->auth && auth_mechanisms(s)[0] != '\0')
 		evbuffer_add_printf(out, "250-AUTH %s\r\n", auth_mechanisms(s));
-	if (session_burl_offered(s)) {
-		/* RFC 4468 3: "imap", and the host form for each server we
-		 * have a trust relationship with for plain URLs */
-		size_t i;
+	{
+		char types[512];
 
-		evbuffer_add(out, "250-BURL imap", 13);
-		for (i = 0; i < s->conf->burl.server_count; i++)
-			if (s->conf->burl.servers[i].mode == CONF_IMAP_MODE_PROXY_AUTH)
-				evbuffer_add_printf(out, " imap://%s",
-				    s->conf->burl.servers[i].authority);
-		evbuffer_add(out, "\r\n", 2);
+		if (smtp_burl_ehlo_types(s, types, sizeof(types)))
+			evbuffer_add_printf(out, "250-BURL %s\r\n", types);
 	}
 	evbuffer_add(out, "250-ENHANCEDSTATUSCODES\r\n", 25);
 	evbuffer_add(out, "250 CHUNKING\r\n", 14);
@@ -590,20 +585,150 @@ cmd_bdat(struct session *s, char *args)
 
 /*
  * BURL <url> [LAST] (RFC 4468): a part of the message by reference.  The
- * checks, in order: the listener, whether BURL is on, the transaction, the
- * syntax, then the policy (trust/burl_policy.h) -- all before any
- * connection to an IMAP server is made.
+ * checks, in order: the listener, whether BURL is on, the syntax, the
+ * transaction, then the policy -- BURL_ACCESS (trust/burl_access.h) or the
+ * built-in rule (trust/burl_policy.h) -- and the trusted server set, all
+ * before any connection to an IMAP server is made.
  */
+
+/* The session's side of the BURL_ACCESS probe. */
+static void
+burl_access_input(const struct session *s, struct burl_access_in *in)
+{
+	memset(in, 0, sizeof(*in));
+	in->server_addr = s->local_ip[0] ? s->local_ip : NULL;
+	in->server_port = (unsigned)s->local_port;
+	in->client_addr = s->peer_ip;
+	in->client_port = (unsigned)s->peer_port;
+	in->channel = s->lc->name;
+	in->identity = s->auth ? s->identity : "";
+	in->sasl = s->auth;
+	in->tls = s->tls;
+}
+
+int
+smtp_burl_ehlo_types(const struct session *s, char *types, size_t size)
+{
+	struct burl_access_in in;
+
+	if (!session_burl_offered(s))
+		return 0;
+	if (s->conf->burl.access == NULL) {
+		/* RFC 4468 3: "imap", and the host form for each server we
+		 * have a trust relationship with for plain URLs */
+		size_t i, n;
+
+		n = (size_t)snprintf(types, size, "imap");
+		for (i = 0; i < s->conf->burl.server_count && n < size; i++)
+			if (s->conf->burl.servers[i].mode == CONF_IMAP_MODE_PROXY_AUTH)
+				n += (size_t)snprintf(types + n, size - n,
+				    " imap://%s", s->conf->burl.servers[i].authority);
+		return 1;
+	}
+	burl_access_input(s, &in);
+	return burl_access_ehlo(&s->conf->burl, &in, types, size);
+}
+
+/* Decide with the BURL_ACCESS table; *u may be replaced ($D). */
+static void
+burl_decide_table(struct session *s, const char *url, struct imapurl *u,
+		  struct burl_verdict *v, char **url_out)
+{
+	struct burl_access_in in;
+	struct burl_access_verdict *av;
+	int i;
+
+	memset(v, 0, sizeof(*v));
+	v->tls = -1;
+	av = malloc(sizeof(*av));
+	if (av == NULL) {
+		v->reply = R_LOCAL_ERROR;
+		snprintf(v->reason, sizeof(v->reason), "out of memory");
+		return;
+	}
+	burl_access_input(s, &in);
+	burl_access_check(&s->conf->burl, &in, url, av);
+	snprintf(v->reason, sizeof(v->reason), "%s", av->why);
+	if (!av->allowed) {
+		v->reply = av->reply;
+		snprintf(v->reply_text, sizeof(v->reply_text), "%s",
+		    av->reply_text);
+		v->disconnect = av->disconnect;
+		goto out;
+	}
+	if (av->rewritten) {
+		const char *err;
+		char red[300];
+
+		imapurl_redact(av->url, strlen(av->url), red, sizeof(red));
+		log_info("%s: BURL_ACCESS $D: URL rewritten to %s", s->id, red);
+		if (imapurl_parse(av->url, strlen(av->url), u, &err) != IMAPURL_OK) {
+			v->reply = R_BURL_FETCH_FAILED;
+			snprintf(v->reason, sizeof(v->reason), "$D URL: %s", err);
+			goto out;
+		}
+		*url_out = strdup(av->url);
+		if (*url_out == NULL) {
+			v->reply = R_LOCAL_ERROR;
+			goto out;
+		}
+	}
+	if (av->use_mailhost) {
+		/* mailHost routing needs a directory (burl.mailhost) */
+		v->reply = R_BURL_NO_MAILHOST;
+		snprintf(v->reason, sizeof(v->reason), "%.150s: $M but no mailHost "
+		    "directory is configured", av->why);
+		goto out;
+	}
+	i = burl_find_server(&s->conf->burl, u);
+	if (i < 0) {
+		v->reply = R_BURL_NO_TRUST;
+		snprintf(v->reason, sizeof(v->reason), "%.140s: no trust "
+		    "relationship with %.60s", av->why, u->host);
+		goto out;
+	}
+	burl_server_check(&s->conf->burl, (size_t)i, u, time(NULL), v);
+	if (v->allowed)
+		snprintf(v->reason, sizeof(v->reason), "%s", av->why);
+	v->tls = av->force_tls ? 1 : av->no_tls ? 0 : -1;
+out:
+	free(av);
+}
+
+static void
+burl_refuse(struct session *s, const struct burl_verdict *v)
+{
+	char clean[300];
+
+	log_info("%s: BURL %s by %s refused: %s", s->id, s->tx.burl_log_url,
+	    s->identity[0] ? s->identity : "-",
+	    log_sanitize(clean, sizeof(clean), v->reason, strlen(v->reason)));
+	if (v->reply_text[0] != '\0')
+		evbuffer_add_printf(session_output(s), "%s\r\n", v->reply_text);
+	else
+		session_reply(s, v->reply);
+	if (v->disconnect) {
+		log_info("%s: BURL_ACCESS forced disconnect", s->id);
+		session_reply(s, R_BURL_FORCED_DISCONNECT);
+		return;
+	}
+	if (++s->bad_burls >= s->conf->burl.max_bad_burl) {
+		log_info("%s: %u failed BURL commands (burl.max_bad_burl): "
+		    "disconnecting", s->id, s->bad_burls);
+		session_reply(s, R_BURL_TOO_MANY);
+	}
+}
+
 static void
 cmd_burl(struct session *s, char *args)
 {
 	struct tx *tx = &s->tx;
-	struct imapurl *u;
+	struct imapurl *u = NULL;
 	struct burl_verdict v;
 	enum smtp_reply_id seq = R_REPLY_COUNT;
 	enum imapurl_error e;
 	const char *err;
-	char *url = args, *end, *p;
+	char *url = args, *end, *p, *rewritten = NULL;
 	int last = 0;
 
 	if (s->lmtp || s->lc->kind == LISTENER_LMTP) {
@@ -655,13 +780,12 @@ cmd_burl(struct session *s, char *args)
 	    sizeof(tx->burl_log_url));
 	if (e != IMAPURL_OK) {
 		log_info("%s: BURL %s: %s", s->id, tx->burl_log_url, err);
-		free(u);
 		s->bad_burls++;
 		if (e == IMAPURL_ERR_NO_UID)
 			session_bad_command(s, R_BURL_BAD_URL_REF, err);
 		else
 			session_bad_command(s, R_BURL_BAD_URL, err);
-		return;
+		goto out;
 	}
 	/* the transaction (after the syntax: 501 before 503) */
 	if (tx->state == TX_FAILED)
@@ -672,22 +796,25 @@ cmd_burl(struct session *s, char *args)
 		seq = R_BURL_NO_RCPTS;
 	else if (s->be == NULL)
 		seq = R_BACKEND_LOST;
-	if (seq == R_REPLY_COUNT)
-		burl_policy_check(&s->conf->burl, u, s->identity, time(NULL), &v);
-	explicit_bzero(u, sizeof(*u));
-	free(u);
 	if (seq == R_BURL_NO_RCPTS) {
 		session_reply(s, seq);
-		return;
+		goto out;
 	}
 	if (seq == R_BACKEND_LOST) {
 		session_reply(s, seq);
 		tx_reset(s);
-		return;
+		goto out;
 	}
 	if (seq != R_REPLY_COUNT) {
 		session_bad_command(s, seq);
-		return;
+		goto out;
+	}
+	/* the policy, then the trusted set */
+	if (s->conf->burl.access != NULL) {
+		burl_decide_table(s, url, u, &v, &rewritten);
+	} else {
+		burl_policy_check(&s->conf->burl, u, s->identity, time(NULL), &v);
+		v.tls = -1;
 	}
 	if (v.allowed && !burl_worker_server_ready(s->worker->burl, v.server)) {
 		v.allowed = 0;
@@ -696,31 +823,50 @@ cmd_burl(struct session *s, char *args)
 		    "(KDC unreachable?)", s->conf->burl.servers[v.server].name);
 	}
 	if (!v.allowed) {
-		char clean[300];
-
-		log_info("%s: BURL %s by %s refused: %s", s->id, tx->burl_log_url,
-		    s->identity[0] ? s->identity : "-",
-		    log_sanitize(clean, sizeof(clean), v.reason, strlen(v.reason)));
-		if (++s->bad_burls >= s->conf->burl.max_bad_burl) {
-			session_reply(s, v.reply);
-			session_reply(s, R_BURL_TOO_MANY);
-			session_close_after_reply(s);
-			return;
-		}
-		session_reply(s, v.reply);
-		return;
+		burl_refuse(s, &v);
+		goto out;
 	}
 	if (v.mapped)
 		log_info("%s: BURL %s: URL user matched identity %s through "
 		    "burl.local_domains", s->id, tx->burl_log_url, s->identity);
-	tx->burl_url = strdup(url);
+	{
+		char clean[300];
+
+		log_info("%s: BURL %s by %s allowed (%s), via %s", s->id,
+		    tx->burl_log_url, s->identity, v.reason[0] ?
+		    log_sanitize(clean, sizeof(clean), v.reason,
+		    strlen(v.reason)) : "built-in rule",
+		    s->conf->burl.servers[v.server].name);
+	}
+	if (tx->burl_url != NULL) {
+		/* the previous BURL of this message */
+		explicit_bzero(tx->burl_url, strlen(tx->burl_url));
+		free(tx->burl_url);
+		tx->burl_url = NULL;
+	}
+	if (rewritten != NULL) {
+		tx->burl_url = rewritten;
+		rewritten = NULL;
+		imapurl_redact(tx->burl_url, strlen(tx->burl_url),
+		    tx->burl_log_url, sizeof(tx->burl_log_url));
+	} else {
+		tx->burl_url = strdup(url);
+	}
 	if (tx->burl_url == NULL) {
 		session_reply(s, R_LOCAL_ERROR);
-		return;
+		goto out;
 	}
 	tx->burl_server = v.server;
 	tx->burl_last = last;
+	tx->burl_tls = v.tls;
 	session_burl_start(s);
+out:
+	if (rewritten != NULL) {
+		explicit_bzero(rewritten, strlen(rewritten));
+		free(rewritten);
+	}
+	explicit_bzero(u, sizeof(*u));
+	free(u);
 }
 
 static void

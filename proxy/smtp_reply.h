@@ -109,6 +109,9 @@ enum smtp_reply_id {
 	R_ETRN_UNAVAIL,		/* 458 4.4.1 Unable to queue messages for node %s */
 	R_ETRN_LOST,		/* 458 4.4.2 Unable to queue messages for node %s, ... */
 	R_ETRN_BACKEND_REFUSED,	/* 458 4.3.5 Unable to queue messages for node %s, ... */
+	R_BURL_ACCESS_TABLE_DENIED,	/* 533 5.7.1 Access denied to specified URL. */
+	R_BURL_FORCED_DISCONNECT,	/* 421 4.7.0 BURL_ACCESS forced disconnect */
+	R_BURL_NO_MAILHOST,	/* 533 5.7.1 Access denied to specified URL: no mailHost */
 	R_REPLY_COUNT
 };
 

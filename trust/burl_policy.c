@@ -99,11 +99,38 @@ refuse(struct burl_verdict *v, enum smtp_reply_id r, const char *fmt, ...)
 }
 
 void
+burl_server_check(const struct conf_burl *cb, size_t i, const struct imapurl *u,
+		  time_t now, struct burl_verdict *v)
+{
+	const struct conf_imap_server *srv = &cb->servers[i];
+
+	memset(v, 0, sizeof(*v));
+	v->reply = R_REPLY_COUNT;
+	v->server = i;
+	if (u->access != IMAPURL_ACCESS_NONE &&
+	    srv->mode != CONF_IMAP_MODE_URLAUTH) {
+		refuse(v, R_BURL_NO_TRUST, "%s takes plain URLs only "
+		    "(proxy-authorization)", srv->name);
+		return;
+	}
+	if (u->access == IMAPURL_ACCESS_NONE &&
+	    srv->mode != CONF_IMAP_MODE_PROXY_AUTH) {
+		refuse(v, R_BURL_NO_TRUST, "plain URL (no URLAUTH) for %s, "
+		    "which is trusted for URLAUTH only", srv->name);
+		return;
+	}
+	if (u->has_expire && u->expire <= now) {
+		refuse(v, R_BURL_FETCH_FAILED, "URL has expired");
+		return;
+	}
+	v->allowed = 1;
+}
+
+void
 burl_policy_check(const struct conf_burl *cb, const struct imapurl *u,
 		  const char *identity, time_t now, struct burl_verdict *v)
 {
-	int i;
-	const struct conf_imap_server *srv;
+	int i, mapped = 0;
 
 	memset(v, 0, sizeof(*v));
 	v->reply = R_REPLY_COUNT;
@@ -113,47 +140,33 @@ burl_policy_check(const struct conf_burl *cb, const struct imapurl *u,
 		    u->host);
 		return;
 	}
-	v->server = (size_t)i;
-	srv = &cb->servers[i];
 	if (identity == NULL || identity[0] == '\0') {
 		refuse(v, R_BURL_ACCESS_DENIED, "not authenticated");
 		return;
 	}
-	if (u->access != IMAPURL_ACCESS_NONE) {
-		if (srv->mode != CONF_IMAP_MODE_URLAUTH) {
-			refuse(v, R_BURL_NO_TRUST, "%s takes plain URLs only "
-			    "(proxy-authorization)", srv->name);
-			return;
-		}
-		if (u->access != IMAPURL_ACCESS_SUBMIT) {
-			refuse(v, R_BURL_ACCESS_DENIED, "URLAUTH access is not "
-			    "submit+<user>");
-			return;
-		}
-		if (!burl_same_user(cb->local_domains, identity,
-		    u->access_user, &v->mapped)) {
-			refuse(v, R_BURL_ACCESS_DENIED, "URLAUTH access is "
-			    "submit+%s, not the user's own (%s)", u->access_user,
-			    identity);
-			return;
-		}
-	} else if (srv->mode != CONF_IMAP_MODE_PROXY_AUTH) {
-		refuse(v, R_BURL_NO_TRUST, "plain URL (no URLAUTH) for %s, "
-		    "which is trusted for URLAUTH only", srv->name);
+	if (u->access != IMAPURL_ACCESS_NONE &&
+	    u->access != IMAPURL_ACCESS_SUBMIT) {
+		refuse(v, R_BURL_ACCESS_DENIED, "URLAUTH access is not "
+		    "submit+<user>");
+		return;
+	}
+	if (u->access == IMAPURL_ACCESS_SUBMIT &&
+	    !burl_same_user(cb->local_domains, identity, u->access_user,
+	    &mapped)) {
+		refuse(v, R_BURL_ACCESS_DENIED, "URLAUTH access is "
+		    "submit+%s, not the user's own (%s)", u->access_user,
+		    identity);
 		return;
 	}
 	if (u->user[0] == '\0') {
 		refuse(v, R_BURL_ACCESS_DENIED, "URL names no user");
 		return;
 	}
-	if (!burl_same_user(cb->local_domains, identity, u->user, &v->mapped)) {
+	if (!burl_same_user(cb->local_domains, identity, u->user, &mapped)) {
 		refuse(v, R_BURL_ACCESS_DENIED, "URL of user %s, not of %s",
 		    u->user, identity);
 		return;
 	}
-	if (u->has_expire && u->expire <= now) {
-		refuse(v, R_BURL_FETCH_FAILED, "URL has expired");
-		return;
-	}
-	v->allowed = 1;
+	burl_server_check(cb, (size_t)i, u, now, v);
+	v->mapped = mapped;
 }

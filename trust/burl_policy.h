@@ -37,12 +37,24 @@ struct burl_verdict {
 	enum smtp_reply_id reply;	/* when refused */
 	char reason[256];		/* for the log: no token, no secret */
 	int mapped;			/* a local_domains mapping was applied */
+	/* set by BURL_ACCESS only: */
+	char reply_text[512];		/* a $N reply of the table's own */
+	int disconnect;			/* $I */
+	int tls;			/* -1 the default, 1 $T, 0 $X */
 };
 
 /* Decide for URL u, sent by `identity` ("" when not authenticated), at
  * time now. */
 void burl_policy_check(const struct conf_burl *cb, const struct imapurl *u,
 		       const char *identity, time_t now,
+		       struct burl_verdict *v);
+
+/* Can trusted server i resolve URL u (URLAUTH URLs need a "urlauth"
+ * server, plain ones a "proxy-authorization" one; not expired)?  The part
+ * of the rule that holds whatever decides who may send which URL (the
+ * built-in rule or BURL_ACCESS). */
+void burl_server_check(const struct conf_burl *cb, size_t i,
+		       const struct imapurl *u, time_t now,
 		       struct burl_verdict *v);
 
 /* The trusted server the URL's authority names, or -1. */

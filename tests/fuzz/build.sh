@@ -25,7 +25,7 @@ sources() {
 	proxyproto)	echo "proxy/proxyproto.c" ;;
 	smtp_parse)	echo "proxy/smtp_parse.c" ;;
 	data_filter)	echo "proxy/data_filter.c" ;;
-	conf)		echo "conf/conf.c proxy/smtp_parse.c" ;;
+	conf)		echo "conf/conf.c proxy/smtp_parse.c trust/mapping.c" ;;
 	imapurl)	echo "trust/imapurl.c" ;;
 	imap_resp)	echo "trust/imap_resp.c" ;;
 	mapping)	echo "" ;;	# includes trust/mapping.c itself
