@@ -1,7 +1,7 @@
 #!/bin/bash
 # run_burl_bench.sh - BURL (RFC 4468): msaproxy fetching from the URLAUTH
 # server the tests use (Cyrus IMAP 3.6) against Dovecot's own submission
-# service doing BURL through its internal imap-urlauth path, same load,
+# service doing BURL of its own user's URLs (read in-process), same load,
 # interleaved rounds.
 #
 # usage: bench/run_burl_bench.sh [-r ROUNDS] [-n MSGS] [-c CONC]
@@ -613,7 +613,7 @@ END {
 		for (i = 1; i <= n; i++) a[i] = idl[t, i]; midl = median(a, n)
 		o = ok[t] > 0 ? ok[t] : 1
 		name = t == "msaproxy" ? "**msaproxy -> Cyrus URLFETCH**" : \
-		    "Dovecot submission (internal imap-urlauth)"
+		    "Dovecot submission (its own BURL, in-process)"
 		conns = "-"
 		if (t == "msaproxy")
 			conns = sprintf("%d (log) / %d (ss, lower bound) for %d messages (%d fetches logged)", cl[t], cs[t], incl[t], fetches[t])
