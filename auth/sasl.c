@@ -101,6 +101,7 @@ struct sasl_session {
 	size_t inbuf_size;
 	char *authcid;
 	char *authzid;
+	char tried_authcid[SASL_MAX_NAME + 1];	/* for the audit trail */
 };
 
 static struct {
@@ -269,14 +270,20 @@ canon_user_cb(sasl_conn_t *conn, void *context, const char *in,
 	      unsigned inlen, unsigned flags, const char *user_realm,
 	      char *out, unsigned out_max, unsigned *out_len)
 {
-	(void)context;
-	(void)flags;
+	struct sasl_session *ss = context;
+
 	(void)user_realm;
 	if (in == NULL || out == NULL || out_len == NULL)
 		return SASL_BADPARAM;
 	if (!valid_user_name(in, inlen)) {
 		sasl_seterror(conn, SASL_NOLOG, "malformed user name");
 		return SASL_BADPROT;
+	}
+	/* who the client claimed to be, kept also when the exchange fails */
+	if ((flags & SASL_CU_AUTHID) && ss != NULL &&
+	    inlen < sizeof(ss->tried_authcid)) {
+		memcpy(ss->tried_authcid, in, inlen);
+		ss->tried_authcid[inlen] = '\0';
 	}
 	if (inlen >= out_max)
 		return SASL_BUFOVER;
@@ -910,6 +917,13 @@ const char *
 sasl_session_authzid(const struct sasl_session *ss)
 {
 	return ss != NULL && ss->state == SS_DONE ? ss->authzid : NULL;
+}
+
+const char *
+sasl_session_tried_authcid(const struct sasl_session *ss)
+{
+	return ss != NULL && ss->tried_authcid[0] != '\0' ?
+	    ss->tried_authcid : NULL;
 }
 
 const char *

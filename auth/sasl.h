@@ -114,6 +114,11 @@ enum sasl_result sasl_session_step(struct sasl_session *ss, const char *in,
 const char *sasl_session_authcid(const struct sasl_session *ss);
 const char *sasl_session_authzid(const struct sasl_session *ss);
 const char *sasl_session_mech(const struct sasl_session *ss);
+/* The authentication identity the client claimed (as canonicalized),
+ * whether or not the exchange succeeded; NULL if the mechanism never got
+ * that far.  For the audit trail of failed attempts: not proof of
+ * anything. */
+const char *sasl_session_tried_authcid(const struct sasl_session *ss);
 
 /*
  * The canonical identity: what the audit trail, BURL access and ETRN policy

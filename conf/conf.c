@@ -912,6 +912,12 @@ static void conf_check_etrn_rule(struct conf_ctx *, void *,
 				 const config_setting_t *, const char *);
 static void conf_check_etrn(struct conf_ctx *, void *,
 			    const config_setting_t *, const char *);
+static const config_setting_t *conf_member_or(const config_setting_t *group,
+					      const char *name);
+static void conf_check_readable(struct conf_ctx *ctx,
+				const config_setting_t *group,
+				const char *path, const char *name,
+				const char *file);
 
 static const struct conf_key conf_log_keys[] = {
 	{ .name = "destination", .type = CONF_ENUM,
@@ -1032,6 +1038,12 @@ static const struct conf_key conf_limits_keys[] = {
 	{ .name = "max_bdat_chunk", .type = CONF_SIZE,
 	  CONF_FIELD(struct conf_limits, max_bdat_chunk), .def = "64K",
 	  .min = KiB, .max = 16 * MiB },
+	/* content must keep up this rate once timeouts.data has passed
+	 * (Postfix's smtpd_min_data_rate): a client dripping bytes cannot
+	 * hold a session */
+	{ .name = "min_data_rate", .type = CONF_SIZE,
+	  CONF_FIELD(struct conf_limits, min_data_rate), .def = "500",
+	  .min = 1, .max = GiB },
 	{ .name = "session_buffer", .type = CONF_SIZE,
 	  CONF_FIELD(struct conf_limits, session_buffer), .def = "64K",
 	  .min = 4 * KiB, .max = 16 * MiB },
@@ -1286,6 +1298,157 @@ conf_valid_paranoia(const char *value, const char **error_r)
 	return 0;
 }
 
+/* burl.mailhost: "ldap://host[:port][/]" or "ldaps://...".  One server;
+ * names are resolved when a worker starts, not here. */
+static int
+conf_valid_ldap_uri(const char *value, const char **error_r)
+{
+	char hostport[256];
+	const char *p;
+	size_t len;
+
+	if (*value == '\0')
+		return 0;
+	if (strncasecmp(value, "ldap://", 7) == 0)
+		p = value + 7;
+	else if (strncasecmp(value, "ldaps://", 8) == 0)
+		p = value + 8;
+	else {
+		*error_r = "must start with ldap:// or ldaps://";
+		return -1;
+	}
+	len = strcspn(p, "/");
+	if (len == 0 || len >= sizeof(hostport)) {
+		*error_r = "needs a host: ldap://host[:port]";
+		return -1;
+	}
+	if (p[len] == '/' && p[len + 1] != '\0') {
+		*error_r = "a DN, attributes or filter in the URI are not "
+		    "supported (use ldap_base, ldap_attribute, ldap_filter)";
+		return -1;
+	}
+	memcpy(hostport, p, len);
+	hostport[len] = '\0';
+	return conf_valid_authority(hostport, error_r);
+}
+
+/* An RFC 4515 filter template: parenthesized, balanced, printable; '%' only
+ * in "%u" (the user, escaped when substituted) and "%%". */
+static int
+conf_valid_ldap_filter(const char *value, const char **error_r)
+{
+	const char *p;
+	int depth = 0, has_u = 0;
+
+	if (value[0] != '(') {
+		*error_r = "must be a parenthesized filter such as \"(uid=%u)\"";
+		return -1;
+	}
+	for (p = value; *p != '\0'; p++) {
+		if ((unsigned char)*p < 0x20 || *p == 0x7f) {
+			*error_r = "control characters are not allowed";
+			return -1;
+		}
+		if (*p == '%') {
+			if (p[1] == 'u')
+				has_u = 1;
+			else if (p[1] != '%') {
+				*error_r = "'%' must be followed by 'u' (the user) "
+				    "or '%'";
+				return -1;
+			}
+			p++;
+		} else if (*p == '(') {
+			depth++;
+		} else if (*p == ')') {
+			if (--depth < 0)
+				break;
+			if (depth == 0 && p[1] != '\0')
+				break;
+		}
+	}
+	if (depth != 0 || *p != '\0') {
+		*error_r = "unbalanced parentheses";
+		return -1;
+	}
+	if (!has_u) {
+		*error_r = "must contain %u (the user)";
+		return -1;
+	}
+	return 0;
+}
+
+/* An attribute description (RFC 4512 1.4): a name or a numeric OID. */
+static int
+conf_valid_ldap_attribute(const char *value, const char **error_r)
+{
+	const char *p;
+	int oid = isdigit((unsigned char)value[0]);
+
+	if (!isalpha((unsigned char)value[0]) && !oid) {
+		*error_r = "not an attribute name";
+		return -1;
+	}
+	for (p = value; *p != '\0'; p++) {
+		if (oid ? !isdigit((unsigned char)*p) && *p != '.' :
+		    !isalnum((unsigned char)*p) && *p != '-') {
+			*error_r = "not an attribute name (letters, digits, "
+			    "'-'; or a numeric OID)";
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static void conf_check_mailhost(struct conf_ctx *, void *,
+				const config_setting_t *, const char *);
+
+static const struct conf_key conf_mailhost_keys[] = {
+	{ .name = "map_file", .type = CONF_STRING,
+	  CONF_FIELD(struct conf_mailhost, map_file), .def = "",
+	  .valid = conf_valid_path },
+	{ .name = "ldap_uri", .type = CONF_STRING,
+	  CONF_FIELD(struct conf_mailhost, ldap_uri), .def = "",
+	  .valid = conf_valid_ldap_uri },
+	{ .name = "ldap_base", .type = CONF_STRING,
+	  CONF_FIELD(struct conf_mailhost, ldap_base), .def = "",
+	  .valid = conf_valid_path },
+	{ .name = "ldap_filter", .type = CONF_STRING,
+	  CONF_FIELD(struct conf_mailhost, ldap_filter), .def = "(uid=%u)",
+	  .valid = conf_valid_ldap_filter },
+	{ .name = "ldap_attribute", .type = CONF_STRING,
+	  CONF_FIELD(struct conf_mailhost, ldap_attribute), .def = "mailHost",
+	  .valid = conf_valid_ldap_attribute },
+	{ .name = "ldap_bind_dn", .type = CONF_STRING,
+	  CONF_FIELD(struct conf_mailhost, ldap_bind_dn), .def = "",
+	  .valid = conf_valid_path },
+	{ .name = "ldap_bind_password_file", .type = CONF_STRING,
+	  CONF_FIELD(struct conf_mailhost, ldap_bind_password_file), .def = "",
+	  .valid = conf_valid_path },
+	{ .name = "ldap_starttls", .type = CONF_BOOL,
+	  CONF_FIELD(struct conf_mailhost, ldap_starttls), .def = "false" },
+	{ .name = "ldap_ca_file", .type = CONF_STRING,
+	  CONF_FIELD(struct conf_mailhost, ldap_ca_file), .def = "",
+	  .valid = conf_valid_path },
+	{ .name = "cache_ttl", .type = CONF_UINT,
+	  CONF_FIELD(struct conf_mailhost, cache_ttl), .def = "300",
+	  .min = 0, .max = 86400 },
+	{ .name = "negative_ttl", .type = CONF_UINT,
+	  CONF_FIELD(struct conf_mailhost, negative_ttl), .def = "60",
+	  .min = 0, .max = 86400 },
+	{ .name = "cache_size", .type = CONF_UINT,
+	  CONF_FIELD(struct conf_mailhost, cache_size), .def = "10000",
+	  .min = 0, .max = 1000000 },
+	{ .name = "timeout", .type = CONF_UINT,
+	  CONF_FIELD(struct conf_mailhost, timeout), .def = "5",
+	  .min = 1, .max = 300 },
+	{ .name = NULL },
+};
+
+static const struct conf_section conf_mailhost_section = {
+	conf_mailhost_keys, conf_check_mailhost,
+};
+
 static void conf_check_imap_server(struct conf_ctx *, void *,
 				   const config_setting_t *, const char *);
 static void conf_check_burl(struct conf_ctx *, void *,
@@ -1388,6 +1551,9 @@ static const struct conf_key conf_burl_keys[] = {
 	  .valid = conf_valid_domain },
 	{ .name = "imap_servers", .type = CONF_GROUP_LIST,
 	  CONF_FIELD(struct conf_burl, servers), .arg = &conf_imap_servers_list },
+	{ .name = "mailhost", .type = CONF_GROUP,
+	  CONF_FIELD(struct conf_burl, mailhost),
+	  .arg = &conf_mailhost_section },
 	{ .name = NULL },
 };
 
@@ -1444,6 +1610,61 @@ static const struct conf_section conf_etrn_section = {
 	conf_etrn_keys, conf_check_etrn,
 };
 
+static const struct conf_key conf_audit_keys[] = {
+	{ .name = "enabled", .type = CONF_BOOL,
+	  CONF_FIELD(struct conf_audit, enabled), .def = "false" },
+	{ .name = "file", .type = CONF_STRING,
+	  CONF_FIELD(struct conf_audit, file),
+	  .def = "/var/log/msaproxy/audit.log", .valid = conf_valid_path },
+	{ .name = "fsync", .type = CONF_BOOL,
+	  CONF_FIELD(struct conf_audit, fsync), .def = "true" },
+	{ .name = "verdict_fsync", .type = CONF_BOOL,
+	  CONF_FIELD(struct conf_audit, verdict_fsync), .def = "false" },
+	{ .name = "hmac_key_file", .type = CONF_STRING,
+	  CONF_FIELD(struct conf_audit, hmac_key_file), .def = "",
+	  .valid = conf_valid_path },
+	/* 0, or at least 4K (checked by conf_check_audit) */
+	{ .name = "rotate_size", .type = CONF_SIZE,
+	  CONF_FIELD(struct conf_audit, rotate_size), .def = "100M",
+	  .min = 0, .max = TiB },
+	{ .name = "rotate_interval", .type = CONF_UINT,
+	  CONF_FIELD(struct conf_audit, rotate_interval), .def = "86400",
+	  .min = 0, .max = 31 * 86400 },
+	{ .name = "syslog", .type = CONF_BOOL,
+	  CONF_FIELD(struct conf_audit, syslog), .def = "false" },
+	{ .name = "syslog_address", .type = CONF_ADDR,
+	  CONF_FIELD(struct conf_audit, syslog_address), .def = "/dev/log" },
+	{ .name = "timeout", .type = CONF_UINT,
+	  CONF_FIELD(struct conf_audit, timeout), .def = "30",
+	  .min = 1, .max = 3600 },
+	{ .name = NULL },
+};
+
+/* A log file must be named absolutely (the daemon runs from "/"); a key
+ * file, when named, readable now (before privileges are dropped, which is
+ * when it is read). */
+static void
+conf_check_audit(struct conf_ctx *ctx, void *obj,
+		 const config_setting_t *group, const char *path)
+{
+	struct conf_audit *a = obj;
+
+	if (a->enabled && a->file[0] != '/')
+		conf_error(ctx, conf_member_or(group, "file"), "'%sfile' must "
+			   "be an absolute path", path);
+	if (a->rotate_size != 0 && a->rotate_size < 4 * KiB)
+		conf_error(ctx, conf_member_or(group, "rotate_size"),
+			   "'%srotate_size' must be 0 (no size rotation) or at "
+			   "least 4K", path);
+	if (a->enabled)
+		conf_check_readable(ctx, group, path, "hmac_key_file",
+				    a->hmac_key_file);
+}
+
+static const struct conf_section conf_audit_section = {
+	conf_audit_keys, conf_check_audit,
+};
+
 static const struct conf_list conf_listeners_list = {
 	&conf_listener_section, sizeof(struct conf_listener),
 	offsetof(struct conf, listener_count), CONF_MAX_LISTENERS,
@@ -1488,6 +1709,8 @@ static const struct conf_key conf_top_keys[] = {
 	  .arg = &conf_burl_section },
 	{ .name = "etrn", .type = CONF_GROUP, CONF_FIELD(struct conf, etrn),
 	  .arg = &conf_etrn_section },
+	{ .name = "audit", .type = CONF_GROUP, CONF_FIELD(struct conf, audit),
+	  .arg = &conf_audit_section },
 	{ .name = NULL },
 };
 
@@ -2045,6 +2268,39 @@ conf_check_imap_server(struct conf_ctx *ctx, void *obj,
 			snprintf(is->service_host, sizeof(is->service_host),
 			    "%s", host);
 	}
+}
+
+static void conf_check_readable(struct conf_ctx *, const config_setting_t *,
+				const char *, const char *, const char *);
+
+/* burl.mailhost: at least one source; LDAP keys that go together. */
+static void
+conf_check_mailhost(struct conf_ctx *ctx, void *obj,
+		    const config_setting_t *group, const char *path)
+{
+	struct conf_mailhost *m = obj;
+
+	m->enabled = group != NULL;
+	if (group == NULL)
+		return;
+	if (m->map_file[0] == '\0' && m->ldap_uri[0] == '\0')
+		conf_error(ctx, group, "'%s' sets neither 'map_file' nor "
+		    "'ldap_uri': $M would have no directory", path[0] ?
+		    path : "mailhost");
+	if (m->ldap_uri[0] != '\0' && m->ldap_base[0] == '\0')
+		conf_error(ctx, group, "'%sldap_uri' is set but '%sldap_base' "
+		    "is empty", path, path);
+	if (m->ldap_starttls && strncasecmp(m->ldap_uri, "ldaps:", 6) == 0)
+		conf_error(ctx, group, "'%sldap_starttls' cannot be used with "
+		    "an ldaps:// URI (TLS from the start)", path);
+	if ((m->ldap_bind_dn[0] == '\0') != (m->ldap_bind_password_file[0] ==
+	    '\0'))
+		conf_error(ctx, group, "'%sldap_bind_dn' and "
+		    "'%sldap_bind_password_file' go together", path, path);
+	conf_check_readable(ctx, group, path, "map_file", m->map_file);
+	conf_check_readable(ctx, group, path, "ldap_bind_password_file",
+	    m->ldap_bind_password_file);
+	conf_check_readable(ctx, group, path, "ldap_ca_file", m->ldap_ca_file);
 }
 
 /* BURL is offered only when a burl section with servers exists. */

@@ -103,6 +103,7 @@ struct conf_limits {
 	unsigned max_bad_commands;	/* 421 4.7.0 after this many errors */
 	unsigned max_connections;	/* per worker; beyond: 421 4.7.0 at connect */
 	unsigned max_bdat_chunk;	/* largest chunk we forward to the backend */
+	uint64_t min_data_rate;		/* octets/s that extend the content deadline */
 	size_t session_buffer;		/* high-water mark of each session buffer */
 };
 
@@ -210,6 +211,28 @@ struct conf_imap_server {
 	int line;
 };
 
+/*
+ * burl.mailhost: where BURL_ACCESS's $M finds the authenticated user's
+ * mailHost (trust/mailhost.h).  A map file, LDAP, or both (the map file is
+ * consulted first).  No mailhost group: $M always fails.
+ */
+struct conf_mailhost {
+	int enabled;			/* the group is present */
+	char map_file[512];		/* "user mailhost" lines; "" = none */
+	char ldap_uri[512];		/* "ldap://host[:port]" or "ldaps://..."; "" = none */
+	char ldap_base[512];		/* search base DN */
+	char ldap_filter[256];		/* "(uid=%u)": %u = the user, RFC 4515-escaped */
+	char ldap_attribute[128];	/* "mailHost" */
+	char ldap_bind_dn[512];		/* "" = anonymous */
+	char ldap_bind_password_file[512]; /* first line; mode 0600 */
+	int ldap_starttls;		/* StartTLS (RFC 4513 3) on ldap:// */
+	char ldap_ca_file[512];		/* verify the server against this; "" = system CAs */
+	unsigned cache_ttl;		/* seconds a found mailHost is reused */
+	unsigned negative_ttl;		/* seconds a "no mailHost" is reused */
+	unsigned cache_size;		/* entries per worker; 0 = no cache */
+	unsigned timeout;		/* seconds: connect+TLS+bind, and each search */
+};
+
 struct conf_burl {
 	int enabled;			/* a burl section is present */
 	int require_auth;		/* advertise/accept only after AUTH (default true) */
@@ -229,6 +252,7 @@ struct conf_burl {
 	struct mapping_file *access;	/* loaded with the conf, owned by it */
 	struct conf_imap_server servers[CONF_MAX_IMAP_SERVERS];
 	size_t server_count;
+	struct conf_mailhost mailhost;	/* $M's directory */
 };
 
 /*
@@ -264,6 +288,20 @@ struct conf_etrn {
 	size_t rule_count;
 };
 
+/* The audit trail (auth/audit.h, docs/AUDIT.md). */
+struct conf_audit {
+	int enabled;			/* default false */
+	char file[512];			/* the active log file (absolute path) */
+	int fsync;			/* fdatasync before a record counts */
+	int verdict_fsync;		/* 250 also waits for the "tx" record */
+	char hmac_key_file[512];	/* "" = a plain SHA-256 chain */
+	uint64_t rotate_size;		/* octets; 0 = no size rotation */
+	unsigned rotate_interval;	/* seconds; 0 = no time rotation */
+	int syslog;			/* also send records to syslog (RFC 5424) */
+	struct conf_addr syslog_address;/* "/dev/log", or "ip:port" for UDP */
+	unsigned timeout;		/* seconds a worker waits for the writer */
+};
+
 struct conf {
 	char path[512];			/* the file this came from */
 	char server_name[256];		/* greeting, Received "by"; default gethostname() */
@@ -284,6 +322,7 @@ struct conf {
 	struct conf_sasl sasl;		/* issue 3 */
 	struct conf_burl burl;		/* RFC 4468 */
 	struct conf_etrn etrn;		/* issue 6: ETRN */
+	struct conf_audit audit;	/* issue 6 */
 };
 
 /*

@@ -6,6 +6,12 @@
  * setgid, setuid to conf->user) before any network input is read.  Workers
  * are forked after that and never had root.  The master itself reads no
  * network input: it only restarts workers and relays signals.
+ *
+ * With the audit trail on, the master also reads the HMAC key (as root),
+ * makes one channel per worker slot, and forks the audit writer
+ * (auth/audit_writer.h) before the workers; it restarts the writer if it
+ * dies, relays SIGHUP and SIGUSR1 (rotation) to it, and stops it last, so
+ * that it writes the workers' final records.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -17,11 +23,13 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <poll.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
 #include "config.h"
+#include "audit_writer.h"
 #include "backend.h"
 #include "conf.h"
 #include "listener.h"
@@ -33,7 +41,7 @@
 
 #define DEFAULT_CONF SYSCONFDIR "/msaproxy/msaproxy.conf"
 
-static volatile sig_atomic_t got_term, got_hup, got_chld;
+static volatile sig_atomic_t got_term, got_hup, got_chld, got_usr1;
 
 static void
 sig_handler(int sig)
@@ -48,6 +56,9 @@ sig_handler(int sig)
 		break;
 	case SIGCHLD:
 		got_chld = 1;
+		break;
+	case SIGUSR1:
+		got_usr1 = 1;
 		break;
 	}
 }
@@ -157,6 +168,8 @@ spawn_worker(const struct conf *conf, const struct listener_set *set,
 		signal(SIGCHLD, SIG_DFL);
 		if (fds == NULL)
 			_exit(1);
+		if (conf->audit.enabled)
+			worker_audit_fd = audit_master_child_worker(index);
 		listener_fds_for_worker(set, index, fds);
 		status = worker_run(conf, (int)index, fds, set->listener_count);
 		free(fds);
@@ -169,6 +182,68 @@ spawn_worker(const struct conf *conf, const struct listener_set *set,
 	return pid;
 }
 
+/*
+ * Fork the audit writer and wait until it has recovered the chain and
+ * says it is ready ("OK"), or why not.  Returns its pid, or -1.
+ */
+static pid_t
+spawn_audit_writer(const struct conf *conf, struct listener_set *set)
+{
+	char buf[1200];
+	struct pollfd pfd;
+	ssize_t n = 0;
+	size_t got = 0;
+	int p[2];
+	pid_t pid;
+
+	if (pipe2(p, O_CLOEXEC) < 0) {
+		log_err("pipe: %s", strerror(errno));
+		return -1;
+	}
+	pid = fork();
+	if (pid == 0) {
+		close(p[0]);
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
+		if (getppid() == 1)
+			_exit(1);
+		signal(SIGTERM, SIG_DFL);
+		signal(SIGINT, SIG_DFL);
+		signal(SIGHUP, SIG_DFL);
+		signal(SIGUSR1, SIG_DFL);
+		signal(SIGCHLD, SIG_DFL);
+		listener_close_all(set);	/* it serves no client */
+		audit_writer_main(conf, p[1]);
+	}
+	close(p[1]);
+	if (pid < 0) {
+		log_err("fork: %s", strerror(errno));
+		close(p[0]);
+		return -1;
+	}
+	pfd.fd = p[0];
+	pfd.events = POLLIN;
+	while (got < sizeof(buf) - 1 && memchr(buf, '\n', got) == NULL) {
+		if (poll(&pfd, 1, 30000) <= 0)
+			break;
+		n = read(p[0], buf + got, sizeof(buf) - 1 - got);
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	close(p[0]);
+	buf[got] = '\0';
+	buf[strcspn(buf, "\n")] = '\0';
+	if (strcmp(buf, "OK") == 0)
+		return pid;
+	log_err("audit writer did not start: %s", got > 4 ? buf + 4 :
+	    "no answer");
+	fprintf(stderr, "msaproxy: audit: %s\n", got > 4 ? buf + 4 :
+	    "the writer did not start");
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	return -1;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -179,8 +254,8 @@ main(int argc, char **argv)
 	struct listener_set set = { 0, 0, NULL };
 	unsigned nworkers, i, alive;
 	int exit_status = 0;
-	pid_t *pids = NULL;
-	time_t *started = NULL;
+	pid_t *pids = NULL, writer = 0;
+	time_t *started = NULL, writer_started = 0;
 	sigset_t block, old;
 	struct sigaction sa;
 
@@ -268,6 +343,16 @@ main(int argc, char **argv)
 			goto fail;
 		}
 	}
+	if (conf->audit.enabled) {
+		const char *error = NULL;
+
+		/* as root: the key file may be readable by root only */
+		if (audit_master_init(conf, nworkers, &error) < 0) {
+			log_err("audit: %s", error);
+			fprintf(stderr, "msaproxy: audit: %s\n", error);
+			goto fail;
+		}
+	}
 	if (listener_bind_all(conf, nworkers, &set, err, sizeof(err)) < 0) {
 		log_err("%s", err);
 		fprintf(stderr, "msaproxy: %s\n", err);
@@ -275,6 +360,11 @@ main(int argc, char **argv)
 	}
 	if (drop_privileges(conf) < 0)
 		goto fail;
+	if (conf->audit.enabled && audit_master_check(conf, err, sizeof(err)) < 0) {
+		log_err("%s", err);
+		fprintf(stderr, "msaproxy: %s\n", err);
+		goto fail;
+	}
 	if (!foreground && daemonize() < 0) {
 		log_err("daemonize: %s", strerror(errno));
 		goto fail;
@@ -296,13 +386,23 @@ main(int argc, char **argv)
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
 	sigaction(SIGCHLD, &sa, NULL);
+	sigaction(SIGUSR1, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	sigemptyset(&block);
 	sigaddset(&block, SIGTERM);
 	sigaddset(&block, SIGINT);
 	sigaddset(&block, SIGHUP);
 	sigaddset(&block, SIGCHLD);
+	sigaddset(&block, SIGUSR1);
 	sigprocmask(SIG_BLOCK, &block, &old);
+
+	if (conf->audit.enabled) {
+		/* before the workers: the first records wait for nobody */
+		writer = spawn_audit_writer(conf, &set);
+		if (writer < 0)
+			goto fail;
+		writer_started = time(NULL);
+	}
 
 	pids = calloc(nworkers, sizeof(*pids));
 	started = calloc(nworkers, sizeof(*started));
@@ -325,6 +425,13 @@ main(int argc, char **argv)
 			for (i = 0; i < nworkers; i++)
 				if (pids[i] > 0)
 					kill(pids[i], SIGHUP);
+			if (writer > 0)
+				kill(writer, SIGHUP);	/* rotates */
+		}
+		if (got_usr1) {
+			got_usr1 = 0;
+			if (writer > 0)
+				kill(writer, SIGUSR1);	/* rotates */
 		}
 		if (got_chld && !got_term) {
 			pid_t pid;
@@ -332,6 +439,29 @@ main(int argc, char **argv)
 
 			got_chld = 0;
 			while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+				if (pid == writer) {
+					log_err("audit writer (pid %ld) %s %d, "
+					    "restarting", (long)pid,
+					    WIFSIGNALED(status) ?
+					    "killed by signal" :
+					    "exited with status",
+					    WIFSIGNALED(status) ?
+					    WTERMSIG(status) :
+					    WEXITSTATUS(status));
+					if (time(NULL) - writer_started < 1)
+						sleep(1);
+					writer = spawn_audit_writer(conf, &set);
+					writer_started = time(NULL);
+					if (writer < 0) {
+						/* workers fail their
+						 * transactions (timeout) */
+						log_err("audit writer cannot be "
+						    "restarted: stopping");
+						writer = 0;
+						got_term = 1;
+					}
+					continue;
+				}
 				for (i = 0; i < nworkers; i++) {
 					if (pids[i] != pid)
 						continue;
@@ -367,6 +497,13 @@ main(int argc, char **argv)
 			if (alive == 0)
 				break;
 			pid = waitpid(-1, &status, WNOHANG);
+			if (pid > 0 && pid == writer) {
+				/* it should outlive the workers */
+				log_err("audit writer exited early at shutdown");
+				writer = 0;
+				exit_status = 1;
+				continue;
+			}
 			if (pid > 0) {
 				for (i = 0; i < nworkers; i++)
 					if (pids[i] == pid)
@@ -394,6 +531,25 @@ main(int argc, char **argv)
 			usleep(50000);
 		}
 	}
+	if (writer > 0) {
+		/* last: it writes what the workers sent before they exited */
+		time_t deadline = time(NULL) + 10;
+		int status = 0;
+
+		kill(writer, SIGTERM);
+		while (waitpid(writer, &status, WNOHANG) == 0) {
+			if (time(NULL) > deadline) {
+				log_err("audit writer did not stop: killed");
+				kill(writer, SIGKILL);
+				waitpid(writer, &status, 0);
+				break;
+			}
+			usleep(20000);
+		}
+		if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+			exit_status = 1;
+	}
+	audit_master_free();
 	if (conf->pid_file[0] != '\0')
 		unlink(conf->pid_file);
 	listener_close_all(&set);
@@ -407,6 +563,7 @@ fail:
 	if (set.fds != NULL)
 		listener_close_all(&set);
 	tls_server_free(&worker_tls);
+	audit_master_free();
 	free(pids);
 	free(started);
 	conf_free(&conf);

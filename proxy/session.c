@@ -21,6 +21,7 @@
 #include <event2/buffer.h>
 #include <event2/dns.h>
 
+#include "audit.h"
 #include "conf.h"
 #include "conn.h"
 #include "log.h"
@@ -36,6 +37,8 @@
 #include "burl.h"
 #include "imap_client.h"
 #include "imapurl.h"
+#include "burl_policy.h"
+#include "mailhost.h"
 
 static const char *const state_names[S_STATE_COUNT] = {
 	[S_PROXY_HDR] = "PROXY_HDR", [S_GREETING] = "GREETING",
@@ -45,12 +48,17 @@ static const char *const state_names[S_STATE_COUNT] = {
 };
 
 static void session_run(struct session *s);
+static void session_continue(struct session *s);
 static void relay(struct session *s, const struct backend_reply *r,
 		  enum backend_expect e);
 static void session_read_content(struct session *s);
+static void send_end_of_data(struct session *s);
+static void refuse_after_intent(struct session *s, enum smtp_reply_id why);
+static void intent_done(struct session *s, int error);
 static void session_greet(struct session *s);
 static void start_greeting(struct session *s);
 static void set_timeout(struct session *s);
+static void session_timeout(struct session *s, const char *why);
 
 static void be_on_reply(void *ctx, uint32_t tag, const struct backend_reply *r);
 static void be_on_ready(void *ctx, const struct backend_caps *caps);
@@ -90,6 +98,7 @@ session_reply(struct session *s, enum smtp_reply_id id, ...)
 	va_start(ap, id);
 	smtp_reply_vadd(session_output(s), id, ap);
 	va_end(ap);
+	audit_session_reply(s, id);
 	if (smtp_reply_code(id) == 421)
 		session_close_after_reply(s);
 }
@@ -128,41 +137,48 @@ session_close_after_reply(struct session *s)
 static void
 session_flush(struct session *s)
 {
-	if (s->be != NULL)
+	/* While the end of data waits for the audit writer, the content's
+	 * tail waits with it: it leaves with the dot, in one write. */
+	if (s->be != NULL && s->tx.state != TX_AUDIT_INTENT)
 		backend_flush(s->be);
 	conn_flush(s->conn);
 	if (s->state == S_CLOSING && conn_pending_output(s->conn) == 0)
 		conn_defer(s->conn);
 }
 
-static void
-set_timeout(struct session *s)
+/* The timeout of the current state, in seconds. */
+static unsigned
+state_timeout(const struct session *s)
 {
 	const struct conf_timeouts *t = &s->conf->timeouts;
-	unsigned secs = t->command;
 
 	switch (s->state) {
 	case S_PROXY_HDR:
 	case S_GREETING:
-		secs = t->greeting;
-		break;
+		return t->greeting;
 	case S_DATA:
 	case S_BDAT:
-		secs = t->data;
-		break;
+		return t->data;
 	case S_TLS:
-		secs = s->conf->tls.handshake_timeout ? s->conf->tls.handshake_timeout : 30;
-		break;
+		return s->conf->tls.handshake_timeout ?
+		    s->conf->tls.handshake_timeout : 30;
 	case S_BURL:
 		/* the client waits for us: the IMAP client's own timeouts
 		 * end the fetch first */
-		secs = t->command + s->conf->burl.connect_timeout +
-		    s->conf->burl.fetch_timeout;
-		break;
+		return t->command + s->conf->burl.connect_timeout +
+		    s->conf->burl.fetch_deadline;
 	default:
-		break;
+		return t->command;
 	}
-	conn_set_timeout(s->conn, secs);
+}
+
+static void phase_deadline_start(struct session *s);
+
+static void
+set_timeout(struct session *s)
+{
+	conn_set_timeout(s->conn, state_timeout(s));
+	phase_deadline_start(s);
 }
 
 /* ---------------------------------------------------------------- */
@@ -175,10 +191,12 @@ tx_reset(struct session *s)
 	unsigned i;
 
 	imap_fetch_cancel(&tx->burl_fetch);
+	mailhost_cancel(&tx->burl_mh);
 	if (tx->burl_url != NULL) {
 		explicit_bzero(tx->burl_url, strlen(tx->burl_url));	/* the token */
 		free(tx->burl_url);
 	}
+	audit_tx_end(s);	/* before the transaction is forgotten */
 	free(tx->from);
 	for (i = 0; i < tx->rcpt_count; i++)
 		free(tx->rcpts[i]);
@@ -192,6 +210,8 @@ tx_reset(struct session *s)
 	tx->fail = R_REPLY_COUNT;
 	if (s->chunk != NULL)
 		evbuffer_drain(s->chunk, evbuffer_get_length(s->chunk));
+	if (s->be != NULL)
+		backend_set_reply_timeout(s->be, s->conf->timeouts.backend_command);
 }
 
 const struct backend_caps *
@@ -239,8 +259,9 @@ session_abort_backend_tx(struct session *s)
 {
 	if (s->be == NULL)
 		return;
-	if ((s->tx.backend_bdat || s->tx.state != TX_CONTENT) &&
-	    backend_is_ready(s->be)) {
+	/* TX_AUDIT_INTENT: the content went out, its end did not */
+	if ((s->tx.backend_bdat || (s->tx.state != TX_CONTENT &&
+	    s->tx.state != TX_AUDIT_INTENT)) && backend_is_ready(s->be)) {
 		evbuffer_drain(s->chunk, evbuffer_get_length(s->chunk));
 		backend_send(s->be, TAG(TAG_RSET, s->tx.gen, 0), "RSET");
 	} else {
@@ -260,6 +281,7 @@ log_tx(struct session *s, int code, const char *what)
 	    s->tx.rcpt_count, (unsigned long long)s->tx.filter.out_bytes, code,
 	    what, s->tx.queue_id[0] ? s->tx.queue_id : "-",
 	    (unsigned long long)(util_now_ms() - s->tx.t_start_ms));
+	audit_tx_outcome(s, code, what);
 }
 
 /* Content starts: prepend our Received header, then stream. */
@@ -271,6 +293,8 @@ session_begin_content(struct session *s, enum session_state st)
 	char auth_comment[300];
 
 	tx->state = TX_CONTENT;
+	audit_tx_content(s, st == S_DATA ? "DATA" : st == S_BDAT ? "BDAT" :
+	    "BURL");
 	data_filter_init(&tx->filter, s->conf->limits.max_data_line_length,
 	    tx->binary);
 	dot_encoder_init(&tx->enc);
@@ -302,6 +326,13 @@ session_begin_content(struct session *s, enum session_state st)
 	ri.when = time(NULL);
 	evbuffer_drain(s->content, evbuffer_get_length(s->content));
 	received_format(&ri, s->content);
+	/* While the client sends content the backend hears nothing from us
+	 * that it answers (a DATA backend nothing at all until the dot): its
+	 * reply timeout must not end a slow but living upload.  The client's
+	 * own deadlines (timeouts.data, limits.min_data_rate) bound it. */
+	if (s->be != NULL)
+		backend_set_reply_timeout(s->be, s->conf->timeouts.command +
+		    s->conf->timeouts.data + s->conf->timeouts.backend_command);
 	if (tx->backend_bdat)
 		evbuffer_add_buffer(s->chunk, s->content);
 	else {
@@ -342,6 +373,8 @@ forward_content(struct session *s)
 {
 	struct tx *tx = &s->tx;
 
+	if (tx->audit != NULL)
+		audit_tx_scan(s, s->content);	/* the Message-ID */
 	if (tx->discard || s->be == NULL) {
 		evbuffer_drain(s->content, evbuffer_get_length(s->content));
 		return;
@@ -437,6 +470,31 @@ end_of_content(struct session *s)
 		session_enter_state(s, s->state == S_CLOSING ? S_CLOSING : S_COMMAND);
 		return;
 	}
+	/* the client awaits the verdict from here on */
+	s->outstanding++;
+	session_enter_state(s, S_COMMAND);
+	switch (audit_tx_intent(s, intent_done)) {
+	case 1:
+		/* the end of data waits for "tx_pending" on disk */
+		tx->state = TX_AUDIT_INTENT;
+		return;
+	case -1:
+		tx->state = TX_AUDIT_INTENT;
+		refuse_after_intent(s, R_AUDIT_UNAVAIL);
+		return;
+	default:
+		break;
+	}
+	send_end_of_data(s);
+}
+
+/* The end of data to the backend; its verdict comes to final_reply(). */
+static void
+send_end_of_data(struct session *s)
+{
+	struct tx *tx = &s->tx;
+	unsigned i, n;
+
 	if (tx->backend_bdat) {
 		flush_bdat_chunk(s, 1);
 	} else {
@@ -454,9 +512,61 @@ end_of_content(struct session *s)
 	tx->finals_expected = n;
 	tx->finals_seen = 0;
 	tx->state = TX_FINAL;
-	s->outstanding++;
 	backend_set_reply_timeout(s->be, s->conf->timeouts.backend_data);
-	session_enter_state(s, S_COMMAND);
+}
+
+/* TX_AUDIT_INTENT ends without the end of data going out: nothing is
+ * delivered, the client gets `why`. */
+static void
+refuse_after_intent(struct session *s, enum smtp_reply_id why)
+{
+	struct tx *tx = &s->tx;
+	unsigned i, n = s->lmtp ? tx->rcpt_accepted : 1;
+
+	session_abort_backend_tx(s);
+	log_tx(s, smtp_reply_code(why), why == R_AUDIT_UNAVAIL ?
+	    "refused: audit log unavailable" : "refused");
+	for (i = 0; i < n; i++) {
+		if (why == R_AUDIT_UNAVAIL)
+			session_reply(s, why);
+		else
+			reply_failure(s, why);
+	}
+	s->outstanding--;
+	tx_reset(s);
+}
+
+/* The audit writer answered for "tx_pending". */
+static void
+intent_done(struct session *s, int error)
+{
+	struct tx *tx = &s->tx;
+	enum smtp_reply_id why = R_REPLY_COUNT;
+
+	if (s->state == S_CLOSING) {
+		/* the client was told 421 meanwhile (shutdown): deliver
+		 * nothing it was not told about */
+		session_abort_backend_tx(s);
+		log_tx(s, smtp_reply_code(R_SHUTDOWN), "aborted: closing");
+		s->outstanding--;
+		tx_reset(s);
+		session_flush(s);
+		return;
+	}
+	if (error != 0) {
+		log_warn("%s: tx=%s audit record not written (%s): nothing "
+		    "delivered", s->id, tx->id, strerror(error));
+		why = R_AUDIT_UNAVAIL;
+	} else if (tx->fail != R_REPLY_COUNT) {
+		why = tx->fail;		/* a chunk was refused meanwhile */
+	} else if (s->be == NULL) {
+		why = R_BACKEND_LOST;
+	}
+	if (why == R_REPLY_COUNT)
+		send_end_of_data(s);
+	else
+		refuse_after_intent(s, why);
+	session_continue(s);
 }
 
 /* ---------------------------------------------------------------- */
@@ -580,6 +690,8 @@ run_commands(struct session *s)
 			break;
 		s->have_line = 0;
 		smtp_cmd_dispatch(s, cmd.verb, cmd.args);
+		if (s->state == S_COMMAND)
+			phase_deadline_start(s);	/* the next command's turn */
 	}
 }
 
@@ -620,6 +732,17 @@ void
 session_resume(struct session *s)
 {
 	session_run(s);
+}
+
+/* After an asynchronous event (an audit acknowledgement): go on, or just
+ * write what is left if the session is closing. */
+static void
+session_continue(struct session *s)
+{
+	if (s->state != S_CLOSING)
+		session_run(s);
+	else
+		session_flush(s);
 }
 
 static void
@@ -1046,6 +1169,85 @@ burl_fetch_begin(struct session *s)
 		    cb->fetch_deadline);
 }
 
+static void
+burl_mailhost_cb(void *ctx, enum mailhost_result r, const char *host)
+{
+	struct session *s = ctx;
+	struct tx *tx = &s->tx;
+	const struct conf_burl *cb = &s->conf->burl;
+	struct burl_verdict v;
+	struct imapurl u;
+	const char *err;
+	int i = -1;
+
+	tx->burl_mh = NULL;		/* finished with this callback */
+	memset(&v, 0, sizeof(v));
+	switch (r) {
+	case MAILHOST_FOUND:
+		i = burl_find_authority(cb, host);
+		if (i < 0) {
+			v.reply = R_BURL_NO_TRUST;
+			snprintf(v.reason, sizeof(v.reason), "$M: mailHost %.200s "
+			    "is not a trusted IMAP server", host);
+			break;
+		}
+		if (imapurl_parse(tx->burl_url, strlen(tx->burl_url), &u, &err) !=
+		    IMAPURL_OK) {
+			v.reply = R_BURL_FETCH_FAILED;
+			snprintf(v.reason, sizeof(v.reason), "%s", err);
+			break;
+		}
+		burl_server_check(cb, (size_t)i, &u, time(NULL), &v);
+		explicit_bzero(&u, sizeof(u));
+		if (v.allowed && !burl_worker_server_ready(s->worker->burl,
+		    (size_t)i)) {
+			v.allowed = 0;
+			v.reply = R_BURL_IMAP_UNAVAIL;
+			snprintf(v.reason, sizeof(v.reason), "no credentials for "
+			    "%s yet", cb->servers[i].name);
+		}
+		break;
+	case MAILHOST_NOT_FOUND:
+		v.reply = R_BURL_NO_MAILHOST;
+		snprintf(v.reason, sizeof(v.reason), "$M: %.200s has no mailHost",
+		    s->identity);
+		break;
+	case MAILHOST_UNAVAILABLE:
+	default:
+		v.reply = R_BURL_IMAP_UNAVAIL;
+		snprintf(v.reason, sizeof(v.reason), "$M: the mailHost directory "
+		    "is unavailable");
+		break;
+	}
+	if (!v.allowed) {
+		session_enter_state(s, S_COMMAND);
+		smtp_burl_refuse(s, &v);
+	} else {
+		log_info("%s: BURL %s: $M: %s's mailHost %s is %s", s->id,
+		    tx->burl_log_url, s->identity, host, cb->servers[i].name);
+		tx->burl_server = (size_t)i;
+		session_enter_state(s, S_COMMAND);
+		session_burl_start(s);
+	}
+	if (s->state != S_CLOSING)
+		session_run(s);
+	else
+		session_flush(s);
+}
+
+void
+session_burl_mailhost(struct session *s)
+{
+	/* input waits while the directory answers (S_BURL) */
+	session_enter_state(s, S_BURL);
+	s->tx.burl_mh = mailhost_lookup(burl_worker_mailhost(s->worker->burl),
+	    s->identity, burl_mailhost_cb, s);
+	if (s->tx.burl_mh == NULL) {
+		session_enter_state(s, S_COMMAND);
+		session_reply(s, R_LOCAL_ERROR);
+	}
+}
+
 void
 session_burl_start(struct session *s)
 {
@@ -1098,22 +1300,33 @@ relay(struct session *s, const struct backend_reply *r, enum backend_expect e)
 		backend_free(&s->be);
 }
 
+/* One final reply for the client: the backend's, or ours instead of a 2xx
+ * whose audit record could not be written. */
 static void
-final_reply(struct session *s, const struct backend_reply *r)
+relay_verdict(struct session *s, const struct backend_reply *r,
+	      int audit_failed)
+{
+	if (audit_failed && r->code / 100 == 2)
+		session_reply(s, R_AUDIT_UNAVAIL);
+	else
+		relay(s, r, BE_EXPECT_DATA_END);
+}
+
+/* Final reply number tx->finals_seen goes to the client; after the last,
+ * the transaction ends. */
+static void
+final_relay(struct session *s, const struct backend_reply *r, int audit_failed)
 {
 	struct tx *tx = &s->tx;
 	int backend_lmtp = s->conf->backend.proto == BACKEND_LMTP;
 	unsigned i;
 
-	tx->finals_seen++;
-	if (r->code / 100 == 2 && tx->queue_id[0] == '\0')
-		backend_reply_queue_id(r, tx->queue_id, sizeof(tx->queue_id));
 	if (s->lmtp && backend_lmtp) {
 		/* one verdict per recipient on both sides, in order */
-		relay(s, r, BE_EXPECT_DATA_END);
+		relay_verdict(s, r, audit_failed);
 	} else if (s->lmtp) {
 		for (i = 0; i < tx->rcpt_accepted; i++)
-			relay(s, r, BE_EXPECT_DATA_END);
+			relay_verdict(s, r, audit_failed);
 	} else if (backend_lmtp) {
 		/* An SMTP client gets one verdict: 250 only if every
 		 * recipient was accepted, otherwise the first failure, so
@@ -1128,18 +1341,92 @@ final_reply(struct session *s, const struct backend_reply *r)
 			}
 		}
 		if (tx->finals_seen == tx->finals_expected && tx->fail_reply)
-			relay(s, tx->fail_reply, BE_EXPECT_DATA_END);
+			relay_verdict(s, tx->fail_reply, audit_failed);
 	} else {
-		relay(s, r, BE_EXPECT_DATA_END);
+		relay_verdict(s, r, audit_failed);
 	}
 	if (tx->finals_seen < tx->finals_expected)
 		return;
-	log_tx(s, r->code, r->code / 100 == 2 ? "delivered" : "refused");
+	log_tx(s, r->code, r->code / 100 != 2 ? "refused" : audit_failed ?
+	    "delivered, audit record NOT written: 451 to the client" :
+	    "delivered");
 	s->messages++;
 	s->outstanding--;
 	if (s->be != NULL)
 		backend_set_reply_timeout(s->be, s->conf->timeouts.backend_command);
 	tx_reset(s);
+}
+
+/* Relay the verdicts held while the audit record was written. */
+static void
+verdict_replay(struct session *s, int audit_failed)
+{
+	struct tx *tx = &s->tx;
+	unsigned i, n = tx->finals_expected;
+	struct backend_reply *held = malloc(n * sizeof(*held));
+
+	if (held == NULL) {
+		/* cannot relay the backend's words: ours, never a 250 */
+		for (i = 0; i < (s->lmtp ? tx->rcpt_accepted : 1); i++)
+			session_reply(s, R_LOCAL_ERROR);
+		log_tx(s, smtp_reply_code(R_LOCAL_ERROR), "out of memory");
+		s->outstanding--;
+		tx_reset(s);
+		return;
+	}
+	/* copies: the last final_relay() ends the transaction */
+	for (i = 0; i < n; i++)
+		held[i] = *audit_tx_held(s, i);
+	tx->finals_seen = 0;
+	for (i = 0; i < n; i++) {
+		tx->finals_seen++;
+		final_relay(s, &held[i], audit_failed);
+	}
+	free(held);
+}
+
+/* The audit writer answered for the "tx" record. */
+static void
+verdict_done(struct session *s, int error)
+{
+	if (error != 0)
+		log_warn("%s: tx=%s audit record of the verdict not written "
+		    "(%s): 451 4.3.0 instead of 250 (the backend has the "
+		    "message; a resend is a duplicate)", s->id, s->tx.id,
+		    strerror(error));
+	verdict_replay(s, error != 0);
+	session_continue(s);
+}
+
+static void
+final_reply(struct session *s, const struct backend_reply *r)
+{
+	struct tx *tx = &s->tx;
+
+	tx->finals_seen++;
+	if (r->code / 100 == 2 && tx->queue_id[0] == '\0')
+		backend_reply_queue_id(r, tx->queue_id, sizeof(tx->queue_id));
+	if (tx->audit != NULL) {
+		/* the client hears nothing until the record is on disk */
+		if (audit_tx_hold(s, r, tx->finals_expected) < 0) {
+			final_relay(s, r, 1);
+			return;
+		}
+		if (tx->finals_seen < tx->finals_expected)
+			return;
+		switch (audit_tx_verdict(s, verdict_done)) {
+		case 1:
+			tx->state = TX_AUDIT_VERDICT;
+			return;
+		case 0:		/* no 2xx: nothing to hold back */
+			verdict_replay(s, 0);
+			return;
+		default:	/* not even queued: no 250 */
+			verdict_replay(s, 1);
+			return;
+		}
+	}
+	final_relay(s, r, 0);
 }
 
 static void
@@ -1149,6 +1436,8 @@ be_on_reply(void *ctx, uint32_t tag, const struct backend_reply *r)
 	struct tx *tx = &s->tx;
 	int current = TAG_GEN(tag) == tx->gen;
 
+	if (current && tx->audit != NULL)
+		audit_tx_backend_reply(s, TAG_KIND(tag), TAG_N(tag), r);
 	switch (TAG_KIND(tag)) {
 	case TAG_MAIL:
 		s->outstanding--;
@@ -1212,7 +1501,7 @@ be_on_reply(void *ctx, uint32_t tag, const struct backend_reply *r)
 		break;
 	case TAG_CHUNK:
 		if (r->code / 100 != 2 && current && tx->fail_reply == NULL &&
-		    tx->state == TX_CONTENT) {
+		    (tx->state == TX_CONTENT || tx->state == TX_AUDIT_INTENT)) {
 			/* the backend refused a chunk: the message fails */
 			tx->fail_reply = malloc(sizeof(*tx->fail_reply));
 			if (tx->fail_reply != NULL)
@@ -1308,7 +1597,12 @@ be_on_error(void *ctx, enum smtp_reply_id why, const uint32_t *tags,
 			imap_fetch_cancel(&tx->burl_fetch);
 			burl_complete(s, tx->fail);
 		}
-	} else if (tx->state != TX_NONE && tx->state != TX_FAILED) {
+	} else if (tx->state != TX_NONE && tx->state != TX_FAILED &&
+	    tx->state != TX_AUDIT_INTENT && tx->state != TX_AUDIT_VERDICT) {
+		/* (an audit wait ends in its callback, which sees no backend
+		 * or has the verdict already) */
+		if (tx->state == TX_ENVELOPE)
+			log_tx(s, smtp_reply_code(why), "backend failed");
 		tx_reset(s);
 	}
 	if (s->state != S_CLOSING)
@@ -1358,6 +1652,8 @@ read_proxy_header(struct session *s)
 	evbuffer_drain(in, hlen);
 	if (info.has_addrs) {
 		char lb[64];
+		int lb_port = s->peer_port;
+
 		snprintf(lb, sizeof(lb), "%s", s->peer_ip);
 		s->peer = info.src;
 		s->local = info.dst;
@@ -1367,8 +1663,115 @@ read_proxy_header(struct session *s)
 		    sizeof(s->local_ip), &s->local_port);
 		log_info("%s: PROXY v%d from %s: client %s:%d", s->id,
 		    info.version, lb, s->peer_ip, s->peer_port);
+		audit_session_open(s, lb, lb_port);
 	}
+	audit_session_open(s, NULL, 0);		/* (LOCAL: the peer itself) */
 	session_greet(s);
+}
+
+/* The client took too long: 421 (or just close where no reply fits).
+ * May free the session. */
+static void
+session_timeout(struct session *s, const char *why)
+{
+	if (s->outstanding > 0 && s->state == S_COMMAND) {
+		/* The client waits for us; the backend's timeout governs. */
+		return;
+	}
+	if (s->state == S_BURL)
+		return;		/* the fetch's own deadlines govern */
+	log_info("%s: timeout in state %s (%s)", s->id, state_names[s->state],
+	    why);
+	if (s->state == S_CLOSING || s->state == S_PROXY_HDR ||
+	    s->state == S_TLS) {
+		session_free(&s);
+		return;
+	}
+	if (s->tx.state == TX_CONTENT)
+		session_abort_backend_tx(s);
+	session_reply(s, R_TIMEOUT);
+	session_flush(s);
+}
+
+/*
+ * Deadlines per phase.  conn's timeout measures the gap between two reads,
+ * so a client that drips a byte now and then (slowloris) would never hit
+ * it.  Each phase -- waiting for the PROXY header, the greeting's first
+ * command, a command line, a TLS handshake, an AUTH response -- must also
+ * be complete within its timeout of the moment it began; content may take
+ * longer only while it keeps up limits.min_data_rate (each octet extends
+ * the deadline by 1/rate seconds, as Postfix's smtpd_min_data_rate).
+ */
+static void
+phase_deadline_arm(struct session *s)
+{
+	uint64_t now = util_now_ms();
+	struct timeval tv;
+
+	if (s->phase_timer == NULL || s->phase_deadline_ms == 0)
+		return;
+	if (s->phase_deadline_ms <= now) {
+		tv.tv_sec = 0;
+		tv.tv_usec = 0;
+	} else {
+		tv.tv_sec = (time_t)((s->phase_deadline_ms - now) / 1000);
+		tv.tv_usec = (suseconds_t)((s->phase_deadline_ms - now) % 1000) * 1000;
+	}
+	evtimer_add(s->phase_timer, &tv);
+}
+
+static void
+phase_deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct session *s = arg;
+
+	(void)fd;
+	(void)what;
+	if (util_now_ms() < s->phase_deadline_ms) {
+		phase_deadline_arm(s);	/* extended by progress meanwhile */
+		return;
+	}
+	/* not the client's turn: we owe it a reply, or hold its input back */
+	if ((s->outstanding > 0 && s->state == S_COMMAND) ||
+	    s->state == S_BURL || s->auth_waiting || s->input_paused ||
+	    s->await_data_go) {
+		phase_deadline_start(s);
+		return;
+	}
+	session_timeout(s, "phase deadline");
+}
+
+static void
+phase_deadline_start(struct session *s)
+{
+	if (s->conn == NULL)
+		return;
+	if (s->phase_timer == NULL) {
+		s->phase_timer = evtimer_new(s->worker->base, phase_deadline_cb, s);
+		if (s->phase_timer == NULL)
+			return;
+	}
+	s->phase_deadline_ms = util_now_ms() + (uint64_t)state_timeout(s) * 1000;
+	s->input_seen = evbuffer_get_length(conn_input(s->conn));
+	phase_deadline_arm(s);
+}
+
+/* New input: content progress extends the content deadline. */
+static void
+phase_progress(struct session *s)
+{
+	size_t len = evbuffer_get_length(conn_input(s->conn));
+
+	if ((s->state == S_DATA || s->state == S_BDAT) && len > s->input_seen) {
+		uint64_t ext = (uint64_t)(len - s->input_seen) * 1000 /
+		    s->conf->limits.min_data_rate;
+		uint64_t cap = util_now_ms() + (uint64_t)state_timeout(s) * 1000;
+
+		s->phase_deadline_ms += ext;
+		if (s->phase_deadline_ms > cap)
+			s->phase_deadline_ms = cap;
+	}
+	s->input_seen = len;
 }
 
 static void
@@ -1388,7 +1791,9 @@ read_cb(void *arg)
 		    evbuffer_get_length(conn_input(s->conn)));
 		return;
 	default:
-		session_run(s);
+		phase_progress(s);
+		session_run(s);		/* never frees s (closing is deferred) */
+		s->input_seen = evbuffer_get_length(conn_input(s->conn));
 	}
 }
 
@@ -1416,23 +1821,7 @@ event_cb(void *arg, int what)
 		return;
 	}
 	if (what & CONN_TIMEOUT) {
-		if (s->outstanding > 0 && s->state == S_COMMAND) {
-			/* The client waits for us; the backend's timeout
-			 * governs. */
-			return;
-		}
-		if (s->state == S_CLOSING || s->state == S_PROXY_HDR ||
-		    s->state == S_TLS) {
-			log_info("%s: timeout in state %s", s->id,
-			    state_names[s->state]);
-			session_free(&s);
-			return;
-		}
-		log_info("%s: timeout in state %s", s->id, state_names[s->state]);
-		if (s->tx.state == TX_CONTENT)
-			session_abort_backend_tx(s);
-		session_reply(s, R_TIMEOUT);
-		session_flush(s);
+		session_timeout(s, "no input");
 		return;
 	}
 	if (what & CONN_TLS_READY) {
@@ -1446,6 +1835,7 @@ event_cb(void *arg, int what)
 		log_info("%s: TLS %s%s%s", s->id, s->tls_desc,
 		    s->tls_subject[0] ? ", client certificate " : "",
 		    s->tls_subject);
+		audit_session_tls(s);
 		if (s->greet_after_tls) {
 			s->greet_after_tls = 0;
 			start_greeting(s);
@@ -1532,6 +1922,7 @@ session_new(struct worker *w, const struct conf_listener *lc,
 	s->conf = w->conf;
 	s->lc = lc;
 	s->state = S_COMMAND;
+	s->audit_close = R_REPLY_COUNT;
 	s->lmtp = lc->kind == LISTENER_LMTP;
 	util_session_id(s->id);
 	memcpy(&s->peer, peer, peerlen < sizeof(s->peer) ? peerlen : sizeof(s->peer));
@@ -1582,6 +1973,7 @@ session_new(struct worker *w, const struct conf_listener *lc,
 		set_timeout(s);
 		return s;
 	}
+	audit_session_open(s, NULL, 0);
 	set_timeout(s);
 	start_greeting(s);
 	return s;
@@ -1628,6 +2020,7 @@ session_free(struct session **sp)
 	tx_reset(s);
 	if (s->burl_timer != NULL)
 		event_free(s->burl_timer);
+	audit_session_close(s);
 	smtp_auth_session_free(s);
 	if (s->line != NULL)
 		explicit_bzero(s->line, s->line_cap + 1);	/* may have held AUTH data */
@@ -1639,6 +2032,9 @@ session_free(struct session **sp)
 	free(s->line);
 	free(s->scratch);
 	free(s->rdns);
+	/* last: nothing above may start a phase again (s->conn is gone) */
+	if (s->phase_timer != NULL)
+		event_free(s->phase_timer);
 	if (s->worker != NULL && s->entry.tqe_prev != NULL)
 		worker_session_closed(s->worker, s);
 	free(s);

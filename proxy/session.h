@@ -19,7 +19,14 @@
  * Ownership: the worker owns sessions (session_new/session_free); a session
  * owns its connection (conn.h), its backend connection, its line buffer and its
  * transaction.  Every callback that can outlive a command (backend, DNS,
- * timers) is cancelled by session_free().
+ * timers, the audit writer's acknowledgements) is cancelled by
+ * session_free(); the transaction's audit request by tx_reset().
+ *
+ * With the audit trail on, a transaction waits twice for the audit writer
+ * (auth/audit.h): TX_AUDIT_INTENT between the client's end of data and
+ * the end of data to the backend, TX_AUDIT_VERDICT between the backend's
+ * verdict and the client's reply.  s->outstanding covers both waits, so
+ * pipelined commands wait behind them.
  */
 #ifndef MSA_SESSION_H
 #define MSA_SESSION_H
@@ -38,11 +45,13 @@
 /* RFC 4954 4: AUTH command lines and responses up to 12288 octets. */
 #define SMTP_AUTH_LINE_MAX 12288
 
+struct audit_tx;
 struct conf;
 struct conf_listener;
 struct sasl_session;
 struct worker;
 struct imap_fetch;
+struct mailhost_req;
 
 enum session_state {
 	S_PROXY_HDR,	/* waiting for the load balancer's PROXY header */
@@ -63,6 +72,11 @@ enum tx_state {
 	TX_CONTENT,	/* DATA/BDAT content being read and forwarded */
 	TX_FINAL,	/* end of content sent; awaiting the backend's verdict */
 	TX_FAILED,	/* a BDAT transaction failed: only RSET clears it */
+	/* audit trail on (auth/audit.h): */
+	TX_AUDIT_INTENT,/* content read; the end of data waits until the
+			 * "tx_pending" record is on disk */
+	TX_AUDIT_VERDICT,/* the backend's verdict is held until the "tx"
+			 * record is on disk */
 };
 
 enum helo_kind { HELO_NONE, HELO_HELO, HELO_EHLO, HELO_LHLO };
@@ -109,6 +123,7 @@ struct tx {
 	char queue_id[64];
 	/* BURL (RFC 4468): the fetch in progress, one at a time */
 	struct imap_fetch *burl_fetch;
+	struct mailhost_req *burl_mh;	/* $M: the mailHost lookup */
 	char *burl_url;			/* the URL as sent (token inside: never log) */
 	char burl_log_url[300];		/* redacted, for logs */
 	size_t burl_server;
@@ -119,6 +134,7 @@ struct tx {
 	unsigned burl_count;		/* BURLs in this transaction */
 	uint64_t burl_bytes, burl_t0;
 	enum smtp_reply_id burl_fail;	/* why the current fetch failed */
+	struct audit_tx *audit;		/* audit state (audit.c); NULL if off */
 };
 
 struct session {
@@ -178,9 +194,17 @@ struct session {
 
 	unsigned bad_burls;		/* failed BURL commands: max_bad_burl */
 	struct event *burl_timer;	/* burl.fetch_deadline of the current fetch */
+	struct event *phase_timer;	/* the deadline of the current phase */
+	uint64_t phase_deadline_ms;	/* monotonic; 0 = none */
+	size_t input_seen;		/* input octets already counted as progress */
 
 	TAILQ_ENTRY(session) entry;
 	unsigned messages;
+
+	/* audit trail (auth/audit.h) */
+	int audit_opened;		/* session_open was recorded */
+	uint64_t audit_t_open;
+	enum smtp_reply_id audit_close;	/* the 221 or 421 that ended it */
 };
 
 /* Take over an accepted connection fd (the worker checked the limits). */
@@ -225,6 +249,12 @@ void session_burl_start(struct session *s);
 /* Is BURL offered to this session now (before BURL_ACCESS's EHLO probe)?
  * EHLO and the command agree. */
 int session_burl_offered(const struct session *s);
+/* BURL_ACCESS $M: look the user's mailHost up, then go on as
+ * session_burl_start (or refuse). */
+void session_burl_mailhost(struct session *s);
+/* Refuse a BURL (reply, log, count towards burl.max_bad_burl). */
+struct burl_verdict;
+void smtp_burl_refuse(struct session *s, const struct burl_verdict *v);
 /* EHLO: 1 and the URL types to advertise, or 0 (smtp_cmds.c). */
 int smtp_burl_ehlo_types(const struct session *s, char *types, size_t size);
 

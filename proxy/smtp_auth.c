@@ -18,6 +18,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "audit.h"
 #include "conf.h"
 #include "log.h"
 #include "sasl.h"
@@ -230,6 +231,8 @@ auth_failed(struct session *s, enum smtp_reply_id reply, const char *reason)
 	log_info("%s: AUTH %s failed for %s: %s (failure %u of %u)", s->id,
 	    s->auth_mech[0] ? s->auth_mech : "?", s->peer_ip,
 	    reason ? reason : "-", s->auth_failures, s->conf->sasl.max_failures);
+	audit_auth(s, "failure", s->auth_mech,
+	    sasl_session_tried_authcid(s->sasl), NULL, reason);
 	ms = base << (s->auth_failures - 1 < 5 ? s->auth_failures - 1 : 5);
 	if (ms > 0)
 		ms += (unsigned)(random() % (ms / 4 + 1));
@@ -270,6 +273,7 @@ auth_succeeded(struct session *s)
 	log_info("%s: AUTH %s as %s (identity %s) from %s", s->id, s->auth_mech,
 	    log_sanitize(clean, sizeof(clean), s->authcid, strlen(s->authcid)),
 	    s->identity, s->peer_ip);
+	audit_auth(s, "success", s->auth_mech, s->authcid, authzid, NULL);
 	session_reply(s, R_AUTH_OK);
 	auth_end(s);
 }
@@ -309,6 +313,8 @@ auth_result(struct session *s, enum sasl_result res, const char *out,
 		s->auth_failures++;
 		log_warn("%s: AUTH %s temporary failure: %s", s->id, s->auth_mech,
 		    reason ? reason : "-");
+		audit_auth(s, "temporary", s->auth_mech,
+		    sasl_session_tried_authcid(s->sasl), NULL, reason);
 		session_reply(s, s->auth_failures >= s->conf->sasl.max_failures ?
 		    R_AUTH_TOO_MANY : R_AUTH_TEMP);
 		break;

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "audit.h"
 #include "conf.h"
 #include "log.h"
 #include "session.h"
@@ -312,6 +313,8 @@ cmd_mail(struct session *s, char *args)
 		log_info("%s: sender <%s> refused for %s", s->id,
 		    log_sanitize(clean, sizeof(clean), pa.path, strlen(pa.path)),
 		    s->identity);
+		audit_policy(s, "sender_denied", R_SENDER_DENIED, "mail_from",
+		    pa.path);
 		tx_reset(s);
 		session_reply(s, R_SENDER_DENIED, s->identity);
 		return;
@@ -330,6 +333,12 @@ cmd_mail(struct session *s, char *args)
 			snprintf(params + o, sizeof(params) - o, " AUTH=%s", x);
 		}
 	}
+	if (!audit_accepting()) {
+		/* nothing is accepted that the audit log cannot show */
+		tx_reset(s);
+		session_reply(s, R_AUDIT_UNAVAIL);
+		return;
+	}
 	if (session_backend(s) < 0) {
 		tx_reset(s);
 		session_reply(s, R_LOCAL_ERROR);
@@ -339,6 +348,7 @@ cmd_mail(struct session *s, char *args)
 	util_session_id(s->tx.id);
 	s->tx.t_start_ms = util_now_ms();
 	s->tx.state = TX_ENVELOPE;
+	audit_tx_start(s);
 	s->outstanding++;
 	backend_send(s->be, TAG(TAG_MAIL, s->tx.gen, 0), "MAIL FROM:<%s>%s",
 	    pa.path, params);
@@ -674,10 +684,17 @@ burl_decide_table(struct session *s, const char *url, struct imapurl *u,
 		}
 	}
 	if (av->use_mailhost) {
-		/* mailHost routing needs a directory (burl.mailhost) */
-		v->reply = R_BURL_NO_MAILHOST;
-		snprintf(v->reason, sizeof(v->reason), "%.150s: $M but no mailHost "
-		    "directory is configured", av->why);
+		/* the server is the user's mailHost: looked up next
+		 * (session_burl_mailhost), then checked like any other */
+		if (burl_worker_mailhost(s->worker->burl) == NULL) {
+			v->reply = R_BURL_NO_MAILHOST;
+			snprintf(v->reason, sizeof(v->reason), "%.150s: $M but no "
+			    "mailHost directory is configured", av->why);
+			goto out;
+		}
+		v->allowed = 1;
+		v->mailhost = 1;
+		v->tls = av->force_tls ? 1 : av->no_tls ? 0 : -1;
 		goto out;
 	}
 	i = burl_find_server(&s->conf->burl, u);
@@ -695,8 +712,8 @@ out:
 	free(av);
 }
 
-static void
-burl_refuse(struct session *s, const struct burl_verdict *v)
+void
+smtp_burl_refuse(struct session *s, const struct burl_verdict *v)
 {
 	char clean[300];
 
@@ -816,14 +833,15 @@ cmd_burl(struct session *s, char *args)
 		burl_policy_check(&s->conf->burl, u, s->identity, time(NULL), &v);
 		v.tls = -1;
 	}
-	if (v.allowed && !burl_worker_server_ready(s->worker->burl, v.server)) {
+	if (v.allowed && !v.mailhost &&
+	    !burl_worker_server_ready(s->worker->burl, v.server)) {
 		v.allowed = 0;
 		v.reply = R_BURL_IMAP_UNAVAIL;
 		snprintf(v.reason, sizeof(v.reason), "no credentials for %s yet "
 		    "(KDC unreachable?)", s->conf->burl.servers[v.server].name);
 	}
 	if (!v.allowed) {
-		burl_refuse(s, &v);
+		smtp_burl_refuse(s, &v);
 		goto out;
 	}
 	if (v.mapped)
@@ -835,8 +853,8 @@ cmd_burl(struct session *s, char *args)
 		log_info("%s: BURL %s by %s allowed (%s), via %s", s->id,
 		    tx->burl_log_url, s->identity, v.reason[0] ?
 		    log_sanitize(clean, sizeof(clean), v.reason,
-		    strlen(v.reason)) : "built-in rule",
-		    s->conf->burl.servers[v.server].name);
+		    strlen(v.reason)) : "built-in rule", v.mailhost ?
+		    "the user's mailHost" : s->conf->burl.servers[v.server].name);
 	}
 	if (tx->burl_url != NULL) {
 		/* the previous BURL of this message */
@@ -859,7 +877,10 @@ cmd_burl(struct session *s, char *args)
 	tx->burl_server = v.server;
 	tx->burl_last = last;
 	tx->burl_tls = v.tls;
-	session_burl_start(s);
+	if (v.mailhost)
+		session_burl_mailhost(s);
+	else
+		session_burl_start(s);
 out:
 	if (rewritten != NULL) {
 		explicit_bzero(rewritten, strlen(rewritten));

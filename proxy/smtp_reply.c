@@ -101,6 +101,8 @@ static const char *const reply_texts[R_REPLY_COUNT] = {
 	[R_BURL_ACCESS_TABLE_DENIED] = "533 5.7.1 Access denied to specified URL.",
 	[R_BURL_FORCED_DISCONNECT] = "421 4.7.0 BURL_ACCESS forced disconnect",
 	[R_BURL_NO_MAILHOST] = "533 5.7.1 Access denied to specified URL: no mailHost",
+	/* the proxy accepts nothing it cannot account for (auth/audit.h) */
+	[R_AUDIT_UNAVAIL] = "451 4.3.0 Audit log unavailable, try again later",
 };
 
 const char *

@@ -10,6 +10,7 @@
 #include <event2/dns.h>
 #include <event2/listener.h>
 
+#include "audit.h"
 #include "backend.h"
 #include "conf.h"
 #include "log.h"
@@ -20,6 +21,7 @@
 #include "burl.h"
 
 struct tls_server *worker_tls;
+int worker_audit_fd = -1;
 
 struct accept_ctx {
 	struct worker *w;
@@ -44,6 +46,8 @@ accept_cb(struct evconnlistener *el, evutil_socket_t fd,
 
 		log_warn("max_connections (%u) reached: refusing a connection "
 		    "on %s", w->conf->limits.max_connections, ac->lc->name);
+		audit_refused_connection(sa, ac->lc->name,
+		    "limits.max_connections", w->conf->limits.max_connections);
 		/* best effort: one non-blocking write, then close */
 		(void)!write(fd, t, strlen(t));
 		(void)!write(fd, "\r\n", 2);
@@ -243,6 +247,7 @@ worker_run(const struct conf *conf, int index, const int *fds, size_t count)
 	snprintf(prefix, sizeof(prefix), "worker %d", index);
 	log_set_prefix(prefix);
 	signal(SIGPIPE, SIG_IGN);
+	signal(SIGUSR1, SIG_IGN);	/* the audit writer's (log rotation) */
 
 	{
 		/* One loop per process: no locking. */
@@ -257,6 +262,15 @@ worker_run(const struct conf *conf, int index, const int *fds, size_t count)
 	if (w.base == NULL) {
 		log_err("event_base_new failed");
 		return 1;
+	}
+	{
+		const char *error = NULL;
+
+		if (audit_client_init(w.base, conf, worker_audit_fd, &error) < 0) {
+			log_err("audit: %s", error);
+			event_base_free(w.base);
+			return 1;
+		}
 	}
 	if (conf->reverse_dns) {
 		/* a configured resolver, else /etc/resolv.conf's */
@@ -334,6 +348,7 @@ worker_run(const struct conf *conf, int index, const int *fds, size_t count)
 	if (w.probe != NULL)
 		backend_free(&w.probe);
 	burl_worker_free(&w.burl);
+	audit_client_free();	/* after the sessions' last records */
 	for (i = 0; i < w.listener_count; i++)
 		evconnlistener_free(w.listeners[i]);
 	event_free(w.sig_term);

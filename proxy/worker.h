@@ -20,6 +20,10 @@ struct tls_server;
  * workers fork; NULL without TLS.  A worker replaces its copy on reload. */
 extern struct tls_server *worker_tls;
 
+/* This worker's channel to the audit writer (auth/audit_writer.h), set
+ * by the master before worker_run(); -1 when the audit trail is off. */
+extern int worker_audit_fd;
+
 struct worker {
 	int index;
 	const struct conf *conf;

@@ -10,6 +10,12 @@
 #                  under $CYRUS_DIR (default /opt/msaproxy-test/cyrus):
 #                  NEVER `apt-get install cyrus-imapd`, it Conflicts with
 #                  imap-server and would REMOVE dovecot-imapd.
+# LDAP for the mailHost directory (trust/mailhost.c, tests/integration/
+#   ldap_server.py): libldap-dev to build; slapd + ldap-utils for the tests,
+#   which run a private slapd from a generated slapd.conf in a temp dir.
+#   slapd is preseeded with slapd/no_configuration so its postinst creates no
+#   system directory (no /etc/ldap/slapd.d, no /var/lib/ldap database), and
+#   its service is disabled below: the system instance is never used.
 # No packaged daemon is started by this script (a temporary policy-rc.d
 # denies it), and the cyrus-imapd init script / unit shipped by cyrus-common
 # is disabled so that no system cyrmaster takes port 143 at the next boot.
@@ -21,12 +27,15 @@ CYRUS_DIR=${MSAPROXY_CYRUS_DIR:-/opt/msaproxy-test/cyrus}
 # (the demo and tests run private instances from their own config dirs).
 echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
 echo "postfix postfix/mailname string localhost" | debconf-set-selections
+# slapd: binaries only, no system directory (see above).
+echo "slapd slapd/no_configuration boolean true" | debconf-set-selections
 PKGS="build-essential autoconf automake libtool pkg-config clang libclang-rt-14-dev
   libevent-dev libssl-dev libsasl2-dev libsasl2-modules libsasl2-modules-db libsasl2-modules-gssapi-mit
   sasl2-bin libkrb5-dev krb5-kdc krb5-admin-server krb5-user libconfig-dev
   libcmocka-dev libjansson-dev postfix python3 python3-pytest python3-gssapi
   swaks msmtp faketime valgrind openssl procps iproute2 ca-certificates
-  dovecot-core dovecot-imapd dovecot-gssapi cyrus-common"
+  dovecot-core dovecot-imapd dovecot-gssapi cyrus-common
+  libldap-dev slapd ldap-utils"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"
@@ -75,6 +84,16 @@ if ! dpkg-query -W -f='${Status}' cyrus-imapd 2>/dev/null | grep -q 'install ok 
   if command -v deb-systemd-helper >/dev/null 2>&1; then
     deb-systemd-helper disable cyrus-imapd.service >/dev/null 2>&1 || true
   fi
+fi
+
+# The packaged slapd would serve /etc/ldap/slapd.d at boot; the tests run
+# their own slapd, so keep the system one off (it has no configuration
+# anyway: slapd/no_configuration above).
+if [ -x /etc/init.d/slapd ]; then
+  update-rc.d slapd disable >/dev/null 2>&1 || true
+fi
+if command -v deb-systemd-helper >/dev/null 2>&1; then
+  deb-systemd-helper disable slapd.service >/dev/null 2>&1 || true
 fi
 
 # The Cyrus imapd binary (and its siblings) without the cyrus-imapd package.

@@ -18,6 +18,7 @@
 
 struct conf;
 struct imap_pool;
+struct mailhost_dir;
 
 struct burl_worker;
 
@@ -29,6 +30,8 @@ struct burl_worker *burl_worker_new(struct event_base *base,
 void burl_worker_free(struct burl_worker **bwp);
 
 struct imap_pool *burl_worker_pool(struct burl_worker *bw);
+/* The mailHost directory for BURL_ACCESS $M, or NULL if none. */
+struct mailhost_dir *burl_worker_mailhost(struct burl_worker *bw);
 
 /* Can server i be used now (its credentials are in hand)?  What EHLO
  * advertises depends on it: nothing is offered that cannot work. */

@@ -58,29 +58,54 @@ burl_same_user(const char *local_domains, const char *a, const char *b,
 	return la > 0 && la == lb && strncasecmp(a, b, la) == 0;
 }
 
-int
-burl_find_server(const struct conf_burl *cb, const struct imapurl *u)
+/* Split an authority "host", "host:port", "[v6]" or "[v6]:port". */
+static void
+split_authority(const char *a, size_t *hl, unsigned *port)
+{
+	const char *colon = a[0] == '[' ? strstr(a, "]:") : strrchr(a, ':');
+
+	if (colon != NULL && a[0] == '[')
+		colon++;
+	*hl = colon != NULL ? (size_t)(colon - a) : strlen(a);
+	*port = colon != NULL ? (unsigned)strtoul(colon + 1, NULL, 10) : 143;
+}
+
+static int
+find(const struct conf_burl *cb, const char *host, size_t hostlen,
+     unsigned port)
 {
 	size_t i;
 
 	/* "host" means port 143 (RFC 5092 3: the default port); compare
 	 * host case-blind and the port as a number */
 	for (i = 0; i < cb->server_count; i++) {
-		const char *a = cb->servers[i].authority;
-		const char *colon = a[0] == '[' ? strstr(a, "]:") : strrchr(a, ':');
 		size_t hl;
-		unsigned port = 143;
+		unsigned p;
 
-		if (colon != NULL && a[0] == '[')
-			colon++;
-		hl = colon != NULL ? (size_t)(colon - a) : strlen(a);
-		if (colon != NULL)
-			port = (unsigned)strtoul(colon + 1, NULL, 10);
-		if (hl == strlen(u->host) && strncasecmp(a, u->host, hl) == 0 &&
-		    port == u->port)
+		split_authority(cb->servers[i].authority, &hl, &p);
+		if (hl == hostlen && p == port &&
+		    strncasecmp(cb->servers[i].authority, host, hl) == 0)
 			return (int)i;
 	}
 	return -1;
+}
+
+int
+burl_find_server(const struct conf_burl *cb, const struct imapurl *u)
+{
+	return find(cb, u->host, strlen(u->host), u->port);
+}
+
+int
+burl_find_authority(const struct conf_burl *cb, const char *authority)
+{
+	size_t hl;
+	unsigned port;
+
+	split_authority(authority, &hl, &port);
+	if (port == 0 || port > 65535)
+		return -1;
+	return find(cb, authority, hl, port);
 }
 
 static void refuse(struct burl_verdict *v, enum smtp_reply_id r,

@@ -41,6 +41,7 @@ struct burl_verdict {
 	char reply_text[512];		/* a $N reply of the table's own */
 	int disconnect;			/* $I */
 	int tls;			/* -1 the default, 1 $T, 0 $X */
+	int mailhost;			/* $M: server decided by the mailHost */
 };
 
 /* Decide for URL u, sent by `identity` ("" when not authenticated), at
@@ -59,6 +60,8 @@ void burl_server_check(const struct conf_burl *cb, size_t i,
 
 /* The trusted server the URL's authority names, or -1. */
 int burl_find_server(const struct conf_burl *cb, const struct imapurl *u);
+/* The trusted server for "host" or "host:port" (a mailHost), or -1. */
+int burl_find_authority(const struct conf_burl *cb, const char *authority);
 
 /* equal() above; *mapped set to 1 if a local domain was stripped. */
 int burl_same_user(const char *local_domains, const char *a, const char *b,

@@ -1155,6 +1155,10 @@ class Msaproxy:
                          "backend_connect": 3, "backend_command": 5,
                          "backend_data": 10, "shutdown": 3},
         }
+        if os.environ.get("MSAPROXY_TEST_AUDIT") and "audit" not in (overrides or {}):
+            # the whole suite with the durable audit trail on (every session
+            # flow through its hooks): MSAPROXY_TEST_AUDIT=1 pytest ...
+            conf["audit"] = {"enabled": True, "file": str(self.dir / "audit.log")}
         deep_merge(conf, overrides or {})
         self.ports = {}
         for lst in conf["listeners"]:

@@ -87,8 +87,8 @@ def burl_keyword(r):
     return None
 
 
-def envelope(c, rcpt="bob@example.net"):
-    r = c.cmd("MAIL FROM:<alice@example.org>")
+def envelope(c, rcpt="bob@example.net", sender="alice@example.org"):
+    r = c.cmd(f"MAIL FROM:<{sender}>")
     assert r.code == 250, r
     r = c.cmd(f"RCPT TO:<{rcpt}>")
     assert r.code == 250, r

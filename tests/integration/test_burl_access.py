@@ -224,3 +224,89 @@ def test_table_errors_reported_with_lines(sasldb, cyrus_imap, submit_pwfile, tab
         assert f"{bad}:4:" in out and f"{bad}:5:" in out, out
     finally:
         m.cleanup()
+
+
+# ---------------------------------------------------------------- $M: mailHost
+
+SEED_M = """BURL_ACCESS
+
+   *|tcp_*|%*|                                imap$Y
+   *|*@*|imap://*;URLAUTH=submit+$1*:*        $:A$M$Y
+"""
+
+
+def test_mailhost_from_map_file(cyrus_imap, sasldb, submit_pwfile, table, tmp_path,
+                                fake_chunking, proxy_factory):
+    """The seed table's $M: the fetch goes to the user's mailHost, whatever
+    host the URL names.  alice's mailHost is a second trusted server (a fake
+    that answers with its own content: that content arriving proves the
+    routing); bob's is not trusted (554 5.7.14, no connection)."""
+    decoy_body = b"From: <decoy@example.org>\r\nSubject: from the mailHost\r\n\r\nhi\r\n"
+    decoy = ims.HostileImap("ok", body=decoy_body).start()
+    try:
+        mapf = tmp_path / "mailhosts"
+        mapf.write_text("# user  mailHost\nalice  decoy.example\n"
+                        "bob     untrusted.example\n")
+        conf = access_conf(sasldb, cyrus_imap, submit_pwfile, table(SEED_M))
+        conf["burl"]["imap_servers"].append(
+            {"name": "decoy", "authority": "decoy.example",
+             "address": f"127.0.0.1:{decoy.port}", "tls": "none",
+             "credentials": "password", "user": "submit",
+             "password_file": str(submit_pwfile)})
+        conf["burl"]["mailhost"] = {"map_file": str(mapf)}
+        p = proxy_factory(fake_chunking, conf)
+        with p.client() as c:
+            login(c, "alice")
+            envelope(c)
+            c.expect(f"BURL {draft(cyrus_imap)} LAST", 250, "2.0.0")
+        [t] = fake_chunking.wait_transactions(1)
+        assert received_and_body(t["content"])[1] == decoy_body
+        assert decoy.connection_count() == 1
+        with p.client() as c:
+            login(c, "bob")
+            envelope(c, sender="bob@example.org")
+            c.expect(f"BURL {draft(cyrus_imap, user='bob')} LAST", 554, "5.7.14")
+        assert "untrusted.example is not a trusted IMAP server" in p.log()
+    finally:
+        decoy.stop()
+
+
+def test_mailhost_from_ldap(cyrus_imap, sasldb, submit_pwfile, table, fake_chunking,
+                            proxy_factory):
+    """mailHost from a real slapd: alice's is imap1.example.com, which the
+    trust set maps to the Cyrus server (the URL still names localhost, as
+    Cyrus wrote it); bob's, imap2.example.com:10143, is not trusted; with the
+    directory down a BURL is a temporary failure."""
+    import ldap_server
+    if ldap_server.slapd_missing():
+        pytest.skip(ldap_server.slapd_missing())
+    s = ldap_server.Slapd()
+    try:
+        s.start()
+        conf = access_conf(sasldb, cyrus_imap, submit_pwfile, table(SEED_M))
+        conf["burl"]["imap_servers"].append(dict(
+            conf["burl"]["imap_servers"][0], name="imap1",
+            authority="imap1.example.com"))
+        conf["burl"]["mailhost"] = {"ldap_uri": s.uri, "ldap_base": ldap_server.PEOPLE,
+                                    "timeout": 2, "cache_ttl": 1, "negative_ttl": 1}
+        p = proxy_factory(fake_chunking, conf)
+        with p.client() as c:
+            login(c, "alice")
+            envelope(c)
+            c.expect(f"BURL {draft(cyrus_imap)} LAST", 250, "2.0.0")
+        [t] = fake_chunking.wait_transactions(1)
+        assert received_and_body(t["content"])[1] == MSG
+        assert "mailHost imap1.example.com is imap1" in p.log()
+        with p.client() as c:
+            login(c, "bob")
+            envelope(c, sender="bob@example.org")
+            c.expect(f"BURL {draft(cyrus_imap, user='bob')} LAST", 554, "5.7.14")
+        s.stop()
+        import time
+        time.sleep(1.5)                 # past the cache TTL
+        with p.client() as c:
+            login(c, "alice")
+            envelope(c)
+            c.expect(f"BURL {draft(cyrus_imap)} LAST", 451, "4.4.1")
+    finally:
+        s.cleanup()

@@ -280,6 +280,18 @@ assert_defaults(const struct conf *conf)
 	assert_string_equal(conf->sasl.sender_domains, "");
 	assert_int_equal(conf->sasl.received_auth_comment, 0);
 	assert_int_equal(conf->sasl.received_tls_comment, 0);
+
+	assert_int_equal(conf->audit.enabled, 0);
+	assert_string_equal(conf->audit.file, "/var/log/msaproxy/audit.log");
+	assert_int_equal(conf->audit.fsync, 1);
+	assert_int_equal(conf->audit.verdict_fsync, 0);
+	assert_string_equal(conf->audit.hmac_key_file, "");
+	assert_int_equal(conf->audit.rotate_size, 100 * 1024 * 1024);
+	assert_int_equal(conf->audit.rotate_interval, 86400);
+	assert_int_equal(conf->audit.syslog, 0);
+	assert_string_equal(conf->audit.syslog_address.text, "/dev/log");
+	assert_true(conf->audit.syslog_address.is_unix);
+	assert_int_equal(conf->audit.timeout, 30);
 }
 
 static void
@@ -556,6 +568,24 @@ static const struct range_case range_cases[] = {
 	  "'sasl.keytab' = \"/etc/a\\x0ab\": control characters are not "
 	  "allowed in a path" },
 	{ "sasl", "colour", "true", "unknown key 'colour' in section 'sasl'" },
+	{ "audit", "rotate_size", "0", NULL },
+	{ "audit", "rotate_size", "\"4K\"", NULL },
+	{ "audit", "rotate_size", "\"1K\"",
+	  "'audit.rotate_size' must be 0 (no size rotation) or at least 4K" },
+	{ "audit", "rotate_interval", "0", NULL },
+	{ "audit", "rotate_interval", "2678401",
+	  "'audit.rotate_interval' = 2678401 is out of range (0..2678400)" },
+	{ "audit", "timeout", "0",
+	  "'audit.timeout' = 0 is out of range (1..3600)" },
+	{ "audit", "timeout", "3600", NULL },
+	{ "audit", "fsync", "1",
+	  "'audit.fsync' must be a boolean (true or false), not an integer" },
+	{ "audit", "syslog_address", "\"127.0.0.1:514\"", NULL },
+	{ "audit", "syslog_address", "\"localhost:514\"",
+	  "'audit.syslog_address' = \"localhost:514\": not a numeric IPv4 "
+	  "address (host names are not resolved)" },
+	{ "audit", "file", "\"relative.log\"", NULL },	/* not enabled */
+	{ "audit", "colour", "true", "unknown key 'colour' in section 'audit'" },
 };
 
 static void
@@ -596,6 +626,34 @@ test_ranges(void **state)
 			assert_int_equal(error_count(), 1);
 		}
 	}
+}
+
+/* The audit section's checks across keys. */
+static void
+test_audit(void **state)
+{
+	struct conf *conf;
+
+	(void)state;
+	conf = load_ok(MINIMAL "audit = {\n  enabled = true;\n"
+		       "  file = \"/var/log/a.log\";\n  verdict_fsync = true;\n"
+		       "  syslog = true;\n  syslog_address = \"/run/log\";\n};\n");
+	assert_int_equal(conf->audit.enabled, 1);
+	assert_string_equal(conf->audit.file, "/var/log/a.log");
+	assert_int_equal(conf->audit.verdict_fsync, 1);
+	assert_string_equal(conf->audit.syslog_address.text, "/run/log");
+	conf_free(&conf);
+	/* enabled: the file must be absolute, the key file readable */
+	conf = load_text(MINIMAL "audit = {\n  enabled = true;\n"
+			 "  file = \"audit.log\";\n};\n");
+	assert_null(conf);
+	assert_error_line(5, "'audit.file' must be an absolute path");
+	conf = load_text(MINIMAL "audit = {\n  enabled = true;\n"
+			 "  hmac_key_file = \"/nonexistent/key\";\n};\n");
+	assert_null(conf);
+	assert_error_line(5, "'audit.hmac_key_file' /nonexistent/key: No such "
+			  "file or directory");
+	assert_int_equal(error_count(), 1);
 }
 
 static void
@@ -1936,6 +1994,7 @@ main(void)
 		cmocka_unit_test(test_burl),
 		cmocka_unit_test(test_etrn),
 		cmocka_unit_test(test_etrn_errors),
+		cmocka_unit_test(test_audit),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -125,9 +125,6 @@ static const struct reply_expect expected[] = {
 	{ R_BURL_TOO_BIG, 554, "5.3.4", NULL },
 	{ R_BURL_8BIT, 554, "5.6.3", NULL },
 	{ R_BURL_TOO_MANY, 421, "4.7.0", NULL },
-	{ R_BURL_ACCESS_TABLE_DENIED, 533, "5.7.1", NULL },
-	{ R_BURL_FORCED_DISCONNECT, 421, "4.7.0", NULL },
-	{ R_BURL_NO_MAILHOST, 533, "5.7.1", NULL },
 	{ R_ETRN_NO_NODE, 500, "5.5.2", NULL },
 	{ R_ETRN_SYNTAX, 501, "5.5.4", NULL },
 	{ R_ETRN_IN_TX, 503, "5.5.1", NULL },
@@ -137,6 +134,10 @@ static const struct reply_expect expected[] = {
 	{ R_ETRN_UNAVAIL, 458, "4.4.1", "%s" },
 	{ R_ETRN_LOST, 458, "4.4.2", "%s" },
 	{ R_ETRN_BACKEND_REFUSED, 458, "4.3.5", "%s" },
+	{ R_BURL_ACCESS_TABLE_DENIED, 533, "5.7.1", NULL },
+	{ R_BURL_FORCED_DISCONNECT, 421, "4.7.0", NULL },
+	{ R_BURL_NO_MAILHOST, 533, "5.7.1", NULL },
+	{ R_AUDIT_UNAVAIL, 451, "4.3.0", NULL },
 };
 
 /* The list above covers every id exactly once, in order. */
