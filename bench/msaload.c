@@ -4,7 +4,9 @@
  * One libevent loop drives -c concurrent client sessions against one SMTP
  * server.  Each session connects, reads the greeting, sends EHLO
  * (optionally STARTTLS + EHLO, AUTH PLAIN) and then transactions of one
- * message each: MAIL, RCPT x r, DATA + message + "." (or BDAT n LAST).
+ * message each: MAIL, RCPT x r, DATA + message + "." (or BDAT n LAST, or
+ * with --burl "BURL <url> LAST": the server fetches the content itself from
+ * an IMAP server, RFC 4468).
  * Every reply is checked strictly (RFC 5321 4.2: three digits, "-" or SP,
  * the same code on every line of a multi-line reply, CRLF endings, no
  * reply nobody asked for; an unasked 421 is counted as a server shutdown)
@@ -89,13 +91,14 @@ enum cmd {
 	CMD_DATA,
 	CMD_DOT,
 	CMD_BDAT,
+	CMD_BURL,
 	CMD_RSET,
 	CMD_QUIT,
 };
 
 static const char *const cmd_names[] = {
 	"greeting", "EHLO", "STARTTLS", "AUTH", "MAIL", "RCPT", "DATA",
-	"end of data", "BDAT", "RSET", "QUIT",
+	"end of data", "BDAT", "BURL", "RSET", "QUIT",
 };
 
 /* Why a session failed; one counter each. */
@@ -136,6 +139,24 @@ enum phase {
 #define CAP_CHUNKING	0x02
 #define CAP_STARTTLS	0x04
 #define CAP_AUTH_PLAIN	0x08
+#define CAP_BURL	0x10
+
+/* A BURL URL: RFC 4468 sets no limit; this is plenty for the URLs IMAP
+ * servers generate (about 150 octets). */
+#define BURL_URL_MAX	4000
+#define BURL_URLS_MAX	1000000
+
+/*
+ * --burl: a user and the URLs it sends, round robin.  Without credentials
+ * in --burl-file there is one, authenticated with --auth.
+ */
+struct buser {
+	char	*auth_cmd;	/* "AUTH PLAIN b64\r\n" */
+	char	*creds;		/* USER:PASS, to match lines; NULL: --auth */
+	char	**cmds;		/* "BURL <url> LAST\r\n" each */
+	size_t	*lens;
+	size_t	 n, cap, next;
+};
 
 struct sess {
 	TAILQ_ENTRY(sess)	 entry;
@@ -144,6 +165,8 @@ struct sess {
 	int			 tls;		/* TLS layer is up */
 	int			 tls_offered;	/* a session was offered */
 	int			 authed;
+	int			 ehlo_after_auth;	/* --burl: EHLO sent again */
+	struct buser		*bu;		/* --burl: whose URLs */
 	int			 has_msg;	/* holds a reserved message */
 	int			 counted_ready;	/* idle mode bookkeeping */
 	unsigned int		 caps;		/* from the latest EHLO */
@@ -195,6 +218,8 @@ static struct {
 	int		 allow_remote;
 	int		 quiet;
 	const char	*auth;		/* USER:PASS */
+	const char	*burl;		/* --burl URL */
+	const char	*burl_file;	/* --burl-file FILE */
 } opt = {
 	.host = "127.0.0.1",
 	.port = 0,
@@ -234,6 +259,11 @@ static struct {
 	char			*bdat_payload;	/* "BDAT n LAST\r\n" + message */
 	size_t			 bdat_len;
 	char			*auth_cmd;	/* "AUTH PLAIN b64\r\n" */
+	struct buser		*busers;	/* --burl: who sends which URLs */
+	size_t			 nbusers;
+	size_t			 buser_next;	/* round robin over sessions */
+	size_t			 burl_count;	/* URLs, all users */
+	long			 burl_reehlo;	/* sessions that needed it */
 	/* counters */
 	long			 reserved;	/* messages handed to sessions */
 	long			 sent;		/* MAIL written */
@@ -281,7 +311,11 @@ static long	parse_long(const char *, const char *, long, long);
 static double	parse_secs(const char *, const char *);
 static int	target_setup(void);
 static void	payloads_build(void);
-static void	auth_build(void);
+static char	*auth_build(const char *, const char *);
+static struct buser *buser_get(const char *);
+static int	burl_add(struct buser *, const char *, size_t, const char *,
+		    long);
+static void	burl_build(void);
 static void	tls_setup(void);
 static int	tls_new_session(SSL *, SSL_SESSION *);
 static void	tls_done(struct sess *);
@@ -330,6 +364,7 @@ usage(void)
 	    "[--pipelining] [--bdat]\n"
 	    "               [--starttls [--tls-resume]] [--auth USER:PASS] "
 	    "[--idle N [--hold SEC]]\n"
+	    "               [--burl URL | --burl-file FILE]\n"
 	    "               [--timeout SEC] [--grace SEC] "
 	    "[--max-errors N] [--allow-remote]\n"
 	    "  -c  concurrent sessions (10); in --idle mode: handshakes in "
@@ -341,7 +376,14 @@ usage(void)
 	    "  --tls-resume  keep the first TLS session (ticket) and offer it "
 	    "on every\n"
 	    "      later handshake; the report's tls line counts the resumed "
-	    "ones\n");
+	    "ones\n"
+	    "  --burl URL  send \"BURL URL LAST\" (RFC 4468) instead of the "
+	    "message; needs\n"
+	    "      --auth; -s then only sizes the payload_MB_per_s figure\n"
+	    "  --burl-file FILE  one URL per line, used round robin; lines "
+	    "\"USER:PASS URL\"\n"
+	    "      spread the sessions over several users, each sending its "
+	    "own URLs\n");
 	exit(1);
 }
 
@@ -588,26 +630,29 @@ payloads_build(void)
 	free(msg);
 }
 
-/* RFC 4616: AUTH PLAIN with an initial response (RFC 4954 4). */
-static void
-auth_build(void)
+/*
+ * RFC 4616: AUTH PLAIN with an initial response (RFC 4954 4), for
+ * creds = USER:PASS; what names the option or file in messages.
+ */
+static char *
+auth_build(const char *creds, const char *what)
 {
 	const char *colon;
 	unsigned char *raw;
 	size_t ulen, plen, rawlen, b64len, cmdlen;
-	char *b64;
+	char *b64, *cmd;
 
-	if ((colon = strchr(opt.auth, ':')) == NULL || colon == opt.auth)
-		die("--auth: expected USER:PASS");
-	ulen = colon - opt.auth;
+	if ((colon = strchr(creds, ':')) == NULL || colon == creds)
+		die("%s: expected USER:PASS", what);
+	ulen = colon - creds;
 	plen = strlen(colon + 1);
 	rawlen = 1 + ulen + 1 + plen;
 	if (rawlen > 1024)
-		die("--auth: too long");
+		die("%s: too long", what);
 	if ((raw = malloc(rawlen)) == NULL)
 		die("out of memory");
 	raw[0] = '\0';
-	memcpy(raw + 1, opt.auth, ulen);
+	memcpy(raw + 1, creds, ulen);
 	raw[1 + ulen] = '\0';
 	memcpy(raw + 2 + ulen, colon + 1, plen);
 	b64len = 4 * ((rawlen + 2) / 3);
@@ -615,13 +660,148 @@ auth_build(void)
 		die("out of memory");
 	EVP_EncodeBlock((unsigned char *)b64, raw, rawlen);
 	cmdlen = sizeof("AUTH PLAIN \r\n") + b64len;
-	if ((run.auth_cmd = malloc(cmdlen)) == NULL)
+	if ((cmd = malloc(cmdlen)) == NULL)
 		die("out of memory");
-	snprintf(run.auth_cmd, cmdlen, "AUTH PLAIN %s\r\n", b64);
+	snprintf(cmd, cmdlen, "AUTH PLAIN %s\r\n", b64);
 	OPENSSL_cleanse(raw, rawlen);
 	OPENSSL_cleanse(b64, b64len);
 	free(raw);
 	free(b64);
+	return cmd;
+}
+
+/* The --burl user with these credentials (NULL: --auth's), made if new. */
+static struct buser *
+buser_get(const char *creds)
+{
+	struct buser *nb, *u;
+	size_t i;
+
+	for (i = 0; i < run.nbusers; i++) {
+		u = &run.busers[i];
+		if ((creds == NULL && u->creds == NULL) || (creds != NULL &&
+		    u->creds != NULL && strcmp(creds, u->creds) == 0))
+			return u;
+	}
+	if (creds == NULL && opt.auth == NULL)
+		die("--burl needs --auth (BURL is for authenticated "
+		    "submission, RFC 4468 section 3), or USER:PASS before "
+		    "each URL in --burl-file");
+	if ((nb = realloc(run.busers, (run.nbusers + 1) * sizeof(*nb))) ==
+	    NULL)
+		die("out of memory");
+	run.busers = nb;
+	u = &run.busers[run.nbusers++];
+	memset(u, 0, sizeof(*u));
+	if (creds == NULL)
+		u->auth_cmd = run.auth_cmd;
+	else {
+		if ((u->creds = strdup(creds)) == NULL)
+			die("out of memory");
+		u->auth_cmd = auth_build(creds, "--burl-file credentials");
+	}
+	return u;
+}
+
+/*
+ * One "BURL <url> LAST" command, prebuilt.  The URL must be one token of
+ * visible US-ASCII (RFC 4468: the argument is an absolute IMAP URL; a space
+ * or a control character would change the command).  Returns -1 (with a
+ * message naming where) if it is unusable.
+ */
+static int
+burl_add(struct buser *u, const char *url, size_t len, const char *where,
+    long lineno)
+{
+	char **nc;
+	size_t *nl, i;
+
+	if (len == 0 || len > BURL_URL_MAX) {
+		fprintf(stderr, "msaload: %s:%ld: URL %s\n", where, lineno,
+		    len ? "too long" : "empty");
+		return -1;
+	}
+	for (i = 0; i < len; i++)
+		if ((unsigned char)url[i] <= ' ' ||
+		    (unsigned char)url[i] >= 0x7f) {
+			fprintf(stderr, "msaload: %s:%ld: URL has a space, "
+			    "control or non-ASCII character at offset %zu\n",
+			    where, lineno, i);
+			return -1;
+		}
+	if (run.burl_count >= BURL_URLS_MAX) {
+		fprintf(stderr, "msaload: %s: more than %d URLs\n", where,
+		    BURL_URLS_MAX);
+		return -1;
+	}
+	if (u->n == u->cap) {
+		u->cap = u->cap ? u->cap * 2 : 64;
+		if ((nc = realloc(u->cmds, u->cap * sizeof(*nc))) == NULL)
+			die("out of memory");
+		u->cmds = nc;
+		if ((nl = realloc(u->lens, u->cap * sizeof(*nl))) == NULL)
+			die("out of memory");
+		u->lens = nl;
+	}
+	if ((u->cmds[u->n] = malloc(len + 12)) == NULL)
+		die("out of memory");
+	memcpy(u->cmds[u->n], "BURL ", 5);
+	memcpy(u->cmds[u->n] + 5, url, len);
+	memcpy(u->cmds[u->n] + 5 + len, " LAST\r\n", 7);
+	u->lens[u->n] = len + 12;
+	u->n++;
+	run.burl_count++;
+	return 0;
+}
+
+/*
+ * --burl URL, or --burl-file: one URL per line, or "USER:PASS URL" (the
+ * sessions are spread round robin over the users, and each sends its own
+ * user's URLs); CRLF or LF; blank lines and lines starting with '#' are
+ * skipped.
+ */
+static void
+burl_build(void)
+{
+	FILE *f;
+	char *line = NULL, *url, *sp;
+	size_t cap = 0;
+	ssize_t n;
+	long lineno = 0;
+	int bad = 0;
+
+	if (opt.burl != NULL) {
+		if (burl_add(buser_get(NULL), opt.burl, strlen(opt.burl),
+		    "--burl", 1) == -1)
+			exit(1);
+		return;
+	}
+	if ((f = fopen(opt.burl_file, "r")) == NULL)
+		die("--burl-file %s: %s", opt.burl_file, strerror(errno));
+	while ((n = getline(&line, &cap, f)) != -1) {
+		lineno++;
+		while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+			line[--n] = '\0';
+		if (n == 0 || line[0] == '#')
+			continue;
+		url = line;
+		if ((sp = strpbrk(line, " \t")) != NULL) {
+			*sp++ = '\0';
+			url = sp + strspn(sp, " \t");
+			n -= url - line;
+		}
+		if (burl_add(buser_get(url == line ? NULL : line), url, n,
+		    opt.burl_file, lineno) == -1)
+			bad = 1;
+	}
+	if (ferror(f))
+		die("--burl-file %s: read error", opt.burl_file);
+	fclose(f);
+	free(line);
+	if (bad)
+		exit(1);
+	if (run.burl_count == 0)
+		die("--burl-file %s: no URL", opt.burl_file);
 }
 
 static void
@@ -753,6 +933,8 @@ sess_start(void)
 		die("out of memory");
 	s->has_msg = opt.idle == 0;
 	s->pend_cap = opt.rcpts + 8;
+	if (run.nbusers > 0)
+		s->bu = &run.busers[run.buser_next++ % run.nbusers];
 	if ((s->pend = malloc(s->pend_cap)) == NULL)
 		die("out of memory");
 	TAILQ_INSERT_TAIL(&run.sessions, s, entry);
@@ -899,17 +1081,38 @@ sess_setup_next(struct sess *s)
 		sess_send(s, "STARTTLS\r\n", 10);
 		return 0;
 	}
-	if (opt.auth != NULL && !s->authed) {
+	if ((opt.auth != NULL || s->bu != NULL) && !s->authed) {
+		const char *cmd = s->bu != NULL ? s->bu->auth_cmd :
+		    run.auth_cmd;
+
 		if (!(s->caps & CAP_AUTH_PLAIN)) {
 			sess_fail(s, ERR_CAPABILITY, "no AUTH PLAIN advertised");
 			return -1;
 		}
 		pend_push(s, CMD_AUTH);
-		sess_send(s, run.auth_cmd, strlen(run.auth_cmd));
+		sess_send(s, cmd, strlen(cmd));
 		return 0;
 	}
 	if (opt.bdat && !(s->caps & CAP_CHUNKING)) {
 		sess_fail(s, ERR_CAPABILITY, "--bdat: no CHUNKING advertised");
+		return -1;
+	}
+	if (run.burl_count > 0 && !(s->caps & CAP_BURL)) {
+		/*
+		 * A server may offer BURL only after AUTH (msaproxy does:
+		 * RFC 4468 section 3 lets it depend on the authenticated
+		 * identity): ask again once.
+		 */
+		if (s->authed && !s->ehlo_after_auth) {
+			s->ehlo_after_auth = 1;
+			run.burl_reehlo++;
+			pend_push(s, CMD_EHLO);
+			sess_send(s, "EHLO " EHLO_NAME "\r\n",
+			    sizeof("EHLO " EHLO_NAME "\r\n") - 1);
+			return 0;
+		}
+		sess_fail(s, ERR_CAPABILITY, "--burl: no BURL advertised%s",
+		    s->authed ? " (also not after AUTH)" : "");
 		return -1;
 	}
 	samples_add(&run.setup, (now() - s->t_start) * 1000);
@@ -990,7 +1193,13 @@ tx_send_content(struct sess *s)
 {
 	struct evbuffer *out = bufferevent_get_output(s->bev);
 
-	if (opt.bdat) {
+	if (s->bu != NULL) {
+		size_t k = s->bu->next++ % s->bu->n;
+
+		evbuffer_add_reference(out, s->bu->cmds[k], s->bu->lens[k],
+		    NULL, NULL);
+		pend_push(s, CMD_BURL);
+	} else if (opt.bdat) {
 		evbuffer_add_reference(out, run.bdat_payload, run.bdat_len,
 		    NULL, NULL);
 		pend_push(s, CMD_BDAT);
@@ -1103,6 +1312,8 @@ ehlo_capability(struct sess *s, const char *text, size_t len)
 		s->caps_new |= CAP_CHUNKING;
 	else if (strcmp(kw, "STARTTLS") == 0)
 		s->caps_new |= CAP_STARTTLS;
+	else if (strcmp(kw, "BURL") == 0)
+		s->caps_new |= CAP_BURL;
 	else if (strcmp(kw, "AUTH") == 0) {
 		/* Look for the mechanism PLAIN as a whole word. */
 		for (i = k; i + 5 <= len; i++) {
@@ -1271,6 +1482,7 @@ reply_done(struct sess *s, enum cmd c, int code)
 		return 0;
 	case CMD_DOT:
 	case CMD_BDAT:
+	case CMD_BURL:
 		if (s->pend_len > 0) {
 			sess_fail(s, ERR_PROTOCOL, "replies out of step");
 			return -1;
@@ -1577,7 +1789,9 @@ report(void)
 	printf("== msaload results ==\n");
 	printf("target        %s:%d tls=%s auth=%s mode=%s pipelining=%s\n",
 	    opt.host, opt.port, opt.starttls ? "starttls" : "none",
-	    opt.auth ? "plain" : "none", opt.bdat ? "BDAT" : "DATA",
+	    opt.auth || run.nbusers ? "plain" : "none",
+	    run.burl_count ? "BURL" :
+	    opt.bdat ? "BDAT" : "DATA",
 	    opt.pipelining ? "yes" : "no");
 	if (opt.idle > 0)
 		printf("params        idle=%ld handshakes_in_flight=%d "
@@ -1613,6 +1827,17 @@ report(void)
 	    "(connect -> ready)\n", run.setup.n, samples_pct(&run.setup, 50),
 	    samples_pct(&run.setup, 90), samples_pct(&run.setup, 99),
 	    samples_pct(&run.setup, 100));
+	if (run.burl_count > 0) {
+		size_t used = 0, k;
+
+		for (k = 0; k < run.nbusers; k++)
+			used += run.busers[k].next < run.busers[k].n ?
+			    run.busers[k].next : run.busers[k].n;
+		printf("burl          urls=%zu users=%zu used=%zu "
+		    "ehlo_after_auth=%ld (size %zu is nominal: the server "
+		    "fetched the content)\n", run.burl_count, run.nbusers,
+		    used, run.burl_reehlo, opt.size);
+	}
 	if (opt.starttls)
 		printf("tls           handshakes=%ld resumed=%ld offered=%ld "
 		    "resumed_ratio=%.3f full=%s resumed_as=%s\n",
@@ -1640,6 +1865,8 @@ main(int argc, char *argv[])
 		{ "starttls",		no_argument,		NULL, 'T' },
 		{ "tls-resume",		no_argument,		NULL, 'S' },
 		{ "auth",		required_argument,	NULL, 'A' },
+		{ "burl",		required_argument,	NULL, 'U' },
+		{ "burl-file",		required_argument,	NULL, 'F' },
 		{ "idle",		required_argument,	NULL, 'I' },
 		{ "hold",		required_argument,	NULL, 'O' },
 		{ "timeout",		required_argument,	NULL, 'W' },
@@ -1700,6 +1927,12 @@ main(int argc, char *argv[])
 		case 'A':
 			opt.auth = optarg;
 			break;
+		case 'U':
+			opt.burl = optarg;
+			break;
+		case 'F':
+			opt.burl_file = optarg;
+			break;
 		case 'I':
 			opt.idle = parse_long("--idle", optarg, 1, 1000000);
 			break;
@@ -1724,11 +1957,17 @@ main(int argc, char *argv[])
 		usage();
 	if (opt.tls_resume && !opt.starttls)
 		die("--tls-resume needs --starttls");
+	if (opt.burl != NULL && opt.burl_file != NULL)
+		die("--burl and --burl-file exclude each other");
+	if ((opt.burl != NULL || opt.burl_file != NULL) && opt.bdat)
+		die("--burl and --bdat exclude each other");
 
 	target_setup();
 	payloads_build();
 	if (opt.auth != NULL)
-		auth_build();
+		run.auth_cmd = auth_build(opt.auth, "--auth");
+	if (opt.burl != NULL || opt.burl_file != NULL)
+		burl_build();
 	if (opt.starttls)
 		tls_setup();
 	raise_nofile();
