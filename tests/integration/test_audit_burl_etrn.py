@@ -40,7 +40,7 @@ def test_burl_records(cyrus_imap, sasldb, submit_pwfile, fake_chunking,
     [d] = wait_for(auditdir, lambda r: r["type"] == "burl_denied")
     assert d["identity"] == "alice" and "bob" in d["reason"]
     assert d["reply"].startswith("554 5.7.1")
-    [t] = wait_for(auditdir, lambda r: r["type"] == "tx")
+    [t] = wait_for(auditdir, lambda r: r["type"] == "tx" and r["result"] == "delivered")
     assert "BURL" in json.dumps(t)
     raw = b"".join(open(f, "rb").read() for f in
                    [auditdir / "audit.log"])
