@@ -41,7 +41,7 @@
 #   --dovecot-only  Dovecot only (when msaproxy's BURL does not work yet)
 #   --pool-idle N / --pool-max N  max_idle_connections / max_connections
 #               of the Cyrus entry in msaproxy's burl section (default:
-#               msaproxy's defaults, 8 / 64)
+#               msaproxy's defaults, 64 / 64)
 #   --cyrus-preload SO  diagnostics only, not for reference figures:
 #               LD_PRELOAD for Cyrus imapd (e.g. a shim setting
 #               TCP_NODELAY on its sockets, see docs/PERFORMANCE.md)

@@ -552,3 +552,31 @@ def test_proxy_authorization_dovecot(dovecot_imap, sasldb, submit_pwfile,
         c.expect(f"BURL {bobs} LAST", 554, "5.7.1")
     [t] = fake_chunking.wait_transactions(1)
     assert received_and_body(t["content"])[1] == MSG
+
+
+def test_revoked_url(kdc_session, sasldb, submit_pwfile, fake_chunking, proxy_factory):
+    """RESETKEY (RFC 4467) revokes every URLAUTH alice generated: the next
+    BURL of such a URL resolves to nothing (554 5.6.6) and nothing is
+    delivered.  On a Cyrus of its own: Cyrus 3.6 cannot generate URLAUTHs for
+    a user after RESETKEY (docs/BURL.md), which must not affect other tests."""
+    cy = ims.CyrusImap(kdc=kdc_session)
+    try:
+        cy.start()
+        p = proxy_factory(fake_chunking, burl_conf(
+            sasldb, [cyrus_server(cy, password_file=submit_pwfile)]))
+        url = draft(cy)
+        with p.client() as c:
+            login(c)
+            envelope(c)
+            c.expect(f"BURL {url} LAST", 250, "2.0.0")
+        m = ims.imap_connect(cy.port, "alice", USERS["alice"])
+        typ, data = m._simple_command("RESETKEY")
+        assert typ == "OK", data
+        m.logout()
+        with p.client() as c:
+            login(c)
+            envelope(c)
+            c.expect(f"BURL {url} LAST", 554, "5.6.6")
+        assert len(fake_chunking.wait_transactions(1)) == 1
+    finally:
+        cy.cleanup()
