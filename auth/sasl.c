@@ -101,6 +101,7 @@ struct sasl_session {
 	size_t inbuf_size;
 	char *authcid;
 	char *authzid;
+	char attempted[256];		/* the authcid the client tried */
 };
 
 static struct {
@@ -269,14 +270,20 @@ canon_user_cb(sasl_conn_t *conn, void *context, const char *in,
 	      unsigned inlen, unsigned flags, const char *user_realm,
 	      char *out, unsigned out_max, unsigned *out_len)
 {
-	(void)context;
-	(void)flags;
+	struct sasl_session *ss = context;
+
 	(void)user_realm;
 	if (in == NULL || out == NULL || out_len == NULL)
 		return SASL_BADPARAM;
 	if (!valid_user_name(in, inlen)) {
 		sasl_seterror(conn, SASL_NOLOG, "malformed user name");
 		return SASL_BADPROT;
+	}
+	/* before any password check: what a failure is counted against */
+	if (ss != NULL && (flags & SASL_CU_AUTHID) &&
+	    inlen < sizeof(ss->attempted)) {
+		memcpy(ss->attempted, in, inlen);
+		ss->attempted[inlen] = '\0';
 	}
 	if (inlen >= out_max)
 		return SASL_BUFOVER;
@@ -904,6 +911,12 @@ const char *
 sasl_session_authcid(const struct sasl_session *ss)
 {
 	return ss != NULL && ss->state == SS_DONE ? ss->authcid : NULL;
+}
+
+const char *
+sasl_session_attempted(const struct sasl_session *ss)
+{
+	return ss != NULL && ss->attempted[0] != '\0' ? ss->attempted : NULL;
 }
 
 const char *

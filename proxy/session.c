@@ -38,6 +38,7 @@
 #include "imapurl.h"
 #include "burl_policy.h"
 #include "mailhost.h"
+#include "rate_limits.h"
 
 static const char *const state_names[S_STATE_COUNT] = {
 	[S_PROXY_HDR] = "PROXY_HDR", [S_GREETING] = "GREETING",
@@ -52,6 +53,8 @@ static void relay(struct session *s, const struct backend_reply *r,
 static void session_read_content(struct session *s);
 static void session_greet(struct session *s);
 static void start_greeting(struct session *s);
+static void session_admit(struct session *s, limits_done_fn next);
+static void admitted_then_greet(struct session *s, int refused);
 static void set_timeout(struct session *s);
 
 static void be_on_reply(void *ctx, uint32_t tag, const struct backend_reply *r);
@@ -581,6 +584,10 @@ run_commands(struct session *s)
 		    (s->outstanding >= s->conf->limits.max_pipelined ||
 		    !smtp_cmd_may_pipeline(s, cmd.verb, cmd.args)))
 			break;
+		/* counters the command checks (rate_limits): with Redis it
+		 * waits for them here, and holds the commands behind it */
+		if (limits_gate(s, cmd.verb, cmd.args) == LIMITS_WAIT)
+			break;
 		s->have_line = 0;
 		smtp_cmd_dispatch(s, cmd.verb, cmd.args);
 	}
@@ -936,6 +943,7 @@ burl_on_done(void *ctx, enum imap_fetch_result r, const char *reason,
 	enum smtp_reply_id fail = R_REPLY_COUNT;
 
 	tx->burl_fetch = NULL;		/* gone with this callback */
+	limits_burl_fetched(s, total);
 	switch (r) {
 	case IMAP_FETCH_OK:
 		if (total == 0)
@@ -1188,6 +1196,7 @@ final_reply(struct session *s, const struct backend_reply *r)
 	unsigned i;
 
 	tx->finals_seen++;
+	limits_tx_final(s, r->code);	/* a delivered message counts */
 	if (r->code / 100 == 2 && tx->queue_id[0] == '\0')
 		backend_reply_queue_id(r, tx->queue_id, sizeof(tx->queue_id));
 	if (s->lmtp && backend_lmtp) {
@@ -1450,7 +1459,7 @@ read_proxy_header(struct session *s)
 		log_info("%s: PROXY v%d from %s: client %s:%d", s->id,
 		    info.version, lb, s->peer_ip, s->peer_port);
 	}
-	session_greet(s);
+	session_admit(s, admitted_then_greet);
 }
 
 static void
@@ -1545,6 +1554,47 @@ event_cb(void *arg, int what)
 	if ((what & (CONN_DEFERRED | CONN_DRAINED)) && s->state == S_CLOSING &&
 	    conn_pending_output(s->conn) == 0)
 		session_free(&s);
+}
+
+/* rate_limits at connect (limits_connect): refused, the 421 goes out and
+ * the session closes; admitted, it goes on with next. */
+static int
+admit_refused(struct session *s, int refused)
+{
+	if (!refused)
+		return 0;
+	session_flush(s);
+	return 1;
+}
+
+static void
+admitted_then_start(struct session *s, int refused)
+{
+	if (!admit_refused(s, refused))
+		start_greeting(s);
+}
+
+static void
+admitted_then_greet(struct session *s, int refused)
+{
+	if (!admit_refused(s, refused))
+		session_greet(s);
+}
+
+static void
+session_admit(struct session *s, limits_done_fn next)
+{
+	switch (limits_connect(s, next)) {
+	case LIMITS_WAIT:
+		session_enter_state(s, S_GREETING);	/* input waits */
+		break;
+	case LIMITS_REFUSED:
+		next(s, 1);
+		break;
+	case LIMITS_GO:
+		next(s, 0);
+		break;
+	}
 }
 
 static void
@@ -1665,7 +1715,7 @@ session_new(struct worker *w, const struct conf_listener *lc,
 		return s;
 	}
 	set_timeout(s);
-	start_greeting(s);
+	session_admit(s, admitted_then_start);
 	return s;
 }
 
@@ -1707,6 +1757,7 @@ session_free(struct session **sp)
 		backend_free(&s->be);
 	}
 	log_debug("%s: disconnect, %u message(s)", s->id, s->messages);
+	limits_session_end(s);
 	tx_reset(s);
 	if (s->burl_timer != NULL)
 		event_free(s->burl_timer);

@@ -44,6 +44,7 @@ struct sasl_session;
 struct worker;
 struct imap_fetch;
 struct mailhost_req;
+struct limits_session;
 
 enum session_state {
 	S_PROXY_HDR,	/* waiting for the load balancer's PROXY header */
@@ -177,6 +178,8 @@ struct session {
 	struct tx tx;
 	struct evbuffer *content;	/* scratch: filtered content */
 	struct evbuffer *chunk;		/* content awaiting the backend */
+
+	struct limits_session *lim;	/* rate_limits state (rate_limits.h) */
 
 	unsigned bad_burls;		/* failed BURL commands: max_bad_burl */
 	struct event *burl_timer;	/* burl.fetch_deadline of the current fetch */

@@ -18,6 +18,7 @@
 #include "tls.h"
 #include "worker.h"
 #include "burl.h"
+#include "rate_limits.h"
 
 struct tls_server *worker_tls;
 
@@ -290,6 +291,15 @@ worker_run(const struct conf *conf, int index, const int *fds, size_t count)
 			return 1;
 		}
 	}
+	{
+		const char *err = NULL;
+
+		w.limits = limits_worker_new(w.base, conf, &err);
+		if (w.limits == NULL) {
+			log_err("rate_limits: %s", err != NULL ? err : "cannot start");
+			return 1;
+		}
+	}
 	acs = calloc(count, sizeof(*acs));
 	w.listeners = calloc(count, sizeof(*w.listeners));
 	if (acs == NULL || w.listeners == NULL) {
@@ -334,6 +344,7 @@ worker_run(const struct conf *conf, int index, const int *fds, size_t count)
 	if (w.probe != NULL)
 		backend_free(&w.probe);
 	burl_worker_free(&w.burl);
+	limits_worker_free(&w.limits);	/* after the sessions */
 	for (i = 0; i < w.listener_count; i++)
 		evconnlistener_free(w.listeners[i]);
 	event_free(w.sig_term);
