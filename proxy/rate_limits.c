@@ -268,6 +268,12 @@ address_subject(const struct session *s, unsigned prefix, char *out,
 		snprintf(out, size, "%s", s->peer_ip);
 		return;
 	}
+	if (IN6_IS_ADDR_V4MAPPED(&a)) {
+		/* an IPv4 client of a dual-stack socket: its own address */
+		inet_ntop(AF_INET, &a.s6_addr[12], buf, sizeof(buf));
+		snprintf(out, size, "%s", buf);
+		return;
+	}
 	for (i = 0; i < 16; i++) {
 		unsigned bits = prefix >= (i + 1) * 8 ? 8 :
 		    prefix > i * 8 ? prefix - i * 8 : 0;

@@ -28,6 +28,7 @@ sources() {
 	conf)		echo "conf/conf.c proxy/smtp_parse.c trust/mapping.c" ;;
 	imapurl)	echo "trust/imapurl.c" ;;
 	imap_resp)	echo "trust/imap_resp.c" ;;
+	limits_url)	echo "proxy/limits_url.c trust/imapurl.c" ;;
 	mapping)	echo "" ;;	# includes trust/mapping.c itself
 	*)		echo "build.sh: no sources listed for fuzz_$1" >&2
 			return 1 ;;
@@ -37,6 +38,7 @@ libs() {
 	case $1 in
 	data_filter)	pkg-config --libs libevent 2>/dev/null || echo -levent ;;
 	conf)		pkg-config --libs libconfig 2>/dev/null || echo -lconfig ;;
+	limits_url)	pkg-config --libs libcrypto 2>/dev/null || echo -lcrypto ;;
 	*)		echo "" ;;
 	esac
 }

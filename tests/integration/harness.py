@@ -20,6 +20,8 @@ call twice (fixtures call it on failure too).  Standard library only.
   SmtpClient      a raw-socket SMTP client: send bytes, read one complete
                   (multi-line) reply with a timeout.  For pipelining and
                   byte-exact tests.
+  RedisServer     a private redis-server (no persistence, throwaway dir) with
+                  a small RESP client; pause()/resume() make it hang.
 
 Running Postfix and smtp-sink needs root (they drop privileges to postfix /
 nobody, so the temp directories and all their parents must be traversable).
