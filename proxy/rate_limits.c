@@ -636,9 +636,15 @@ heartbeat_cb(evutil_socket_t fd, short what, void *arg)
 /* ------------------------------------------------------------------ */
 /* Judging finished operations */
 
-/* connect: the rate (this connection counted), then the cap. */
+/*
+ * A finished connect or AUTH operation: the first limit that refuses gives
+ * its reply.  A window the action was added to is exceeded when it holds
+ * more than max (the action counted); one only read, when it holds max
+ * (the action would pass it).  An admission made for an action refused by
+ * another limit goes back at once; one kept becomes the session's lease.
+ */
 static int
-judge_connect(struct session *s, struct lim_op *op)
+judge(struct session *s, struct lim_op *op)
 {
 	struct limits *lw = op->lw;
 	struct limits_session *ls = s->lim;
@@ -648,7 +654,7 @@ judge_connect(struct session *s, struct lim_op *op)
 
 	for (i = 0; i < op->n; i++) {
 		struct lim_item *it = &op->item[i];
-		const struct conf_rate_limit *c = lim_conf(lw, it->id);
+		uint64_t max = lim_conf(lw, it->id)->max;
 		enum lim_verdict v;
 
 		if (it->kind == LK_ADMIT) {
@@ -656,7 +662,8 @@ judge_connect(struct session *s, struct lim_op *op)
 			if (!it->failed && it->admitted)
 				admitted = it;
 		} else {
-			v = verdict(lw, it->id, it->failed, it->value > c->max);
+			v = verdict(lw, it->id, it->failed, it->add > 0 ?
+			    it->value > max : it->value >= max);
 		}
 		if (v == V_OK && it->failed)
 			log_failed_open(s, it->id);
@@ -666,47 +673,11 @@ judge_connect(struct session *s, struct lim_op *op)
 		}
 	}
 	if (admitted != NULL) {
-		if (refused)
+		if (refused || ls == NULL)
 			item_release(lw, admitted);
-		else if (ls != NULL)
+		else if (admitted->id == CONF_LIMIT_CONNECTIONS)
 			ls->lease_addr = lease_new(lw, admitted);
-	}
-	return refused;
-}
-
-/* AUTH succeeded: a locked identity, then the session cap. */
-static int
-judge_auth(struct session *s, struct lim_op *op)
-{
-	struct limits *lw = op->lw;
-	struct limits_session *ls = s->lim;
-	struct lim_item *admitted = NULL;
-	int refused = 0, closing = s->state == S_CLOSING;
-	unsigned i;
-
-	for (i = 0; i < op->n; i++) {
-		struct lim_item *it = &op->item[i];
-		const struct conf_rate_limit *c = lim_conf(lw, it->id);
-		enum lim_verdict v;
-
-		if (it->kind == LK_ADMIT) {
-			v = verdict(lw, it->id, it->failed, !it->admitted);
-			if (!it->failed && it->admitted)
-				admitted = it;
-		} else {
-			v = verdict(lw, it->id, it->failed, it->value >= c->max);
-		}
-		if (v == V_OK && it->failed)
-			log_failed_open(s, it->id);
-		if (v != V_OK && !refused && !closing) {
-			refuse(s, it->id, v, it->subject, it->value);
-			refused = 1;
-		}
-	}
-	if (admitted != NULL) {
-		if (refused)
-			item_release(lw, admitted);
-		else if (ls != NULL)
+		else
 			ls->lease_id = lease_new(lw, admitted);
 	}
 	return refused;
@@ -768,10 +739,8 @@ op_finish(struct lim_op *op)
 			session_resume(s);
 		return;
 	case OP_CONNECT:
-		refused = judge_connect(s, op);
-		break;
 	case OP_AUTH:
-		refused = judge_auth(s, op);
+		refused = judge(s, op);
 		break;
 	default:
 		break;
@@ -781,11 +750,10 @@ op_finish(struct lim_op *op)
 		done(s, refused);
 }
 
-/* Start a session's operation: finished now (judged by judge()), or
- * pending (LIMITS_WAIT). */
+/* Start a session's connect or AUTH operation: finished now (judged), or
+ * pending (LIMITS_WAIT: op_finish() judges). */
 static enum limits_result
-op_start(struct session *s, struct lim_op *op, limits_done_fn done,
-	 int (*judge)(struct session *, struct lim_op *))
+op_start(struct session *s, struct lim_op *op, limits_done_fn done)
 {
 	struct limits_session *ls = ls_get(s);
 	int refused;
@@ -826,7 +794,7 @@ limits_connect(struct session *s, limits_done_fn done)
 		op_add(op, CONF_LIMIT_CONNECTION_RATE, LK_WINDOW, 1, addr, NULL);
 	if (lim_on(lw, CONF_LIMIT_CONNECTIONS))
 		op_add(op, CONF_LIMIT_CONNECTIONS, LK_ADMIT, 0, addr, member);
-	return op_start(s, op, done, judge_connect);
+	return op_start(s, op, done);
 }
 
 /* What the command will check, fetched before it runs. */
@@ -1233,7 +1201,7 @@ limits_auth_admit(struct session *s, limits_done_fn done)
 		    NULL);
 	if (lim_on(lw, CONF_LIMIT_SESSIONS))
 		op_add(op, CONF_LIMIT_SESSIONS, LK_ADMIT, 0, s->identity, member);
-	return op_start(s, op, done, judge_auth);
+	return op_start(s, op, done);
 }
 
 void
