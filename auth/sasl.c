@@ -102,6 +102,7 @@ struct sasl_session {
 	char *authcid;
 	char *authzid;
 	char tried_authcid[SASL_MAX_NAME + 1];	/* for the audit trail */
+	char attempted[256];		/* the authcid the client tried (limits) */
 };
 
 static struct {
@@ -279,11 +280,17 @@ canon_user_cb(sasl_conn_t *conn, void *context, const char *in,
 		sasl_seterror(conn, SASL_NOLOG, "malformed user name");
 		return SASL_BADPROT;
 	}
-	/* who the client claimed to be, kept also when the exchange fails */
+	/* who the client claimed to be, kept also when the exchange fails:
+	 * for the audit trail, and what a failure is counted against */
 	if ((flags & SASL_CU_AUTHID) && ss != NULL &&
 	    inlen < sizeof(ss->tried_authcid)) {
 		memcpy(ss->tried_authcid, in, inlen);
 		ss->tried_authcid[inlen] = '\0';
+	}
+	if (ss != NULL && (flags & SASL_CU_AUTHID) &&
+	    inlen < sizeof(ss->attempted)) {
+		memcpy(ss->attempted, in, inlen);
+		ss->attempted[inlen] = '\0';
 	}
 	if (inlen >= out_max)
 		return SASL_BUFOVER;
@@ -911,6 +918,12 @@ const char *
 sasl_session_authcid(const struct sasl_session *ss)
 {
 	return ss != NULL && ss->state == SS_DONE ? ss->authcid : NULL;
+}
+
+const char *
+sasl_session_attempted(const struct sasl_session *ss)
+{
+	return ss != NULL && ss->attempted[0] != '\0' ? ss->attempted : NULL;
 }
 
 const char *

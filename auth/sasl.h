@@ -120,6 +120,12 @@ const char *sasl_session_mech(const struct sasl_session *ss);
  * anything. */
 const char *sasl_session_tried_authcid(const struct sasl_session *ss);
 
+/* The authentication identity the client tried, as its mechanism handed
+ * it to Cyrus before any password check -- also after a failure, which
+ * rate_limits.auth_failures_per_identity counts against it (rate_limits.h).
+ * NULL when the mechanism named none (e.g. GSSAPI failing early). */
+const char *sasl_session_attempted(const struct sasl_session *ss);
+
 /*
  * The canonical identity: what the audit trail, BURL access and ETRN policy
  * key on.  Rule (docs/AUTH.md): the authorization identity, with

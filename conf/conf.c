@@ -22,6 +22,10 @@
  * dropped) and trusted for what it says, but not for being well formed.
  * Nothing here resolves names or touches the network.
  */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -1665,6 +1669,144 @@ static const struct conf_section conf_audit_section = {
 	conf_audit_keys, conf_check_audit,
 };
 
+/* rate_limits = { messages_per_identity = { max = 100; window = 3600; };
+ *                 ...; redis = { address = "127.0.0.1:6379"; }; } */
+static const struct conf_enum conf_limit_fail_names[] = {
+	{ "open", CONF_LIMIT_FAIL_OPEN },
+	{ "closed", CONF_LIMIT_FAIL_CLOSED },
+	{ NULL, 0 },
+};
+
+/* Counts and byte totals alike: a size ("1G") or a number. */
+#define CONF_LIMIT_MAX_VALUE (UINT64_C(1) << 50)
+
+/* One key table per limit: each has its own defaults. */
+#define CONF_RATE_LIMIT_KEYS(var, max_def, window_def) \
+static const struct conf_key var##_keys[] = { \
+	{ .name = "max", .type = CONF_SIZE, \
+	  CONF_FIELD(struct conf_rate_limit, max), .def = max_def, \
+	  .min = 0, .max = CONF_LIMIT_MAX_VALUE }, \
+	{ .name = "window", .type = CONF_UINT, \
+	  CONF_FIELD(struct conf_rate_limit, window), .def = window_def, \
+	  .min = 1, .max = 30 * 86400 }, \
+	{ .name = "on_redis_error", .type = CONF_ENUM, \
+	  CONF_FIELD(struct conf_rate_limit, on_redis_error), .def = "open", \
+	  .arg = conf_limit_fail_names }, \
+	{ .name = NULL }, \
+}; \
+static const struct conf_section var##_section = { var##_keys, NULL }
+
+/* A concurrency cap has no window. */
+#define CONF_CONCURRENCY_LIMIT_KEYS(var, max_def) \
+static const struct conf_key var##_keys[] = { \
+	{ .name = "max", .type = CONF_UINT, \
+	  CONF_FIELD(struct conf_rate_limit, max), .def = max_def, \
+	  .min = 0, .max = 1000000 }, \
+	{ .name = "on_redis_error", .type = CONF_ENUM, \
+	  CONF_FIELD(struct conf_rate_limit, on_redis_error), .def = "open", \
+	  .arg = conf_limit_fail_names }, \
+	{ .name = NULL }, \
+}; \
+static const struct conf_section var##_section = { var##_keys, NULL }
+
+/* Defaults: off (0) but for url_reuse, which RFC 4468 section 8 asks of
+ * every BURL server; the right volumes depend on the site (docs/LIMITS.md). */
+CONF_RATE_LIMIT_KEYS(conf_rl_messages, "0", "3600");
+CONF_RATE_LIMIT_KEYS(conf_rl_recipients, "0", "3600");
+CONF_RATE_LIMIT_KEYS(conf_rl_bytes, "0", "3600");
+CONF_CONCURRENCY_LIMIT_KEYS(conf_rl_sessions, "0");
+CONF_RATE_LIMIT_KEYS(conf_rl_auth_identity, "0", "900");
+CONF_RATE_LIMIT_KEYS(conf_rl_auth_address, "0", "900");
+CONF_RATE_LIMIT_KEYS(conf_rl_burl_fetches, "0", "3600");
+CONF_RATE_LIMIT_KEYS(conf_rl_burl_bytes, "0", "3600");
+CONF_CONCURRENCY_LIMIT_KEYS(conf_rl_connections, "0");
+CONF_RATE_LIMIT_KEYS(conf_rl_connection_rate, "0", "60");
+CONF_RATE_LIMIT_KEYS(conf_rl_url_reuse, "5", "86400");
+
+static void conf_check_redis(struct conf_ctx *, void *,
+			     const config_setting_t *, const char *);
+static void conf_check_rate_limits(struct conf_ctx *, void *,
+				   const config_setting_t *, const char *);
+
+static const struct conf_key conf_redis_keys[] = {
+	/* Required when the group exists: conf_check_redis(). */
+	{ .name = "address", .type = CONF_ADDR,
+	  CONF_FIELD(struct conf_redis, addr) },
+	{ .name = "prefix", .type = CONF_STRING,
+	  CONF_FIELD(struct conf_redis, prefix), .def = "msaproxy:",
+	  .valid = conf_valid_token },
+	{ .name = "user", .type = CONF_STRING,
+	  CONF_FIELD(struct conf_redis, user), .def = "",
+	  .valid = conf_valid_token },
+	{ .name = "password_file", .type = CONF_STRING,
+	  CONF_FIELD(struct conf_redis, password_file), .def = "",
+	  .valid = conf_valid_path },
+	{ .name = "connect_timeout_ms", .type = CONF_UINT,
+	  CONF_FIELD(struct conf_redis, connect_timeout_ms), .def = "500",
+	  .min = 10, .max = 60000 },
+	{ .name = "command_timeout_ms", .type = CONF_UINT,
+	  CONF_FIELD(struct conf_redis, command_timeout_ms), .def = "250",
+	  .min = 10, .max = 60000 },
+	{ .name = "retry_interval_ms", .type = CONF_UINT,
+	  CONF_FIELD(struct conf_redis, retry_interval_ms), .def = "1000",
+	  .min = 10, .max = 600000 },
+	{ .name = "lease", .type = CONF_UINT,
+	  CONF_FIELD(struct conf_redis, lease), .def = "300",
+	  .min = 10, .max = 86400 },
+	{ .name = NULL },
+};
+
+static const struct conf_section conf_redis_section = {
+	conf_redis_keys, conf_check_redis,
+};
+
+#define CONF_RATE_LIMIT_ROW(key, id, var) \
+	{ .name = key, .type = CONF_GROUP, \
+	  CONF_FIELD(struct conf_rate_limits, limit[id]), \
+	  .arg = &var##_section }
+
+static const struct conf_key conf_rate_limits_keys[] = {
+	CONF_RATE_LIMIT_ROW("messages_per_identity", CONF_LIMIT_MESSAGES,
+	    conf_rl_messages),
+	CONF_RATE_LIMIT_ROW("recipients_per_identity", CONF_LIMIT_RECIPIENTS,
+	    conf_rl_recipients),
+	CONF_RATE_LIMIT_ROW("bytes_per_identity", CONF_LIMIT_BYTES,
+	    conf_rl_bytes),
+	CONF_RATE_LIMIT_ROW("sessions_per_identity", CONF_LIMIT_SESSIONS,
+	    conf_rl_sessions),
+	CONF_RATE_LIMIT_ROW("auth_failures_per_identity",
+	    CONF_LIMIT_AUTH_IDENTITY, conf_rl_auth_identity),
+	CONF_RATE_LIMIT_ROW("auth_failures_per_address",
+	    CONF_LIMIT_AUTH_ADDRESS, conf_rl_auth_address),
+	CONF_RATE_LIMIT_ROW("burl_fetches_per_identity",
+	    CONF_LIMIT_BURL_FETCHES, conf_rl_burl_fetches),
+	CONF_RATE_LIMIT_ROW("burl_bytes_per_identity", CONF_LIMIT_BURL_BYTES,
+	    conf_rl_burl_bytes),
+	CONF_RATE_LIMIT_ROW("connections_per_address", CONF_LIMIT_CONNECTIONS,
+	    conf_rl_connections),
+	CONF_RATE_LIMIT_ROW("connection_rate_per_address",
+	    CONF_LIMIT_CONNECTION_RATE, conf_rl_connection_rate),
+	CONF_RATE_LIMIT_ROW("url_reuse", CONF_LIMIT_URL_REUSE,
+	    conf_rl_url_reuse),
+	{ .name = "max_keys", .type = CONF_UINT,
+	  CONF_FIELD(struct conf_rate_limits, max_keys), .def = "10000",
+	  .min = 16, .max = 10000000 },
+	{ .name = "ipv6_prefix", .type = CONF_UINT,
+	  CONF_FIELD(struct conf_rate_limits, ipv6_prefix), .def = "64",
+	  .min = 16, .max = 128 },
+	{ .name = "url_key_file", .type = CONF_STRING,
+	  CONF_FIELD(struct conf_rate_limits, url_key_file), .def = "",
+	  .valid = conf_valid_path },
+	{ .name = "redis", .type = CONF_GROUP,
+	  CONF_FIELD(struct conf_rate_limits, redis),
+	  .arg = &conf_redis_section },
+	{ .name = NULL },
+};
+
+static const struct conf_section conf_rate_limits_section = {
+	conf_rate_limits_keys, conf_check_rate_limits,
+};
+
 static const struct conf_list conf_listeners_list = {
 	&conf_listener_section, sizeof(struct conf_listener),
 	offsetof(struct conf, listener_count), CONF_MAX_LISTENERS,
@@ -1711,6 +1853,9 @@ static const struct conf_key conf_top_keys[] = {
 	  .arg = &conf_etrn_section },
 	{ .name = "audit", .type = CONF_GROUP, CONF_FIELD(struct conf, audit),
 	  .arg = &conf_audit_section },
+	{ .name = "rate_limits", .type = CONF_GROUP,
+	  CONF_FIELD(struct conf, rate_limits),
+	  .arg = &conf_rate_limits_section },
 	{ .name = NULL },
 };
 
@@ -2382,6 +2527,49 @@ conf_check_backend(struct conf_ctx *ctx, void *obj,
 			   b->tls_ca_file, strerror(errno));
 }
 
+static const config_setting_t *conf_member_or(const config_setting_t *,
+					     const char *);
+
+/* rate_limits.redis: an address when the group exists, and a build that
+ * can use it. */
+static void
+conf_check_redis(struct conf_ctx *ctx, void *obj, const config_setting_t *group,
+		 const char *path)
+{
+	struct conf_redis *r = obj;
+
+	r->enabled = group != NULL;
+	if (group == NULL)
+		return;
+#ifndef HAVE_HIREDIS
+	conf_error(ctx, group, "'%.*s': this msaproxy was built without Redis "
+	    "support (install libhiredis-dev, then configure --with-redis)",
+	    (int)strlen(path) - 1, path);
+#endif
+	if (config_setting_get_member(group, "address") == NULL)
+		conf_error(ctx, group, "missing key 'address' in section '%.*s'",
+		    (int)strlen(path) - 1, path);
+	if (r->password_file[0] != '\0' && access(r->password_file, R_OK) != 0)
+		conf_error(ctx, conf_member_or(group, "password_file"),
+		    "'%spassword_file' %s: %s", path, r->password_file,
+		    strerror(errno));
+	if (r->user[0] != '\0' && r->password_file[0] == '\0')
+		conf_error(ctx, conf_member_or(group, "user"), "'%suser' is set "
+		    "but '%spassword_file' is empty", path, path);
+}
+
+static void
+conf_check_rate_limits(struct conf_ctx *ctx, void *obj,
+		       const config_setting_t *group, const char *path)
+{
+	struct conf_rate_limits *rl = obj;
+
+	if (rl->url_key_file[0] != '\0' && access(rl->url_key_file, R_OK) != 0)
+		conf_error(ctx, conf_member_or(group, "url_key_file"),
+		    "'%surl_key_file' %s: %s", path, rl->url_key_file,
+		    strerror(errno));
+}
+
 /* The setting name in group, or group itself: where to point a message. */
 static const config_setting_t *
 conf_member_or(const config_setting_t *group, const char *name)
@@ -2921,6 +3109,20 @@ conf_free(struct conf **confp)
 	mapping_free(&(*confp)->burl.access);
 	free(*confp);
 	*confp = NULL;
+}
+
+const char *
+conf_limit_name(enum conf_limit_id id)
+{
+	const struct conf_key *k;
+	size_t off = offsetof(struct conf_rate_limits, limit) +
+	    (size_t)id * sizeof(struct conf_rate_limit);
+
+	/* the table is the one place the names are written */
+	for (k = conf_rate_limits_keys; k->name != NULL; k++)
+		if (k->type == CONF_GROUP && k->offset == off)
+			return k->name;
+	return "unknown";
 }
 
 const char *

@@ -302,6 +302,61 @@ struct conf_audit {
 	unsigned timeout;		/* seconds a worker waits for the writer */
 };
 
+/*
+ * rate_limits: limits counted across sessions (proxy/rate_limits.h) -- rates
+ * over sliding windows and concurrency caps, each a named group with its
+ * own maximum (0 = off), window and policy for when Redis cannot be asked.
+ * The names are the configuration keys (conf_limit_name()).
+ */
+enum conf_limit_id {
+	CONF_LIMIT_MESSAGES,		/* messages_per_identity */
+	CONF_LIMIT_RECIPIENTS,		/* recipients_per_identity */
+	CONF_LIMIT_BYTES,		/* bytes_per_identity */
+	CONF_LIMIT_SESSIONS,		/* sessions_per_identity (concurrent) */
+	CONF_LIMIT_AUTH_IDENTITY,	/* auth_failures_per_identity */
+	CONF_LIMIT_AUTH_ADDRESS,	/* auth_failures_per_address */
+	CONF_LIMIT_BURL_FETCHES,	/* burl_fetches_per_identity */
+	CONF_LIMIT_BURL_BYTES,		/* burl_bytes_per_identity */
+	CONF_LIMIT_CONNECTIONS,		/* connections_per_address (concurrent) */
+	CONF_LIMIT_CONNECTION_RATE,	/* connection_rate_per_address */
+	CONF_LIMIT_URL_REUSE,		/* url_reuse (RFC 4468 8) */
+	CONF_LIMIT_COUNT
+};
+
+enum conf_limit_fail {
+	CONF_LIMIT_FAIL_OPEN,		/* Redis unreachable: not enforced */
+	CONF_LIMIT_FAIL_CLOSED,		/* Redis unreachable: refused (4xx) */
+};
+
+struct conf_rate_limit {
+	uint64_t max;			/* 0 = off */
+	unsigned window;		/* seconds; unused by concurrency caps */
+	int on_redis_error;		/* enum conf_limit_fail */
+};
+
+/* rate_limits.redis: the counters shared by a fleet. */
+struct conf_redis {
+	int enabled;			/* the group is present */
+	struct conf_addr addr;		/* host:port or a unix socket */
+	char prefix[64];		/* of every key ("msaproxy:") */
+	char user[128];			/* Redis 6 ACL user; "" = AUTH password only */
+	char password_file[512];	/* first line; "" = no AUTH */
+	unsigned connect_timeout_ms;
+	unsigned command_timeout_ms;
+	unsigned retry_interval_ms;	/* no reconnect attempt sooner */
+	unsigned lease;			/* seconds a concurrency entry lives
+					 * without its instance's heartbeat */
+};
+
+struct conf_rate_limits {
+	struct conf_rate_limit limit[CONF_LIMIT_COUNT];
+	unsigned max_keys;		/* per limit and worker, in memory */
+	unsigned ipv6_prefix;		/* addresses counted per /n */
+	char url_key_file[512];		/* HMAC key of URL hashes; "" = random
+					 * per start (not shared by a fleet) */
+	struct conf_redis redis;
+};
+
 struct conf {
 	char path[512];			/* the file this came from */
 	char server_name[256];		/* greeting, Received "by"; default gethostname() */
@@ -323,6 +378,7 @@ struct conf {
 	struct conf_burl burl;		/* RFC 4468 */
 	struct conf_etrn etrn;		/* issue 6: ETRN */
 	struct conf_audit audit;	/* issue 6 */
+	struct conf_rate_limits rate_limits;	/* issue 7: proxy/rate_limits.h */
 };
 
 /*
@@ -335,6 +391,9 @@ struct conf *conf_load(const char *file, char *errbuf, size_t errbuf_size);
 
 /* Frees *confp and sets it to NULL. */
 void conf_free(struct conf **confp);
+
+/* The configuration key of a named limit ("messages_per_identity"). */
+const char *conf_limit_name(enum conf_limit_id id);
 
 /* "submission", "submissions", "smtp", "lmtp". */
 const char *conf_listener_kind_name(enum listener_kind kind);

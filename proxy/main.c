@@ -38,6 +38,7 @@
 #include "tls.h"
 #include "worker.h"
 #include "burl.h"
+#include "rate_limits.h"
 
 #define DEFAULT_CONF SYSCONFDIR "/msaproxy/msaproxy.conf"
 
@@ -338,6 +339,12 @@ main(int argc, char **argv)
 			goto fail;
 		}
 		if (burl_global_init(conf, &error) < 0) {
+			log_err("%s", error);
+			fprintf(stderr, "msaproxy: %s\n", error);
+			goto fail;
+		}
+		/* before the drop: the URL key and Redis password files */
+		if (limits_global_init(conf, &error) < 0) {
 			log_err("%s", error);
 			fprintf(stderr, "msaproxy: %s\n", error);
 			goto fail;

@@ -39,6 +39,7 @@
 #include "imapurl.h"
 #include "burl_policy.h"
 #include "mailhost.h"
+#include "rate_limits.h"
 
 static const char *const state_names[S_STATE_COUNT] = {
 	[S_PROXY_HDR] = "PROXY_HDR", [S_GREETING] = "GREETING",
@@ -57,6 +58,8 @@ static void refuse_after_intent(struct session *s, enum smtp_reply_id why);
 static void intent_done(struct session *s, int error);
 static void session_greet(struct session *s);
 static void start_greeting(struct session *s);
+static void session_admit(struct session *s, limits_done_fn next);
+static void admitted_then_greet(struct session *s, int refused);
 static void set_timeout(struct session *s);
 static void session_timeout(struct session *s, const char *why);
 
@@ -688,6 +691,10 @@ run_commands(struct session *s)
 		    (s->outstanding >= s->conf->limits.max_pipelined ||
 		    !smtp_cmd_may_pipeline(s, cmd.verb, cmd.args)))
 			break;
+		/* counters the command checks (rate_limits): with Redis it
+		 * waits for them here, and holds the commands behind it */
+		if (limits_gate(s, cmd.verb, cmd.args) == LIMITS_WAIT)
+			break;
 		s->have_line = 0;
 		smtp_cmd_dispatch(s, cmd.verb, cmd.args);
 		if (s->state == S_COMMAND)
@@ -1077,6 +1084,7 @@ burl_on_done(void *ctx, enum imap_fetch_result r, const char *reason,
 	enum smtp_reply_id fail = R_REPLY_COUNT;
 
 	tx->burl_fetch = NULL;		/* gone with this callback */
+	limits_burl_fetched(s, total);
 	switch (r) {
 	case IMAP_FETCH_OK:
 		if (total == 0)
@@ -1347,6 +1355,7 @@ final_relay(struct session *s, const struct backend_reply *r, int audit_failed)
 	int backend_lmtp = s->conf->backend.proto == BACKEND_LMTP;
 	unsigned i;
 
+	limits_tx_final(s, r->code);	/* a delivered message counts */
 	if (s->lmtp && backend_lmtp) {
 		/* one verdict per recipient on both sides, in order */
 		relay_verdict(s, r, audit_failed);
@@ -1693,7 +1702,7 @@ read_proxy_header(struct session *s)
 		audit_session_open(s, lb, lb_port);
 	}
 	audit_session_open(s, NULL, 0);		/* (LOCAL: the peer itself) */
-	session_greet(s);
+	session_admit(s, admitted_then_greet);
 }
 
 /* The client took too long: 421 (or just close where no reply fits).
@@ -1882,6 +1891,47 @@ event_cb(void *arg, int what)
 		session_free(&s);
 }
 
+/* rate_limits at connect (limits_connect): refused, the 421 goes out and
+ * the session closes; admitted, it goes on with next. */
+static int
+admit_refused(struct session *s, int refused)
+{
+	if (!refused)
+		return 0;
+	session_flush(s);
+	return 1;
+}
+
+static void
+admitted_then_start(struct session *s, int refused)
+{
+	if (!admit_refused(s, refused))
+		start_greeting(s);
+}
+
+static void
+admitted_then_greet(struct session *s, int refused)
+{
+	if (!admit_refused(s, refused))
+		session_greet(s);
+}
+
+static void
+session_admit(struct session *s, limits_done_fn next)
+{
+	switch (limits_connect(s, next)) {
+	case LIMITS_WAIT:
+		session_enter_state(s, S_GREETING);	/* input waits */
+		break;
+	case LIMITS_REFUSED:
+		next(s, 1);
+		break;
+	case LIMITS_GO:
+		next(s, 0);
+		break;
+	}
+}
+
 static void
 session_greet(struct session *s)
 {
@@ -1890,13 +1940,27 @@ session_greet(struct session *s)
 	session_run(s);		/* input may already be waiting */
 }
 
+/* libevent runs a reverse lookup's callback deferred, from the event loop:
+ * after evdns_cancel_request() (DNS_ERR_CANCEL), and also with the answer
+ * when it had already arrived (then cancelling does nothing).  Either way
+ * it can come after session_free(), so the callback gets this, not the
+ * session, and frees it; session_free() only clears s. */
+struct dns_wait {
+	struct session *s;		/* NULL once the session is gone */
+};
+
 static void
 dns_reverse_cb(int result, char type, int count, int ttl, void *addrs,
 	       void *arg)
 {
-	struct session *s = arg;
+	struct dns_wait *dw = arg;
+	struct session *s = dw->s;
 
 	(void)ttl;
+	free(dw);
+	if (s == NULL || result == DNS_ERR_CANCEL)
+		return;			/* the session is gone */
+	s->dns_wait = NULL;
 	s->dns_req = NULL;
 	if (result == DNS_ERR_NONE && type == DNS_PTR && count > 0) {
 		const char *name = *(char **)addrs;
@@ -1905,8 +1969,6 @@ dns_reverse_cb(int result, char type, int count, int ttl, void *addrs,
 	}
 	if (s->rdns == NULL)
 		s->rdns = strdup("unknown");
-	if (result == DNS_ERR_CANCEL)
-		return;
 	session_greet(s);
 }
 
@@ -1920,18 +1982,22 @@ start_greeting(struct session *s)
 		return;
 	}
 	if (s->worker->dns != NULL && (s->peer.ss_family == AF_INET ||
-	    s->peer.ss_family == AF_INET6)) {
+	    s->peer.ss_family == AF_INET6) &&
+	    (s->dns_wait = malloc(sizeof(*s->dns_wait))) != NULL) {
+		s->dns_wait->s = s;
 		session_enter_state(s, S_GREETING);
 		if (s->peer.ss_family == AF_INET)
 			s->dns_req = evdns_base_resolve_reverse(s->worker->dns,
 			    &((struct sockaddr_in *)&s->peer)->sin_addr, 0,
-			    dns_reverse_cb, s);
+			    dns_reverse_cb, s->dns_wait);
 		else
 			s->dns_req = evdns_base_resolve_reverse_ipv6(s->worker->dns,
 			    &((struct sockaddr_in6 *)&s->peer)->sin6_addr, 0,
-			    dns_reverse_cb, s);
+			    dns_reverse_cb, s->dns_wait);
 		if (s->dns_req != NULL)
 			return;
+		free(s->dns_wait);	/* not submitted: no callback */
+		s->dns_wait = NULL;
 	}
 	session_greet(s);
 }
@@ -2002,7 +2068,7 @@ session_new(struct worker *w, const struct conf_listener *lc,
 	}
 	audit_session_open(s, NULL, 0);
 	set_timeout(s);
-	start_greeting(s);
+	session_admit(s, admitted_then_start);
 	return s;
 }
 
@@ -2036,14 +2102,18 @@ session_free(struct session **sp)
 	if (s == NULL)
 		return;
 	*sp = NULL;
-	if (s->dns_req != NULL)
+	if (s->dns_wait != NULL) {
+		/* the callback still runs (deferred) and frees dns_wait */
+		s->dns_wait->s = NULL;
 		evdns_cancel_request(s->worker->dns, s->dns_req);
+	}
 	if (s->be != NULL) {
 		if (s->tx.state == TX_NONE)
 			backend_quit(s->be);
 		backend_free(&s->be);
 	}
 	log_debug("%s: disconnect, %u message(s)", s->id, s->messages);
+	limits_session_end(s);
 	tx_reset(s);
 	if (s->burl_timer != NULL)
 		event_free(s->burl_timer);

@@ -52,6 +52,7 @@ struct sasl_session;
 struct worker;
 struct imap_fetch;
 struct mailhost_req;
+struct limits_session;
 
 enum session_state {
 	S_PROXY_HDR,	/* waiting for the load balancer's PROXY header */
@@ -145,8 +146,8 @@ struct session {
 	enum session_state state;
 	struct conn *conn;
 	struct backend *be;
-	struct event *dns_timer;
 	struct evdns_request *dns_req;
+	struct dns_wait *dns_wait;	/* the reverse lookup's callback argument */
 
 	struct sockaddr_storage peer, local;
 	char peer_ip[64], local_ip[64];
@@ -191,6 +192,8 @@ struct session {
 	struct tx tx;
 	struct evbuffer *content;	/* scratch: filtered content */
 	struct evbuffer *chunk;		/* content awaiting the backend */
+
+	struct limits_session *lim;	/* rate_limits state (rate_limits.h) */
 
 	unsigned bad_burls;		/* failed BURL commands: max_bad_burl */
 	struct event *burl_timer;	/* burl.fetch_deadline of the current fetch */

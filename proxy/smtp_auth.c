@@ -20,6 +20,7 @@
 
 #include "audit.h"
 #include "conf.h"
+#include "rate_limits.h"
 #include "log.h"
 #include "sasl.h"
 #include "session.h"
@@ -228,6 +229,7 @@ auth_failed(struct session *s, enum smtp_reply_id reply, const char *reason)
 	struct timeval tv;
 
 	s->auth_failures++;
+	limits_auth_failed(s, sasl_session_attempted(s->sasl));
 	log_info("%s: AUTH %s failed for %s: %s (failure %u of %u)", s->id,
 	    s->auth_mech[0] ? s->auth_mech : "?", s->peer_ip,
 	    reason ? reason : "-", s->auth_failures, s->conf->sasl.max_failures);
@@ -247,12 +249,49 @@ auth_failed(struct session *s, enum smtp_reply_id reply, const char *reason)
 	evtimer_add(s->auth_timer, &tv);
 }
 
+/* The identity is admitted (rate_limits): the session is authenticated. */
+static void
+auth_accept(struct session *s)
+{
+	char clean[300];
+
+	s->auth = 1;
+	log_info("%s: AUTH %s as %s (identity %s) from %s", s->id, s->auth_mech,
+	    log_sanitize(clean, sizeof(clean), s->authcid, strlen(s->authcid)),
+	    s->identity, s->peer_ip);
+	audit_auth(s, "success", s->auth_mech, s->authcid,
+	    s->sasl != NULL ? sasl_session_authzid(s->sasl) : s->identity, NULL);
+	session_reply(s, R_AUTH_OK);
+	auth_end(s);
+}
+
+/* ... or it is refused: the reply is given (rate_limits.h). */
+static void
+auth_admitted(struct session *s, int refused)
+{
+	if (!refused) {
+		auth_accept(s);
+		return;
+	}
+	s->identity[0] = '\0';
+	s->authcid[0] = '\0';
+	auth_end(s);
+}
+
+/* The answer of an asynchronous check (Redis). */
+static void
+auth_admitted_later(struct session *s, int refused)
+{
+	s->auth_waiting = 0;
+	auth_admitted(s, refused);
+	session_resume(s);
+}
+
 static void
 auth_succeeded(struct session *s)
 {
 	const char *authcid = sasl_session_authcid(s->sasl);
 	const char *authzid = sasl_session_authzid(s->sasl);
-	char clean[300];
 
 	sasl_canonical_identity(authzid, s->conf->sasl.realm, s->identity,
 	    sizeof(s->identity));
@@ -269,13 +308,18 @@ auth_succeeded(struct session *s)
 		}
 	}
 	snprintf(s->authcid, sizeof(s->authcid), "%s", authcid ? authcid : "");
-	s->auth = 1;
-	log_info("%s: AUTH %s as %s (identity %s) from %s", s->id, s->auth_mech,
-	    log_sanitize(clean, sizeof(clean), s->authcid, strlen(s->authcid)),
-	    s->identity, s->peer_ip);
-	audit_auth(s, "success", s->auth_mech, s->authcid, authzid, NULL);
-	session_reply(s, R_AUTH_OK);
-	auth_end(s);
+	/* a locked identity, too many sessions (rate_limits) */
+	switch (limits_auth_admit(s, auth_admitted_later)) {
+	case LIMITS_WAIT:
+		s->auth_waiting = 1;	/* nothing is read meanwhile */
+		return;
+	case LIMITS_REFUSED:
+		auth_admitted(s, 1);
+		return;
+	case LIMITS_GO:
+		auth_admitted(s, 0);
+		return;
+	}
 }
 
 /* Act on what Cyrus said; out is the next challenge for CONTINUE. */
@@ -386,6 +430,8 @@ cmd_auth(struct session *s, char *args)
 			session_bad_command(s, R_AUTH_NO_MECH);
 		return;
 	}
+	if (limits_auth_refused(s))	/* auth_failures_per_address */
+		return;
 	if (ir != NULL) {
 		buf = malloc(AUTH_DECODED_MAX);
 		if (buf == NULL) {

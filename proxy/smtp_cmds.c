@@ -23,6 +23,7 @@
 #include "burl_access.h"
 #include "burl_policy.h"
 #include "imapurl.h"
+#include "rate_limits.h"
 
 enum cmd_flags {
 	CMD_NEEDS_HELO = 1 << 0,	/* 503 before EHLO/HELO/LHLO */
@@ -319,6 +320,10 @@ cmd_mail(struct session *s, char *args)
 		session_reply(s, R_SENDER_DENIED, s->identity);
 		return;
 	}
+	if (limits_mail_refused(s, &pa)) {	/* rate_limits: reply given */
+		tx_reset(s);
+		return;
+	}
 	if (s->auth) {
 		/* RFC 4954 5: tell the backend who submitted when it
 		 * understands AUTH; also alongside XCLIENT, which the backend
@@ -431,6 +436,8 @@ rcpt_check(struct session *s, char *args, struct smtp_path_args *pa,
 	*bad_r = 0;
 	if (tx->rcpt_count >= s->conf->limits.max_recipients)
 		return R_TOO_MANY_RCPTS;
+	if ((r = limits_rcpt_check(s)) != R_REPLY_COUNT)
+		return r;		/* recipients_per_identity */
 	if (s->be == NULL)
 		return R_BACKEND_LOST;	/* the backend went away since MAIL */
 	return R_REPLY_COUNT;
@@ -850,6 +857,8 @@ cmd_burl(struct session *s, char *args)
 		smtp_burl_refuse(s, &v);
 		goto out;
 	}
+	if (limits_burl_refused(s, url))	/* url_reuse and BURL rates */
+		goto out;
 	if (v.mapped)
 		log_info("%s: BURL %s: URL user matched identity %s through "
 		    "burl.local_domains", s->id, tx->burl_log_url, s->identity);

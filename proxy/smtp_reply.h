@@ -113,6 +113,20 @@ enum smtp_reply_id {
 	R_BURL_FORCED_DISCONNECT,	/* 421 4.7.0 BURL_ACCESS forced disconnect */
 	R_BURL_NO_MAILHOST,	/* 533 5.7.1 Access denied to specified URL: no mailHost */
 	R_AUDIT_UNAVAIL,	/* 451 4.3.0 Audit log unavailable, try again later */
+	/* the named limits (proxy/rate_limits.h): one reply each, naming it */
+	R_LIMIT_MESSAGES,	/* 451 4.7.1 Rate limit messages_per_identity exceeded, ... */
+	R_LIMIT_RECIPIENTS,	/* 451 4.7.1 Rate limit recipients_per_identity exceeded, ... */
+	R_LIMIT_BYTES,		/* 451 4.7.1 Rate limit bytes_per_identity exceeded, ... */
+	R_LIMIT_SESSIONS,	/* 421 4.7.0 Too many sessions for this user (sessions_per_identity), ... */
+	R_LIMIT_AUTH_IDENTITY,	/* 451 4.7.1 Rate limit auth_failures_per_identity exceeded, ... */
+	R_LIMIT_AUTH_ADDRESS,	/* 451 4.7.1 Rate limit auth_failures_per_address exceeded, ... */
+	R_LIMIT_BURL_FETCHES,	/* 451 4.7.1 Rate limit burl_fetches_per_identity exceeded, ... */
+	R_LIMIT_BURL_BYTES,	/* 451 4.7.1 Rate limit burl_bytes_per_identity exceeded, ... */
+	R_LIMIT_CONNECTIONS,	/* 421 4.7.0 Too many connections from your address (connections_per_address), ... */
+	R_LIMIT_CONNECTION_RATE, /* 421 4.7.0 Rate limit connection_rate_per_address exceeded, ... */
+	R_LIMIT_URL_REUSE,	/* 554 5.7.1 Rate limit url_reuse exceeded: this URL was resolved too often */
+	R_LIMIT_UNAVAIL,	/* 451 4.3.0 Limits cannot be checked now, try again later */
+	R_LIMIT_UNAVAIL_421,	/* 421 4.3.0 Limits cannot be checked now, closing connection */
 	R_REPLY_COUNT
 };
 

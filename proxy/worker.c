@@ -19,6 +19,7 @@
 #include "tls.h"
 #include "worker.h"
 #include "burl.h"
+#include "rate_limits.h"
 
 struct tls_server *worker_tls;
 int worker_audit_fd = -1;
@@ -304,6 +305,15 @@ worker_run(const struct conf *conf, int index, const int *fds, size_t count)
 			return 1;
 		}
 	}
+	{
+		const char *err = NULL;
+
+		w.limits = limits_worker_new(w.base, conf, &err);
+		if (w.limits == NULL) {
+			log_err("rate_limits: %s", err != NULL ? err : "cannot start");
+			return 1;
+		}
+	}
 	acs = calloc(count, sizeof(*acs));
 	w.listeners = calloc(count, sizeof(*w.listeners));
 	if (acs == NULL || w.listeners == NULL) {
@@ -349,6 +359,7 @@ worker_run(const struct conf *conf, int index, const int *fds, size_t count)
 		backend_free(&w.probe);
 	burl_worker_free(&w.burl);
 	audit_client_free();	/* after the sessions' last records */
+	limits_worker_free(&w.limits);	/* after the sessions */
 	for (i = 0; i < w.listener_count; i++)
 		evconnlistener_free(w.listeners[i]);
 	event_free(w.sig_term);
@@ -357,8 +368,12 @@ worker_run(const struct conf *conf, int index, const int *fds, size_t count)
 	event_free(w.probe_timer);
 	if (w.shutdown_timer != NULL)
 		event_free(w.shutdown_timer);
-	if (w.dns != NULL)
+	if (w.dns != NULL) {
+		/* the deferred callbacks of the lookups cancelled above free
+		 * their dns_wait (listeners and timers are gone by now) */
+		event_base_loop(w.base, EVLOOP_NONBLOCK);
 		evdns_base_free(w.dns, 1);
+	}
 	event_base_free(w.base);
 	free(w.listeners);
 	free(acs);

@@ -13,6 +13,7 @@ struct conf;
 struct session;
 struct evdns_base;
 struct burl_worker;
+struct limits;
 
 struct tls_server;
 
@@ -38,6 +39,7 @@ struct worker {
 	struct event *probe_timer;
 	struct backend *probe;
 	struct burl_worker *burl;	/* NULL unless a burl section exists */
+	struct limits *limits;		/* rate_limits (rate_limits.h) */
 };
 
 /* Run worker `index` on the listening fds fds[0..count) (one per configured

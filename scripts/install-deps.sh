@@ -16,6 +16,11 @@
 #   slapd is preseeded with slapd/no_configuration so its postinst creates no
 #   system directory (no /etc/ldap/slapd.d, no /var/lib/ldap database), and
 #   its service is disabled below: the system instance is never used.
+# Redis for limits shared by a fleet (proxy/limits_redis.c, tests/integration/
+#   test_limits.py): libhiredis-dev to build (configure finds it and builds
+#   rate_limits.redis in); redis-server for the tests, which run private
+#   instances on free ports with no persistence.  The packaged service is
+#   disabled below, like slapd's.
 # No packaged daemon is started by this script (a temporary policy-rc.d
 # denies it), and the cyrus-imapd init script / unit shipped by cyrus-common
 # is disabled so that no system cyrmaster takes port 143 at the next boot.
@@ -35,7 +40,8 @@ PKGS="build-essential autoconf automake libtool pkg-config clang libclang-rt-14-
   libcmocka-dev libjansson-dev postfix python3 python3-pytest python3-gssapi
   swaks msmtp faketime valgrind openssl procps iproute2 ca-certificates
   dovecot-core dovecot-imapd dovecot-gssapi cyrus-common
-  libldap-dev slapd ldap-utils"
+  libldap-dev slapd ldap-utils
+  libhiredis-dev redis-server"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"
@@ -94,6 +100,15 @@ if [ -x /etc/init.d/slapd ]; then
 fi
 if command -v deb-systemd-helper >/dev/null 2>&1; then
   deb-systemd-helper disable slapd.service >/dev/null 2>&1 || true
+fi
+
+# The packaged redis-server would listen on 6379 at boot; the tests run their
+# own instances.
+if [ -x /etc/init.d/redis-server ]; then
+  update-rc.d redis-server disable >/dev/null 2>&1 || true
+fi
+if command -v deb-systemd-helper >/dev/null 2>&1; then
+  deb-systemd-helper disable redis-server.service >/dev/null 2>&1 || true
 fi
 
 # The Cyrus imapd binary (and its siblings) without the cyrus-imapd package.

@@ -28,6 +28,7 @@ sources() {
 	conf)		echo "conf/conf.c proxy/smtp_parse.c trust/mapping.c" ;;
 	imapurl)	echo "trust/imapurl.c" ;;
 	imap_resp)	echo "trust/imap_resp.c" ;;
+	limits_url)	echo "proxy/limits_url.c trust/imapurl.c" ;;
 	mapping)	echo "" ;;	# includes trust/mapping.c itself
 	audit_format)	echo "auth/audit_format.c" ;;
 	header_scan)	echo "proxy/header_scan.c" ;;
@@ -40,6 +41,7 @@ libs() {
 	data_filter)	pkg-config --libs libevent 2>/dev/null || echo -levent ;;
 	conf)		pkg-config --libs libconfig 2>/dev/null || echo -lconfig ;;
 	audit_format)	pkg-config --libs libcrypto 2>/dev/null || echo -lcrypto ;;
+	limits_url)	pkg-config --libs libcrypto 2>/dev/null || echo -lcrypto ;;
 	*)		echo "" ;;
 	esac
 }

@@ -20,6 +20,8 @@ call twice (fixtures call it on failure too).  Standard library only.
   SmtpClient      a raw-socket SMTP client: send bytes, read one complete
                   (multi-line) reply with a timeout.  For pipelining and
                   byte-exact tests.
+  RedisServer     a private redis-server (no persistence, throwaway dir) with
+                  a small RESP client; pause()/resume() make it hang.
 
 Running Postfix and smtp-sink needs root (they drop privileges to postfix /
 nobody, so the temp directories and all their parents must be traversable).
@@ -1328,3 +1330,133 @@ def proxy_v2(src, dst, sport, dport):
     body = socket.inet_aton(src) + socket.inet_aton(dst) + \
         sport.to_bytes(2, "big") + dport.to_bytes(2, "big")
     return sig + bytes([0x21, 0x11]) + len(body).to_bytes(2, "big") + body
+
+
+# ------------------------------------------------------------ RedisServer ---
+
+def _resp_encode(args):
+    out = [b"*%d\r\n" % len(args)]
+    for a in args:
+        if isinstance(a, int):
+            a = str(a)
+        if isinstance(a, str):
+            a = a.encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
+    return b"".join(out)
+
+
+class RedisError(Exception):
+    pass
+
+
+def _resp_read(f):
+    line = f.readline()
+    if not line:
+        raise EOFError("redis closed the connection")
+    kind, rest = line[:1], line[1:].rstrip(b"\r\n")
+    if kind == b"+":
+        return rest.decode()
+    if kind == b"-":
+        raise RedisError(rest.decode())
+    if kind == b":":
+        return int(rest)
+    if kind == b"$":
+        n = int(rest)
+        if n < 0:
+            return None
+        data = f.read(n + 2)
+        return data[:-2]
+    if kind == b"*":
+        n = int(rest)
+        return None if n < 0 else [_resp_read(f) for _ in range(n)]
+    raise RedisError(f"unexpected reply {line!r}")
+
+
+class RedisServer:
+    """A private redis-server on 127.0.0.1: no persistence (--save '',
+    --appendonly no), its working directory a throwaway temp dir.
+
+    command(*args) speaks RESP itself (standard library only); pause()
+    and resume() stop and continue the process (SIGSTOP/SIGCONT): the
+    kernel still accepts connections, nothing answers -- a hanging Redis."""
+
+    def __init__(self, port=None):
+        self.port = port or free_port()
+        self.dir = None
+        self.proc = None
+        self.logfile = None
+
+    @property
+    def address(self):
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, timeout=10):
+        exe = shutil.which("redis-server")
+        if exe is None:
+            raise FileNotFoundError("redis-server not installed "
+                                    "(scripts/install-deps.sh)")
+        self.dir = make_tempdir("msaproxy-redis.")
+        self.logfile = self.dir / "redis.log"
+        log = open(self.logfile, "ab")
+        self.proc = subprocess.Popen(
+            [exe, "--port", str(self.port), "--bind", "127.0.0.1",
+             "--save", "", "--appendonly", "no", "--dir", str(self.dir),
+             "--daemonize", "no", "--protected-mode", "no"],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True)
+        log.close()
+        wait_port(self.port, timeout, "redis-server", self.proc)
+        wait_until(lambda: self._ping(), timeout)
+        return self
+
+    def _ping(self):
+        try:
+            return self.command("PING") == "PONG"
+        except (OSError, EOFError, RedisError):
+            return False
+
+    def command(self, *args, timeout=5.0):
+        with socket.create_connection(("127.0.0.1", self.port), timeout=timeout) as s:
+            s.sendall(_resp_encode(args))
+            with s.makefile("rb") as f:
+                return _resp_read(f)
+
+    def keys(self, pattern="*"):
+        return sorted(k.decode() for k in self.command("KEYS", pattern))
+
+    def pause(self):
+        os.kill(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self):
+        os.kill(self.proc.pid, signal.SIGCONT)
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self):
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            try:
+                os.kill(self.proc.pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc = None
+
+    def cleanup(self):
+        self.stop()
+        if self.dir is not None:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            self.dir = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.cleanup()

@@ -23,6 +23,9 @@
 
 #include <cmocka.h>
 
+#ifdef HAVE_CONFIG_H
+#include "config.h"		/* HAVE_HIREDIS */
+#endif
 #include "conf.h"
 
 /* A config with only what conf_load() requires; line 1 and 2. */
@@ -1952,6 +1955,101 @@ test_etrn_errors(void **state)
 	}
 }
 
+/* rate_limits: defaults (everything off but url_reuse), per-limit keys,
+ * names, and the errors. */
+static void
+test_rate_limits(void **state)
+{
+	struct conf *conf;
+	const struct conf_rate_limits *rl;
+	int i;
+
+	(void)state;
+	conf = load_ok(MINIMAL);
+	rl = &conf->rate_limits;
+	for (i = 0; i < CONF_LIMIT_COUNT; i++) {
+		assert_int_equal(rl->limit[i].max, i == CONF_LIMIT_URL_REUSE ? 5 : 0);
+		assert_int_equal(rl->limit[i].on_redis_error, CONF_LIMIT_FAIL_OPEN);
+		assert_string_not_equal(conf_limit_name((enum conf_limit_id)i),
+		    "unknown");
+	}
+	assert_int_equal(rl->limit[CONF_LIMIT_URL_REUSE].window, 86400);
+	assert_int_equal(rl->limit[CONF_LIMIT_MESSAGES].window, 3600);
+	assert_int_equal(rl->limit[CONF_LIMIT_AUTH_ADDRESS].window, 900);
+	assert_int_equal(rl->limit[CONF_LIMIT_CONNECTION_RATE].window, 60);
+	assert_int_equal(rl->max_keys, 10000);
+	assert_int_equal(rl->ipv6_prefix, 64);
+	assert_false(rl->redis.enabled);
+	assert_string_equal(conf_limit_name(CONF_LIMIT_MESSAGES),
+	    "messages_per_identity");
+	assert_string_equal(conf_limit_name(CONF_LIMIT_CONNECTION_RATE),
+	    "connection_rate_per_address");
+	assert_string_equal(conf_limit_name(CONF_LIMIT_URL_REUSE), "url_reuse");
+	conf_free(&conf);
+
+	conf = load_ok(MINIMAL "rate_limits = {\n"
+	    "  messages_per_identity = { max = 100; window = 600; };\n"
+	    "  bytes_per_identity = { max = \"500M\"; on_redis_error = \"closed\"; };\n"
+	    "  sessions_per_identity = { max = 20; };\n"
+	    "  url_reuse = { max = 0; };\n"
+	    "  max_keys = 50;\n"
+	    "};\n");
+	rl = &conf->rate_limits;
+	assert_int_equal(rl->limit[CONF_LIMIT_MESSAGES].max, 100);
+	assert_int_equal(rl->limit[CONF_LIMIT_MESSAGES].window, 600);
+	assert_int_equal(rl->limit[CONF_LIMIT_BYTES].max, 500 * 1024 * 1024);
+	assert_int_equal(rl->limit[CONF_LIMIT_BYTES].window, 3600);
+	assert_int_equal(rl->limit[CONF_LIMIT_BYTES].on_redis_error,
+	    CONF_LIMIT_FAIL_CLOSED);
+	assert_int_equal(rl->limit[CONF_LIMIT_SESSIONS].max, 20);
+	assert_int_equal(rl->limit[CONF_LIMIT_URL_REUSE].max, 0);
+	assert_int_equal(rl->max_keys, 50);
+	assert_false(rl->redis.enabled);
+	conf_free(&conf);
+
+#define REDIS_GROUP "rate_limits = { redis = { address = \"127.0.0.1:6379\";\n" \
+	"  prefix = \"a:b:\"; command_timeout_ms = 100; lease = 60; }; };\n"
+#ifdef HAVE_HIREDIS
+	conf = load_ok(MINIMAL REDIS_GROUP);
+	rl = &conf->rate_limits;
+	assert_true(rl->redis.enabled);
+	assert_string_equal(rl->redis.prefix, "a:b:");
+	assert_int_equal(rl->redis.command_timeout_ms, 100);
+	assert_int_equal(rl->redis.connect_timeout_ms, 500);
+	assert_int_equal(rl->redis.retry_interval_ms, 1000);
+	assert_int_equal(rl->redis.lease, 60);
+	conf_free(&conf);
+#else
+	load_fail(MINIMAL REDIS_GROUP);
+	assert_error_line(3, "'rate_limits.redis': this msaproxy was built "
+	    "without Redis support (install libhiredis-dev, then configure "
+	    "--with-redis)");
+#endif
+
+	load_fail(MINIMAL "rate_limits = {\n"
+	    "  messages_per_identity = { max = 1; window = 0; };\n"
+	    "  sessions_per_identity = { max = 1; window = 60; };\n"
+	    "  url_reuse = { on_redis_error = \"maybe\"; };\n"
+	    "  redis = { prefix = \"has space\"; };\n"
+	    "  speed_limit = { max = 1; };\n"
+	    "};\n");
+	assert_error_line(4, "'rate_limits.messages_per_identity.window' = 0 is "
+	    "out of range (1..2592000)");
+	assert_error_line(5, "unknown key 'window' in section "
+	    "'rate_limits.sessions_per_identity'");
+	assert_error_line(6, "'rate_limits.url_reuse.on_redis_error' = \"maybe\" "
+	    "is not one of \"open\", \"closed\"");
+	assert_error_line(7, "missing key 'address' in section 'rate_limits.redis'");
+	assert_error_line(8, "unknown key 'speed_limit' in section 'rate_limits'");
+	load_fail(MINIMAL "rate_limits = { url_key_file = \"/nonexistent/key\"; };\n");
+	assert_error_line(3, "'rate_limits.url_key_file' /nonexistent/key: No such "
+	    "file or directory");
+	load_fail(MINIMAL "rate_limits = { redis = { address = \"127.0.0.1:6379\";\n"
+	    "  user = \"msa\"; }; };\n");
+	assert_error_line(4, "'rate_limits.redis.user' is set but "
+	    "'rate_limits.redis.password_file' is empty");
+}
+
 int
 main(void)
 {
@@ -1995,6 +2093,7 @@ main(void)
 		cmocka_unit_test(test_etrn),
 		cmocka_unit_test(test_etrn_errors),
 		cmocka_unit_test(test_audit),
+		cmocka_unit_test(test_rate_limits),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

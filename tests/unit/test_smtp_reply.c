@@ -138,6 +138,19 @@ static const struct reply_expect expected[] = {
 	{ R_BURL_FORCED_DISCONNECT, 421, "4.7.0", NULL },
 	{ R_BURL_NO_MAILHOST, 533, "5.7.1", NULL },
 	{ R_AUDIT_UNAVAIL, 451, "4.3.0", NULL },
+	{ R_LIMIT_MESSAGES, 451, "4.7.1", NULL },
+	{ R_LIMIT_RECIPIENTS, 451, "4.7.1", NULL },
+	{ R_LIMIT_BYTES, 451, "4.7.1", NULL },
+	{ R_LIMIT_SESSIONS, 421, "4.7.0", NULL },
+	{ R_LIMIT_AUTH_IDENTITY, 451, "4.7.1", NULL },
+	{ R_LIMIT_AUTH_ADDRESS, 451, "4.7.1", NULL },
+	{ R_LIMIT_BURL_FETCHES, 451, "4.7.1", NULL },
+	{ R_LIMIT_BURL_BYTES, 451, "4.7.1", NULL },
+	{ R_LIMIT_CONNECTIONS, 421, "4.7.0", NULL },
+	{ R_LIMIT_CONNECTION_RATE, 421, "4.7.0", NULL },
+	{ R_LIMIT_URL_REUSE, 554, "5.7.1", NULL },
+	{ R_LIMIT_UNAVAIL, 451, "4.3.0", NULL },
+	{ R_LIMIT_UNAVAIL_421, 421, "4.3.0", NULL },
 };
 
 /* The list above covers every id exactly once, in order. */

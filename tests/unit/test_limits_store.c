@@ -1,0 +1,262 @@
+/*
+ * test_limits_store.c - the in-memory counters of the named limits
+ * (proxy/limits_store.c): window geometry, sliding windows slot by slot,
+ * gauges, bounded memory with LRU eviction that spares held gauges, and
+ * the SipHash-2-4 the table hashes with (reference vectors).
+ */
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "limits_store.h"
+
+static const uint8_t seed[16] = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,
+    13, 14, 15, 16 };
+
+#define K(s) (s), strlen(s)
+
+static void
+test_geometry(void **state)
+{
+	static const struct { unsigned w, slot, n; } cases[] = {
+		{ 1, 1, 1 }, { 10, 1, 10 }, { 16, 1, 16 }, { 17, 2, 9 },
+		{ 60, 4, 15 }, { 100, 7, 15 }, { 900, 57, 16 },
+		{ 3600, 225, 16 }, { 86400, 5400, 16 }, { 0, 1, 1 },
+	};
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		unsigned slot, n;
+
+		limits_window_geometry(cases[i].w, &slot, &n);
+		assert_int_equal(slot, cases[i].slot);
+		assert_int_equal(n, cases[i].n);
+		/* the slots cover at least the window, less than a slot more */
+		if (cases[i].w > 0) {
+			assert_true(slot * n >= cases[i].w);
+			assert_true(slot * n < cases[i].w + slot);
+		}
+		assert_true(n <= LIMITS_SLOTS);
+	}
+}
+
+static void
+test_window_slides(void **state)
+{
+	/* 160 s in 16 slots of 10 s */
+	struct lim_table *t = lim_table_new(160, 100, seed);
+	uint64_t base = 1000000;	/* a slot boundary */
+
+	(void)state;
+	assert_non_null(t);
+	assert_int_equal(lim_table_add(t, K("alice"), 1, base), 1);
+	assert_int_equal(lim_table_add(t, K("alice"), 2, base + 5), 3);
+	assert_int_equal(lim_table_add(t, K("bob"), 7, base + 5), 7);
+	assert_int_equal(lim_table_add(t, K("alice"), 4, base + 30), 7);
+	/* reading adds nothing */
+	assert_int_equal(lim_table_add(t, K("alice"), 0, base + 31), 7);
+	/* the first slot (base .. base+9) is still in at base+159 */
+	assert_int_equal(lim_table_add(t, K("alice"), 0, base + 159), 7);
+	/* and gone a whole window after its start */
+	assert_int_equal(lim_table_add(t, K("alice"), 0, base + 160), 4);
+	/* the slot of base+30 leaves at base+190 */
+	assert_int_equal(lim_table_add(t, K("alice"), 0, base + 189), 4);
+	assert_int_equal(lim_table_add(t, K("alice"), 0, base + 190), 0);
+	/* an empty window is forgotten on reading (alice just was) */
+	assert_int_equal(lim_table_size(t), 1);
+	assert_int_equal(lim_table_add(t, K("bob"), 0, base + 10000), 0);
+	assert_int_equal(lim_table_size(t), 0);
+	/* counting again after a long pause starts from zero */
+	assert_int_equal(lim_table_add(t, K("alice"), 5, base + 20000), 5);
+	assert_int_equal(lim_table_add(t, K("alice"), 1, base + 20001), 6);
+	lim_table_free(&t);
+	assert_null(t);
+}
+
+static void
+test_window_every_second(void **state)
+{
+	/* one event per second over a 60 s window: the sum never exceeds the
+	 * window's worth plus one slot, and never falls below it less one */
+	struct lim_table *t = lim_table_new(60, 10, seed);
+	unsigned slot, n;
+	uint64_t now, sum = 0;
+
+	(void)state;
+	limits_window_geometry(60, &slot, &n);
+	for (now = 5000; now < 5000 + 600; now++) {
+		sum = lim_table_add(t, K("x"), 1, now);
+		if (now >= 5000 + 60 + slot) {
+			assert_true(sum <= 60 + slot);
+			assert_true(sum >= 60 - slot);
+		}
+	}
+	assert_true(sum > 0);
+	lim_table_free(&t);
+}
+
+static void
+test_absent_key(void **state)
+{
+	struct lim_table *t = lim_table_new(60, 10, seed);
+
+	(void)state;
+	assert_int_equal(lim_table_add(t, K("nobody"), 0, 100), 0);
+	assert_int_equal(lim_table_size(t), 0);
+	assert_int_equal(lim_table_gauge(t, K("nobody")), 0);
+	lim_table_release(t, K("nobody"));
+	assert_int_equal(lim_table_size(t), 0);
+	lim_table_free(&t);
+}
+
+static void
+test_gauges(void **state)
+{
+	struct lim_table *t = lim_table_new(0, 10, seed);
+	uint64_t c = 99;
+
+	(void)state;
+	/* a gauge table counts no window */
+	assert_int_equal(lim_table_add(t, K("a"), 5, 100), 0);
+	assert_int_equal(lim_table_admit(t, K("a"), 2, &c), 1);
+	assert_int_equal(c, 1);
+	assert_int_equal(lim_table_admit(t, K("a"), 2, &c), 1);
+	assert_int_equal(c, 2);
+	assert_int_equal(lim_table_admit(t, K("a"), 2, &c), 0);
+	assert_int_equal(c, 2);
+	assert_int_equal(lim_table_admit(t, K("b"), 2, NULL), 1);
+	assert_int_equal(lim_table_gauge(t, K("a")), 2);
+	lim_table_release(t, K("a"));
+	assert_int_equal(lim_table_gauge(t, K("a")), 1);
+	assert_int_equal(lim_table_admit(t, K("a"), 2, &c), 1);
+	lim_table_release(t, K("a"));
+	lim_table_release(t, K("a"));
+	/* at zero the key goes */
+	assert_int_equal(lim_table_size(t), 1);
+	lim_table_release(t, K("a"));
+	assert_int_equal(lim_table_gauge(t, K("a")), 0);
+	lim_table_release(t, K("b"));
+	assert_int_equal(lim_table_size(t), 0);
+	lim_table_free(&t);
+}
+
+static void
+test_lru_eviction(void **state)
+{
+	struct lim_table *t = lim_table_new(3600, 4, seed);
+	char key[16];
+	int i;
+
+	(void)state;
+	for (i = 0; i < 4; i++) {
+		snprintf(key, sizeof(key), "k%d", i);
+		lim_table_add(t, K(key), 10 + (uint64_t)i, 100);
+	}
+	assert_int_equal(lim_table_size(t), 4);
+	/* k0 is used again: k1 is now the least recently used */
+	assert_int_equal(lim_table_add(t, K("k0"), 0, 101), 10);
+	lim_table_add(t, K("k4"), 1, 102);
+	assert_int_equal(lim_table_size(t), 4);
+	assert_int_equal(lim_table_add(t, K("k1"), 0, 103), 0);
+	assert_int_equal(lim_table_add(t, K("k0"), 0, 103), 10);
+	assert_int_equal(lim_table_add(t, K("k2"), 0, 103), 12);
+	assert_int_equal(lim_table_add(t, K("k4"), 0, 103), 1);
+	/* many more keys: never more than max_keys */
+	for (i = 0; i < 1000; i++) {
+		snprintf(key, sizeof(key), "n%d", i);
+		lim_table_add(t, K(key), 1, 200 + (uint64_t)i);
+		assert_true(lim_table_size(t) <= 4);
+	}
+	lim_table_free(&t);
+}
+
+static void
+test_eviction_spares_held_gauges(void **state)
+{
+	struct lim_table *t = lim_table_new(0, 2, seed);
+	char key[16];
+	int i;
+
+	(void)state;
+	assert_int_equal(lim_table_admit(t, K("held1"), 5, NULL), 1);
+	assert_int_equal(lim_table_admit(t, K("held2"), 5, NULL), 1);
+	/* the table is full of held gauges: it grows rather than forget */
+	for (i = 0; i < 5; i++) {
+		snprintf(key, sizeof(key), "s%d", i);
+		assert_int_equal(lim_table_admit(t, K(key), 5, NULL), 1);
+	}
+	assert_int_equal(lim_table_size(t), 7);
+	assert_int_equal(lim_table_gauge(t, K("held1")), 1);
+	assert_int_equal(lim_table_gauge(t, K("held2")), 1);
+	for (i = 0; i < 5; i++) {
+		snprintf(key, sizeof(key), "s%d", i);
+		lim_table_release(t, K(key));
+	}
+	assert_int_equal(lim_table_size(t), 2);
+	lim_table_free(&t);
+}
+
+static void
+test_binary_and_long_keys(void **state)
+{
+	struct lim_table *t = lim_table_new(60, 10, seed);
+	char big[300];
+	const char a[] = { 'x', 0, 'y' }, b[] = { 'x', 0, 'z' };
+
+	(void)state;
+	memset(big, 'q', sizeof(big));
+	/* longer than LIMITS_KEY_MAX: not stored */
+	assert_int_equal(lim_table_add(t, big, sizeof(big), 1, 10), 0);
+	assert_int_equal(lim_table_add(t, big, LIMITS_KEY_MAX, 1, 10), 1);
+	/* keys are bytes, not strings */
+	assert_int_equal(lim_table_add(t, a, sizeof(a), 1, 10), 1);
+	assert_int_equal(lim_table_add(t, b, sizeof(b), 2, 10), 2);
+	assert_int_equal(lim_table_add(t, a, sizeof(a), 0, 10), 1);
+	assert_int_equal(lim_table_add(t, a, 1, 0, 10), 0);
+	lim_table_free(&t);
+}
+
+/* SipHash-2-4 reference vectors (the paper's appendix): key 00..0f,
+ * messages 00, 00 01, ... */
+static void
+test_siphash_vectors(void **state)
+{
+	uint8_t key[16], msg[64];
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < 16; i++)
+		key[i] = (uint8_t)i;
+	for (i = 0; i < sizeof(msg); i++)
+		msg[i] = (uint8_t)i;
+	assert_true(lim_siphash(key, msg, 0) == UINT64_C(0x726fdb47dd0e0e31));
+	assert_true(lim_siphash(key, msg, 1) == UINT64_C(0x74f839c593dc67fd));
+	assert_true(lim_siphash(key, msg, 8) == UINT64_C(0x93f5f5799a932462));
+	assert_true(lim_siphash(key, msg, 15) == UINT64_C(0xa129ca6149be45e5));
+	assert_true(lim_siphash(key, msg, 63) == UINT64_C(0x958a324ceb064572));
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_geometry),
+		cmocka_unit_test(test_window_slides),
+		cmocka_unit_test(test_window_every_second),
+		cmocka_unit_test(test_absent_key),
+		cmocka_unit_test(test_gauges),
+		cmocka_unit_test(test_lru_eviction),
+		cmocka_unit_test(test_eviction_spares_held_gauges),
+		cmocka_unit_test(test_binary_and_long_keys),
+		cmocka_unit_test(test_siphash_vectors),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
