@@ -114,6 +114,7 @@ session_bad_command(struct session *s, enum smtp_reply_id id, ...)
 	va_start(ap, id);
 	smtp_reply_vadd(session_output(s), id, ap);
 	va_end(ap);
+	audit_session_reply(s, id);	/* as session_reply(): policy records */
 	if (smtp_reply_code(id) == 421)
 		session_close_after_reply(s);
 	if (++s->bad_commands >= s->conf->limits.max_bad_commands &&
