@@ -88,6 +88,8 @@ struct audit_tx {
 	struct backend_reply *held;	/* the verdict(s), until relayed */
 	unsigned nheld, capheld;
 	int nohold;			/* holding failed: relay at once */
+	int last_event;			/* reply id of the last policy/limit
+					 * record of this transaction, or -1 */
 };
 
 enum { CONTENT_DATA = 1, CONTENT_BDAT = 2, CONTENT_BURL = 4 };
@@ -851,7 +853,10 @@ reply_event(struct session *s, enum smtp_reply_id id)
 		rule = "burl_access_disconnect";
 		break;
 	case R_TIMEOUT:
-		if (s->state == S_DATA || s->state == S_BDAT) {
+		if (s->state == S_GREETING) {
+			limit = "timeouts.greeting";
+			value = c->timeouts.greeting;
+		} else if (s->state == S_DATA || s->state == S_BDAT) {
 			limit = "timeouts.data";
 			value = c->timeouts.data;
 		} else {
@@ -861,6 +866,13 @@ reply_event(struct session *s, enum smtp_reply_id id)
 		break;
 	default:
 		return;
+	}
+	if (s->tx.audit != NULL) {
+		/* an LMTP client hears the refusal once per recipient: one
+		 * record is enough */
+		if (s->tx.audit->last_event == (int)id)
+			return;
+		s->tx.audit->last_event = (int)id;
 	}
 	if ((o = rec_new(rule != NULL ? "policy" : "limit", s)) == NULL)
 		return;
@@ -994,6 +1006,7 @@ audit_tx_start(struct session *s)
 	}
 	header_scan_init(&atx->hs);
 	atx->t_mail = util_now_ms();
+	atx->last_event = -1;
 	s->tx.audit = atx;
 }
 
