@@ -584,3 +584,25 @@ def test_revoked_url(kdc_session, sasldb, submit_pwfile, fake_chunking, proxy_fa
         assert len(fake_chunking.wait_transactions(1)) == 1
     finally:
         cy.cleanup()
+
+
+@pytest.mark.parametrize("body", [
+    b"Subject: x\r\n\r\nbinary \x00 part\r\n",          # NUL: binary data
+    b"Subject: x\r\n\r\nbare\nline feed\r\n",            # not CRLF text
+])
+def test_binary_content_refused(body, sasldb, submit_pwfile, fake_chunking,
+                                proxy_factory):
+    """RFC 4468 6: content the backend cannot take as it is (binary data,
+    no BINARYMIME transaction) is refused with 554 5.6.3: msaproxy does not
+    down-convert, and nothing is delivered."""
+    srv = ims.HostileImap("ok", body=body).start()
+    try:
+        p = proxy_factory(fake_chunking, hostile_conf(sasldb, submit_pwfile, srv))
+        with p.client() as c:
+            login(c)
+            envelope(c)
+            c.expect(f"BURL {HURL} LAST", 554, "5.6.3")
+            c.expect("RSET", 250)
+        assert not fake_chunking.transactions()
+    finally:
+        srv.stop()
