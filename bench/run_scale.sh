@@ -196,7 +196,7 @@ tree_mem() { # pid: "rss_kb pss_kb nprocs"
 	echo "$rss $pss $n"
 }
 
-SINK_PID= PROXY_PID= IDLE_PID= SAMPLER=
+SINK_PID='' PROXY_PID='' IDLE_PID='' SAMPLER=''
 cleanup() {
 	trap - EXIT INT TERM
 	[ -n "$SAMPLER" ] && kill "$SAMPLER" 2>/dev/null
