@@ -42,6 +42,22 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 DEFAULT_BINARY = os.environ.get("MSAPROXY_BIN", str(REPO / "msaproxy"))
 
+# MSAPROXY_VALGRIND=1: every msaproxy started by Msaproxy.start runs under
+# valgrind's memcheck.  The workers are forked (not exec'd) and so are
+# checked too; a process with a memory error or a definite leak exits 99,
+# which the master (for a worker) turns into exit status 1, and which
+# Msaproxy.stop(check=True) turns into a test failure.  The reports go to
+# msaproxy's log (stderr).  Timeouts are stretched by VALGRIND_SLOWDOWN.
+VALGRIND = os.environ.get("MSAPROXY_VALGRIND", "") not in ("", "0")
+VALGRIND_CMD = [
+    "valgrind", "--tool=memcheck", "--error-exitcode=99", "--leak-check=full",
+    "--errors-for-leak-kinds=definite", "--show-leak-kinds=definite",
+    "--trace-children=yes", "--child-silent-after-fork=no",
+    "--num-callers=30", f"--suppressions={REPO / 'tests' / 'valgrind.supp'}",
+    "-q",
+]
+VALGRIND_SLOWDOWN = 6
+
 MAIL_USER = "nobody"
 MAIL_GROUP = "nogroup"
 
@@ -1202,7 +1218,12 @@ class Msaproxy:
         before = backend.connection_count() if backend is not None and \
             hasattr(backend, "connection_count") else None
         self._log = open(self.logfile, "ab")
-        self.proc = subprocess.Popen([self.binary, "-f", "-c", str(self.conffile)],
+        cmd = [self.binary, "-f", "-c", str(self.conffile)]
+        if VALGRIND:
+            cmd = VALGRIND_CMD + cmd
+            timeout *= VALGRIND_SLOWDOWN
+            probe_wait *= VALGRIND_SLOWDOWN
+        self.proc = subprocess.Popen(cmd,
                                      stdin=subprocess.DEVNULL, stdout=self._log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
         try:
@@ -1255,6 +1276,9 @@ class Msaproxy:
         if self.proc is None:
             return self.returncode
         timeout = self.shutdown_timeout + 3 if timeout is None else timeout
+        if VALGRIND:
+            # the leak check of the master and each worker at exit
+            timeout = timeout * 2 + 30
         if self.proc.poll() is None:
             self.proc.terminate()
             try:

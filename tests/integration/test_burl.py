@@ -303,6 +303,10 @@ def test_large_burl_memory_bounded(cyrus_imap, sasldb, submit_pwfile, fake_chunk
                                    proxy_factory, monkeypatch):
     """A 20 MB attachment by BURL: streamed, not buffered (RSS growth well
     below the message size)."""
+    if harness.VALGRIND:
+        # memcheck's own heap and its queue of freed blocks (--freelist-vol,
+        # 20 MB) count in the RSS: the figure says nothing about msaproxy
+        pytest.skip("RSS bound not meaningful under valgrind")
     # under AddressSanitizer freed buffers sit in its quarantine (256 MB by
     # default) instead of being reused, which the RSS would count
     monkeypatch.setenv("ASAN_OPTIONS", os.environ.get("ASAN_OPTIONS", "") +
