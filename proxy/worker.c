@@ -27,6 +27,8 @@ int worker_audit_fd = -1;
 struct accept_ctx {
 	struct worker *w;
 	const struct conf_listener *lc;
+	struct evconnlistener *listener;
+	struct event *resume;		/* re-enables accepting after EMFILE */
 };
 
 static void
@@ -59,14 +61,45 @@ accept_cb(struct evconnlistener *el, evutil_socket_t fd,
 }
 
 static void
+accept_resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct accept_ctx *ac = arg;
+
+	(void)fd;
+	(void)what;
+	if (!ac->w->shutting_down)
+		evconnlistener_enable(ac->listener);
+}
+
+/*
+ * Out of descriptors (EMFILE, ENFILE) or kernel memory: the connection
+ * stays in the kernel's queue, so a listener left enabled is woken again at
+ * once and the worker spins, logging a line per turn.  Stop accepting on
+ * this listener for half a second (as nginx does), with one log line per
+ * pause; sessions already open go on.
+ */
+static void
 accept_error_cb(struct evconnlistener *el, void *arg)
 {
+	struct accept_ctx *ac = arg;
 	int err = EVUTIL_SOCKET_ERROR();
 
-	(void)el;
-	(void)arg;
-	/* EMFILE and friends: log and go on; the listener stays enabled. */
-	log_warn("accept: %s", evutil_socket_error_to_string(err));
+	if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+		struct timeval tv = { 0, 500 * 1000 };
+
+		if (ac->resume == NULL)
+			ac->resume = evtimer_new(ac->w->base, accept_resume_cb, ac);
+		if (ac->resume != NULL) {
+			log_warn("accept on %s: %s: not accepting for 0.5 s "
+			    "(raise the file descriptor limit: msaproxy(8))",
+			    ac->lc->name, evutil_socket_error_to_string(err));
+			evconnlistener_disable(el);
+			evtimer_add(ac->resume, &tv);
+			return;
+		}
+	}
+	log_warn("accept on %s: %s", ac->lc->name,
+	    evutil_socket_error_to_string(err));
 }
 
 /* --- backend capability probe --- */
@@ -329,6 +362,7 @@ worker_run(const struct conf *conf, int index, const int *fds, size_t count)
 			log_err("listener %s: cannot accept", conf->listeners[i].name);
 			return 1;
 		}
+		acs[i].listener = w.listeners[i];
 		evconnlistener_set_error_cb(w.listeners[i], accept_error_cb);
 		w.listener_count++;
 	}
@@ -360,8 +394,11 @@ worker_run(const struct conf *conf, int index, const int *fds, size_t count)
 	burl_worker_free(&w.burl);
 	audit_client_free();	/* after the sessions' last records */
 	limits_worker_free(&w.limits);	/* after the sessions */
-	for (i = 0; i < w.listener_count; i++)
+	for (i = 0; i < w.listener_count; i++) {
+		if (acs[i].resume != NULL)
+			event_free(acs[i].resume);
 		evconnlistener_free(w.listeners[i]);
+	}
 	event_free(w.sig_term);
 	event_free(w.sig_int);
 	event_free(w.sig_hup);

@@ -1027,3 +1027,32 @@ def test_sighup_reload_under_load(pki, sink, proxy_factory, tmp_path):
         org = dict(x[0] for x in c.sock.getpeercert()["subject"])["organizationName"]
         assert org == "renewed"
     assert_serving(p, sink)
+
+
+def test_out_of_descriptors_pauses_accepting(fake, proxy_factory):
+    """EMFILE at accept: the connection stays queued in the kernel, so a
+    listener left enabled would wake the worker again at once (a busy loop
+    writing a log line per turn).  msaproxy stops accepting for 0.5 s at a
+    time, and serves again once descriptors are free."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (64, hard))
+    try:
+        p = proxy_factory(fake, {})
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    socks = []
+    try:
+        for _ in range(80):
+            socks.append(socket.create_connection(("127.0.0.1", p.port)))
+        time.sleep(2.0)
+        lines = [l for l in p.log().splitlines() if "accept on" in l]
+        assert lines and "not accepting for 0.5 s" in lines[0], lines[:3]
+        assert len(lines) <= 10, f"{len(lines)} accept errors logged in 2 s"
+    finally:
+        for s in socks:
+            s.close()
+    time.sleep(1.0)
+    with p.client() as c:
+        assert c.reply().code == 220
+        c.expect("EHLO client.example", 250)
