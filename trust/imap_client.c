@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
+#include <sys/un.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
@@ -100,6 +101,7 @@ struct imap_fetch {
 	uint64_t total;
 	uint64_t start_ms;
 	int paused;
+	int retried;			/* once, after a stale pooled connection */
 	enum { ITEM_NONE, ITEM_NIL, ITEM_DATA } item;
 	char server_text[200];		/* an untagged NO's text, scrubbed */
 
@@ -131,6 +133,7 @@ struct imap_conn {
 	int sasl_started, sasl_done;
 	uint32_t uidvalidity;		/* from EXAMINE */
 	int lit_ours;			/* the literal in progress is the fetch's */
+	int heard;			/* a response since the fetch's command */
 	int resp_ours;			/* the current response carried it */
 	uint64_t id;
 	uint64_t opened_ms;
@@ -173,9 +176,12 @@ static void server_kick(struct imap_server *srv);
 
 /* ---- helpers ---- */
 
+/* Where a password may go without TLS: loopback, or a unix socket. */
 static int
 is_loopback(const struct sockaddr *sa)
 {
+	if (sa->sa_family == AF_UNIX)
+		return 1;
 	if (sa->sa_family == AF_INET)
 		return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr)
 		    >> 24) == 127;
@@ -246,10 +252,13 @@ scrub_text(const struct imap_fetch *f, const struct imap_server_cfg *cfg,
 	}
 	log_sanitize(out, outsize, tmp, o);
 	olen = strlen(out);
-	if ((f != NULL && f->token_len >= 8 && memmem_ci_token(out, olen,
-	    f->url + f->token_off, f->token_len) != NULL) ||
-	    (cfg->password[0] != '\0' && memmem_ci_token(out, olen,
-	    cfg->password, strlen(cfg->password)) != NULL))
+	/* before and after escaping */
+	if ((f != NULL && f->token_len >= 8 &&
+	    (memmem_ci_token(tmp, o, f->url + f->token_off, f->token_len) ||
+	    memmem_ci_token(out, olen, f->url + f->token_off, f->token_len))) ||
+	    (cfg->password[0] != '\0' &&
+	    (memmem_ci_token(tmp, o, cfg->password, strlen(cfg->password)) ||
+	    memmem_ci_token(out, olen, cfg->password, strlen(cfg->password)))))
 		snprintf(out, outsize, "(server text withheld: it held a secret)");
 }
 
@@ -845,7 +854,7 @@ fetch_begin(struct imap_conn *ic)
 	struct imap_server *srv = ic->srv;
 
 	ic->served++;
-	ic->lit_ours = ic->resp_ours = 0;
+	ic->lit_ours = ic->resp_ours = ic->heard = 0;
 	f->item = ITEM_NONE;
 	f->server_text[0] = '\0';
 	imap_resp_set_max_literal(ic->parser, f->max_size);
@@ -1139,6 +1148,8 @@ ic_process(struct imap_conn *ic)
 			break;
 		ev = imap_resp_parse(ic->parser, v.iov_base, v.iov_len, &used);
 		evbuffer_drain(in, used);
+		if (ev != IMAP_RESP_NEED_MORE)
+			ic->heard = 1;
 		switch (ev) {
 		case IMAP_RESP_NEED_MORE:
 		case IMAP_RESP_LITERAL_BYTES:	/* not while rem == 0 */
@@ -1212,7 +1223,24 @@ ic_event_cb(void *arg, int what)
 			ic_fail(ic, "timeout: nothing from the server for %u s "
 			    "(fetch_timeout)", ic->srv->fetch_timeout);
 	} else if (what & (CONN_EOF | CONN_ERROR)) {
-		if (ic->idle && (what & CONN_EOF))
+		struct imap_fetch *f = ic->fetch;
+
+		if (f != NULL && ic->state > IC_READY && ic->served > 1 &&
+		    !ic->heard && !f->retried) {
+			/* A pooled connection the server had closed (autologout,
+			 * restart) before we saw it: not an answer to this
+			 * fetch.  Its commands only read (URLFETCH, EXAMINE,
+			 * BODY.PEEK), so it goes again, once, first in line. */
+			ic->fetch = NULL;
+			f->ic = NULL;
+			f->retried = 1;
+			TAILQ_INSERT_HEAD(&ic->srv->queue, f, qlink);
+			f->queued = 1;
+			ic->srv->nqueued++;
+			log_info("%s: reused connection lost before any answer; "
+			    "fetch %s goes again on another", ic->log_id, f->what);
+			ic_destroy(ic, "lost while reused");
+		} else if (ic->idle && (what & CONN_EOF))
 			ic_destroy(ic, "closed by the server while idle");
 		else if (ic->state == IC_TLS || (ic->tls && (what & CONN_ERROR)))
 			ic_fail(ic, "TLS: %s", conn_tls_error(ic->conn));

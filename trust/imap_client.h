@@ -10,7 +10,7 @@
  *   session --imap_fetch_start()--> pool --(idle conn | new conn:
  *       connect, [STARTTLS|implicit TLS], CAPABILITY, AUTHENTICATE)-->
  *       URLFETCH "<url>"            (mode URLAUTH)
- *       [SELECT/EXAMINE mailbox +] UID FETCH uid BODY.PEEK[section]<partial>
+ *       EXAMINE mailbox + UID FETCH uid BODY.PEEK[section]<partial>
  *                                   (mode PROXY_AUTH, authzid = the user)
  *   <--on_data(piece of the literal)-- ... <--on_done(result)--
  *
@@ -56,7 +56,7 @@ enum imap_cred_kind {
 
 enum imap_fetch_mode {
 	IMAP_MODE_URLAUTH,	/* URLFETCH of a URLAUTH URL (RFC 4467) */
-	IMAP_MODE_PROXY_AUTH,	/* authzid = the user; SELECT + UID FETCH BODY.PEEK */
+	IMAP_MODE_PROXY_AUTH,	/* authzid = the user; EXAMINE + UID FETCH BODY.PEEK */
 };
 
 /* One trusted server, as the configuration names it.  Limits and timeouts
@@ -75,7 +75,8 @@ struct imap_server_cfg {
 	struct krb_creds *krb;		/* GSSAPI: our own credentials */
 	char user[256];			/* PASSWORD: the submit user */
 	char password[256];		/* PASSWORD: read from its file at start */
-	enum imap_fetch_mode mode;
+	enum imap_fetch_mode mode;	/* for the caller: each request names
+					 * its own (imap_fetch_req.mode) */
 	unsigned max_idle_conns;	/* pooled idle connections kept (default 4) */
 	unsigned max_conns;		/* connections at once, busy or idle (default 32) */
 	unsigned connect_timeout;	/* seconds: connect + TLS + greeting + AUTH */

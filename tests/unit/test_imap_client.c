@@ -1243,6 +1243,97 @@ test_pooling(void **state)
 	res_free(&r2);
 }
 
+/* A pooled connection the server dropped without our noticing: the fetch
+ * goes again, once, on a new connection.  A server that drops every
+ * connection: UNAVAILABLE, no endless retry.  Nothing listening. */
+static void
+test_stale_and_refused(void **state)
+{
+	static const struct step s0[] = {
+		SEND(CYRUS_GREETING),
+		EXPECT(expect_auth_submit),
+		SEND(CYRUS_LOGGED_IN),
+		EXPECT("%T URLFETCH \"" CYRUS_URL "\""),
+		SEND("* URLFETCH \"" CYRUS_URL "\" {3}\r\none\r\n%T OK Completed\r\n"),
+		EXPECT("%T URLFETCH \"" CYRUS_URL "\""),
+		CLOSE,
+	};
+	static const struct step s1[] = {
+		SEND(CYRUS_GREETING),
+		EXPECT(expect_auth_submit),
+		SEND(CYRUS_LOGGED_IN),
+		EXPECT("%T URLFETCH \"" CYRUS_URL "\""),
+		SEND("* URLFETCH \"" CYRUS_URL "\" {3}\r\ntwo\r\n%T OK Completed\r\n"),
+		EXPECT("%T URLFETCH \"" CYRUS_URL "\""),
+		CLOSE,
+	};
+	static const struct step s2[] = {
+		SEND(CYRUS_GREETING),
+		EXPECT(expect_auth_submit),
+		SEND(CYRUS_LOGGED_IN),
+		EXPECT("%T URLFETCH \"" CYRUS_URL "\""),
+		CLOSE,
+	};
+	static const struct step *const scripts[] = { s0, s1, s2 };
+	struct world w;
+	struct res r;
+	struct imap_fetch_req q;
+	struct imap_pool_stats st;
+	evutil_socket_t fd;
+	struct sockaddr_in sin;
+	socklen_t len = sizeof(sin);
+	int port;
+
+	(void)state;
+	world_new(&w, scripts, 3, IMAP_CRED_PASSWORD, IMAP_TLS_NONE);
+	world_pool(&w);
+	req_url(&q, CYRUS_URL, 1000);
+	res_init(&r);
+	start(&w, &q, &r);
+	run_until(w.base, &r.done, 3000);
+	assert_int_equal(r.result, IMAP_FETCH_OK);
+	res_free(&r);
+	/* s0 drops the second command: again on s1 */
+	res_init(&r);
+	start(&w, &q, &r);
+	run_until(w.base, &r.done, 3000);
+	print_message("  retried: %s\n", r.reason);
+	assert_int_equal(r.result, IMAP_FETCH_OK);
+	assert_true(res_data_is(&r, "two", 3));
+	res_free(&r);
+	/* s1 drops it too; the retry on s2 as well: no third try */
+	res_init(&r);
+	start(&w, &q, &r);
+	run_until(w.base, &r.done, 3000);
+	print_message("  retried and lost: %s\n", r.reason);
+	assert_int_equal(r.result, IMAP_FETCH_UNAVAILABLE);
+	res_free(&r);
+	stats(&w, &st);
+	assert_int_equal(st.connections_opened, 3);
+	world_free(&w);
+
+	/* a port nobody listens on */
+	fd = socket(AF_INET, SOCK_STREAM, 0);
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
+	port = ntohs(sin.sin_port);
+	close(fd);
+	world_new(&w, scripts, 0, IMAP_CRED_PASSWORD, IMAP_TLS_NONE);
+	((struct sockaddr_in *)&w.cfg.addr)->sin_port = htons((uint16_t)port);
+	world_pool(&w);
+	res_init(&r);
+	start(&w, &q, &r);
+	run_until(w.base, &r.done, 3000);
+	print_message("  refused: %s\n", r.reason);
+	assert_int_equal(r.result, IMAP_FETCH_UNAVAILABLE);
+	assert_non_null(strstr(r.reason, "refused"));
+	res_free(&r);
+	world_free(&w);
+}
+
 /* max_conns 1: the second fetch waits in the queue, FIFO, and gets the
  * first one's connection; then a third for another identity (PROXY_AUTH)
  * replaces the idle connection. */
@@ -1985,6 +2076,7 @@ main(void)
 		cmocka_unit_test(test_garbage),
 		cmocka_unit_test(test_timeouts),
 		cmocka_unit_test(test_pooling),
+		cmocka_unit_test(test_stale_and_refused),
 		cmocka_unit_test(test_max_conns),
 		cmocka_unit_test(test_proxy_auth),
 		cmocka_unit_test(test_cancel),
