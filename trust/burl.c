@@ -18,6 +18,7 @@
 #include "conf.h"
 #include "imap_client.h"
 #include "krb_creds.h"
+#include "mailhost.h"
 #include "log.h"
 #include "tls.h"
 
@@ -30,6 +31,7 @@ struct burl_worker {
 	struct krb_creds *krb[CONF_MAX_IMAP_SERVERS];	/* owned: distinct ones */
 	size_t nkrb;
 	struct imap_pool *pool;
+	struct mailhost_dir *mailhost;	/* $M's directory, or NULL */
 };
 
 int
@@ -64,7 +66,8 @@ burl_global_init(const struct conf *conf, const char **error_r)
 		if (nl != NULL)
 			*nl = '\0';
 	}
-	return 0;
+	/* burl.mailhost: the map file and the LDAP bind password */
+	return mailhost_global_init(&conf->burl, error_r);
 }
 
 /* One refresher for every server with the same principal and keytab. */
@@ -160,6 +163,10 @@ burl_worker_new(struct event_base *base, const struct conf *conf,
 		*error_r = "cannot set up the IMAP connection pool";
 		goto fail;
 	}
+	/* NULL without an error when there is no burl.mailhost group */
+	bw->mailhost = mailhost_dir_new(base, cb, error_r);
+	if (bw->mailhost == NULL && *error_r != NULL)
+		goto fail;
 	return bw;
 fail:
 	burl_worker_free(&bw);
@@ -174,6 +181,7 @@ burl_worker_free(struct burl_worker **bwp)
 
 	if (bw == NULL)
 		return;
+	mailhost_dir_free(&bw->mailhost);
 	imap_pool_free(&bw->pool);
 	for (i = 0; i < bw->nkrb; i++)
 		krb_creds_free(&bw->krb[i]);
@@ -191,6 +199,12 @@ struct imap_pool *
 burl_worker_pool(struct burl_worker *bw)
 {
 	return bw != NULL ? bw->pool : NULL;
+}
+
+struct mailhost_dir *
+burl_worker_mailhost(struct burl_worker *bw)
+{
+	return bw != NULL ? bw->mailhost : NULL;
 }
 
 int

@@ -602,3 +602,24 @@ def test_quit_with_pending(own_slapd, workdir):
         finally:
             pass
     s.resume()
+
+
+# ------------------------------------------------------------ msaproxy -t ---
+
+def test_config_check_reads_map_file(binary, workdir):
+    """`msaproxy -t` parses the map file too: FILE:LINE for a bad line."""
+    mapf = workdir / "mailhosts"
+    conf = workdir / "msaproxy.conf"
+    conf.write_text(_conf_text({"map_file": str(mapf)}))
+    mapf.write_text("alice imap1.example.com\nbob imap2.example.com:10143\n")
+    r = subprocess.run([binary, "-t", "-c", str(conf)], capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert "configuration OK" in r.stdout
+    mapf.write_text("alice imap1.example.com\nbob imap2.example.com:99999\ncarol\n")
+    r = subprocess.run([binary, "-t", "-c", str(conf)], capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 1
+    assert (f'{mapf}:2: mailhost "imap2.example.com:99999" is not host or host:port'
+            in r.stderr.splitlines())
+    assert f"{mapf}:3: a user without a mailhost" in r.stderr.splitlines()
