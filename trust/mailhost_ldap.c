@@ -217,7 +217,7 @@ mh_sb_ctrl(Sockbuf_IO_Desc *sbiod, int opt, void *arg)
 {
 	/* Decrypted bytes waiting in the SSL: the socket may be quiet, but
 	 * libldap must read (ldap_result() asks before it polls). */
-	if (opt == LBER_SB_OPT_DATA_READY && SSL_pending(sbiod->sbiod_pvt) > 0)
+	if (opt == LBER_SB_OPT_DATA_READY && SSL_has_pending(sbiod->sbiod_pvt))
 		return 1;
 	return LBER_SBIOD_CTRL_NEXT(sbiod, opt, arg);
 }
