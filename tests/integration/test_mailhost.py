@@ -306,6 +306,17 @@ def test_other_attribute(slapd, workdir):
         assert d.lookup("d*ve (x)")[:2] == ("NOT_FOUND", None)   # not a host
 
 
+def test_oversized_answer(slapd, workdir):
+    """An answer larger than msaproxy holds (64 KB) breaks the connection:
+    UNAVAILABLE, and the next lookup works on a new one."""
+    with Driver(workdir, _ldap(slapd, ldap_attribute="description")) as d:
+        assert d.lookup("huge")[0] == "UNAVAILABLE"
+        st = d.stats()
+    assert st["ldap_searches"] == 2          # sent once more, then given up
+    with Driver(workdir, _ldap(slapd)) as d:
+        assert d.lookup("huge")[:2] == ("FOUND", "imap1.example.com")
+
+
 def test_map_file_first(slapd, workdir):
     mapf = workdir / "mailhosts"
     mapf.write_text("# overrides\nalice imap9.example.com:993\nzoe imap4.example.com\n")
