@@ -16,7 +16,7 @@ top=$(cd "$here/../.." && pwd)
 out=${1:-${FUZZ_OUT:-${TMPDIR:-/tmp}/msaproxy-fuzz}}
 cc=${CC:-clang}
 cflags="-g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined \
--fno-sanitize-recover=undefined -D_GNU_SOURCE -I$top -I$top/proxy -I$top/conf -I$top/trust \
+-fno-sanitize-recover=undefined -D_GNU_SOURCE -I$top -I$top/proxy -I$top/conf -I$top/trust -I$top/auth \
 -Wall -Wextra -Wno-unused-parameter ${EXTRA_CFLAGS:-}"
 
 # The modules each target needs, and its extra libraries.
@@ -29,6 +29,7 @@ sources() {
 	imapurl)	echo "trust/imapurl.c" ;;
 	imap_resp)	echo "trust/imap_resp.c" ;;
 	mapping)	echo "" ;;	# includes trust/mapping.c itself
+	mailhost)	echo "trust/mailhost.c trust/mailhost_ldap.c proxy/log.c auth/tls.c conf/conf.c proxy/smtp_parse.c" ;;
 	*)		echo "build.sh: no sources listed for fuzz_$1" >&2
 			return 1 ;;
 	esac
@@ -37,6 +38,8 @@ libs() {
 	case $1 in
 	data_filter)	pkg-config --libs libevent 2>/dev/null || echo -levent ;;
 	conf)		pkg-config --libs libconfig 2>/dev/null || echo -lconfig ;;
+	mailhost)	pkg-config --libs ldap libevent libssl libcrypto libconfig 2>/dev/null ||
+			echo -lldap -llber -levent -lssl -lcrypto -lconfig ;;
 	*)		echo "" ;;
 	esac
 }
