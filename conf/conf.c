@@ -2429,9 +2429,9 @@ conf_check_mailhost(struct conf_ctx *ctx, void *obj,
 	if (group == NULL)
 		return;
 	if (m->map_file[0] == '\0' && m->ldap_uri[0] == '\0')
-		conf_error(ctx, group, "'%s' sets neither 'map_file' nor "
-		    "'ldap_uri': $M would have no directory", path[0] ?
-		    path : "mailhost");
+		conf_error(ctx, group, "'%.*s' sets neither 'map_file' nor "
+		    "'ldap_uri': $M would have no directory",
+		    (int)(strlen(path) > 0 ? strlen(path) - 1 : 0), path);
 	if (m->ldap_uri[0] != '\0' && m->ldap_base[0] == '\0')
 		conf_error(ctx, group, "'%sldap_uri' is set but '%sldap_base' "
 		    "is empty", path, path);

@@ -34,6 +34,7 @@
 #include "conf.h"
 #include "listener.h"
 #include "log.h"
+#include "mailhost.h"
 #include "smtp_auth.h"
 #include "tls.h"
 #include "worker.h"
@@ -292,6 +293,15 @@ main(int argc, char **argv)
 		return 1;
 	}
 	if (check_only) {
+		const char *error = NULL;
+
+		/* files the configuration names and msaproxy parses at start */
+		if (mailhost_global_init(&conf->burl, &error) < 0) {
+			fprintf(stderr, "%s\n", error);
+			conf_free(&conf);
+			return 1;
+		}
+		mailhost_global_deinit();
 		printf("%s: configuration OK\n", conf_file);
 		conf_free(&conf);
 		return 0;

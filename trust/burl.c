@@ -18,6 +18,7 @@
 #include "conf.h"
 #include "imap_client.h"
 #include "krb_creds.h"
+#include "mailhost.h"
 #include "log.h"
 #include "mailhost.h"
 #include "tls.h"

@@ -5,9 +5,12 @@
  * the connection pool.
  *
  *   master:  burl_global_init(conf)   reads password files (before the
- *                                     privilege drop; never logged)
+ *                                     privilege drop; never logged), and
+ *                                     mailhost_global_init(): the mailHost
+ *                                     map file and LDAP bind password
  *   worker:  burl_worker_new(base, conf)  TLS contexts, Kerberos refresher
- *                                     threads, the pool
+ *                                     threads, the pool, the mailHost
+ *                                     directory
  *            burl_worker_free()
  */
 #ifndef MSA_BURL_H
@@ -31,6 +34,11 @@ void burl_worker_free(struct burl_worker **bwp);
 
 struct imap_pool *burl_worker_pool(struct burl_worker *bw);
 /* The mailHost directory for BURL_ACCESS $M, or NULL if none. */
+struct mailhost_dir *burl_worker_mailhost(struct burl_worker *bw);
+
+/* BURL_ACCESS $M's directory (trust/mailhost.h); NULL without a
+ * burl.mailhost group ($M then always fails). */
+struct mailhost_dir;
 struct mailhost_dir *burl_worker_mailhost(struct burl_worker *bw);
 
 /* Can server i be used now (its credentials are in hand)?  What EHLO

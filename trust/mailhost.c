@@ -541,9 +541,7 @@ mailhost_global_init(const struct conf_burl *cb, const char **error_r)
 
 		mh_global.map = mailhost_map_load(m->map_file, &e);
 		if (mh_global.map == NULL) {
-			snprintf(err, sizeof(err), "burl.mailhost.map_file: %s",
-			    e);
-			*error_r = err;
+			*error_r = e;	/* "FILE:LINE: problem" lines */
 			return -1;
 		}
 		log_info("mailhost: %zu users from %s",

@@ -61,7 +61,8 @@ const char *mailhost_result_name(enum mailhost_result r);
  * Master, once, before privileges are dropped: load cb->mailhost.map_file
  * and read the LDAP bind password file.  The workers inherit both.  Does
  * nothing without a mailhost group.  -1 with *error_r (static) set:
- * "FILE:LINE: problem" for a malformed map file.
+ * "FILE:LINE: problem" lines for a malformed map file.  Also what
+ * `msaproxy -t` runs to check the map file.
  */
 int mailhost_global_init(const struct conf_burl *cb, const char **error_r);
 /* Frees what mailhost_global_init() loaded (tests, shutdown). */

@@ -65,6 +65,10 @@
  * sending 110 searches), while a window of 64 over thousands of searches
  * works. */
 #define MH_MAX_OUTSTANDING 64
+/* Largest LDAP message accepted from the server (an entry with the one
+ * attribute asked for is far smaller); a larger one breaks the
+ * connection. */
+#define MH_MAX_MESSAGE (64 * 1024)
 
 enum mh_state {
 	MH_DOWN,
@@ -217,7 +221,7 @@ mh_sb_ctrl(Sockbuf_IO_Desc *sbiod, int opt, void *arg)
 {
 	/* Decrypted bytes waiting in the SSL: the socket may be quiet, but
 	 * libldap must read (ldap_result() asks before it polls). */
-	if (opt == LBER_SB_OPT_DATA_READY && SSL_pending(sbiod->sbiod_pvt) > 0)
+	if (opt == LBER_SB_OPT_DATA_READY && SSL_has_pending(sbiod->sbiod_pvt))
 		return 1;
 	return LBER_SBIOD_CTRL_NEXT(sbiod, opt, arg);
 }
@@ -753,8 +757,13 @@ mh_connected(struct mailhost_ldap *l)
 	/* belt and braces: if libldap ever waited, not for longer */
 	ldap_set_option(l->ld, LDAP_OPT_NETWORK_TIMEOUT, &net);
 	if (ldap_get_option(l->ld, LDAP_OPT_SOCKBUF, &sb) == LDAP_OPT_SUCCESS &&
-	    sb != NULL)
+	    sb != NULL) {
+		ber_len_t max = MH_MAX_MESSAGE;
+
 		ber_sockbuf_ctrl(sb, LBER_SB_OPT_SET_NONBLOCK, (void *)1);
+		/* a server's message is held whole in memory: bound it */
+		ber_sockbuf_ctrl(sb, LBER_SB_OPT_SET_MAX_INCOMING, &max);
+	}
 	if (l->ldaps) {
 		mh_handshake_start(l);
 	} else if (l->cfg.ldap_starttls) {

@@ -42,6 +42,7 @@ sources() {
 	header_scan)	echo "proxy/header_scan.c" ;;
 	# a whole session: everything of libmsa.a (Makefile.am) but main()
 	session)	libmsa_sources ;;
+	mailhost)	echo "trust/mailhost.c trust/mailhost_ldap.c proxy/log.c auth/tls.c conf/conf.c proxy/smtp_parse.c" ;;
 	*)		echo "build.sh: no sources listed for fuzz_$1" >&2
 			return 1 ;;
 	esac
@@ -58,6 +59,8 @@ libs() {
 			    -levent_openssl -lsasl2 -lgssapi_krb5 -lkrb5 -lconfig \
 			    -lldap -llber"
 			echo -lpthread ;;
+	mailhost)	pkg-config --libs ldap libevent libssl libcrypto libconfig 2>/dev/null ||
+			echo -lldap -llber -levent -lssl -lcrypto -lconfig ;;
 	*)		echo "" ;;
 	esac
 }

@@ -25,6 +25,7 @@ The tree (suffix dc=example,dc=com):
                     metacharacters: found only through correct escaping)
         uid=mallory mailHost "not a host!"         (refused by msaproxy)
         uid=twin    mailHost imap1.example.com
+        uid=huge    mailHost imap1.example.com, and a 100 KB description
     ou=others
         uid=twin    mailHost imap2.example.com     (two entries: ambiguous)
     cn=msaproxy     the bind DN (password BIND_PASSWORD)
@@ -110,6 +111,8 @@ def tree_ldif():
     ]
     for uid, mh in MAILHOSTS.items():
         parts.append(_person(uid, mh))
+    huge = _person("huge", "imap1.example.com").rstrip("\n")
+    parts.append(huge + "\ndescription: " + "x" * 100000 + "\n")
     parts.append(_person("twin", "imap1.example.com"))
     parts.append(_person("twin", "imap2.example.com", ou=f"ou=others,{SUFFIX}"))
     return "\n".join(parts)

@@ -306,6 +306,17 @@ def test_other_attribute(slapd, workdir):
         assert d.lookup("d*ve (x)")[:2] == ("NOT_FOUND", None)   # not a host
 
 
+def test_oversized_answer(slapd, workdir):
+    """An answer larger than msaproxy holds (64 KB) breaks the connection:
+    UNAVAILABLE, and the next lookup works on a new one."""
+    with Driver(workdir, _ldap(slapd, ldap_attribute="description")) as d:
+        assert d.lookup("huge")[0] == "UNAVAILABLE"
+        st = d.stats()
+    assert st["ldap_searches"] == 2          # sent once more, then given up
+    with Driver(workdir, _ldap(slapd)) as d:
+        assert d.lookup("huge")[:2] == ("FOUND", "imap1.example.com")
+
+
 def test_map_file_first(slapd, workdir):
     mapf = workdir / "mailhosts"
     mapf.write_text("# overrides\nalice imap9.example.com:993\nzoe imap4.example.com\n")
@@ -595,10 +606,30 @@ def test_quit_with_pending(own_slapd, workdir):
     with Driver(workdir, _ldap(s)) as d:
         assert d.lookup("alice")[0] == "FOUND"
         s.pause()
-        try:
-            for u in ("bob", "carol", "dave"):
-                d.start(u)
-            time.sleep(0.2)
-        finally:
-            pass
+        for u in ("bob", "carol", "dave"):
+            d.start(u)
+        time.sleep(0.2)
+        # leaving the with block: QUIT, exit status 0 checked
     s.resume()
+    assert d.answers("bob") == []
+
+
+# ------------------------------------------------------------ msaproxy -t ---
+
+def test_config_check_reads_map_file(binary, workdir):
+    """`msaproxy -t` parses the map file too: FILE:LINE for a bad line."""
+    mapf = workdir / "mailhosts"
+    conf = workdir / "msaproxy.conf"
+    conf.write_text(_conf_text({"map_file": str(mapf)}))
+    mapf.write_text("alice imap1.example.com\nbob imap2.example.com:10143\n")
+    r = subprocess.run([binary, "-t", "-c", str(conf)], capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert "configuration OK" in r.stdout
+    mapf.write_text("alice imap1.example.com\nbob imap2.example.com:99999\ncarol\n")
+    r = subprocess.run([binary, "-t", "-c", str(conf)], capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 1
+    assert (f'{mapf}:2: mailhost "imap2.example.com:99999" is not host or host:port'
+            in r.stderr.splitlines())
+    assert f"{mapf}:3: a user without a mailhost" in r.stderr.splitlines()

@@ -868,6 +868,170 @@ test_burl(void **state)
 	assert_true(strstr(errbuf, "lists no server") != NULL);
 }
 
+
+/* burl.mailhost: $M's directory. */
+#define BURL_ONE \
+	"burl = {\n" \
+	"  imap_servers = ( { name = \"i\"; authority = \"imap1.example.com\";\n" \
+	"    address = \"192.0.2.10:143\"; keytab = \"/k\"; } );\n"
+
+static void
+test_burl_mailhost(void **state)
+{
+	const struct conf_mailhost *m;
+	struct conf *conf;
+
+	(void)state;
+	/* no group: no directory, defaults in place */
+	conf = load_ok(MINIMAL BURL_ONE "};\n");
+	m = &conf->burl.mailhost;
+	assert_int_equal(m->enabled, 0);
+	assert_string_equal(m->ldap_filter, "(uid=%u)");
+	assert_string_equal(m->ldap_attribute, "mailHost");
+	assert_int_equal(m->cache_ttl, 300);
+	assert_int_equal(m->negative_ttl, 60);
+	assert_int_equal(m->cache_size, 10000);
+	assert_int_equal(m->timeout, 5);
+	assert_int_equal(m->ldap_starttls, 0);
+	conf_free(&conf);
+
+	/* a map file only */
+	conf = load_ok(with_dir(MINIMAL BURL_ONE
+		"  mailhost = { map_file = \"@/ca.pem\"; };\n"
+		"};\n"));
+	m = &conf->burl.mailhost;
+	assert_int_equal(m->enabled, 1);
+	assert_string_equal(m->ldap_uri, "");
+	conf_free(&conf);
+
+	/* every key */
+	conf = load_ok(with_dir(MINIMAL BURL_ONE
+		"  mailhost = {\n"
+		"    map_file = \"@/ca.pem\";\n"
+		"    ldap_uri = \"ldap://ldap.example.com:3389/\";\n"
+		"    ldap_base = \"ou=people,dc=example,dc=com\";\n"
+		"    ldap_filter = \"(&(objectClass=inetOrgPerson)(|(uid=%u)(mail=%u@x)))\";\n"
+		"    ldap_attribute = \"mailRoutingHost-2\";\n"
+		"    ldap_bind_dn = \"cn=msaproxy,dc=example,dc=com\";\n"
+		"    ldap_bind_password_file = \"@/rsa.key\";\n"
+		"    ldap_starttls = true;\n"
+		"    ldap_ca_file = \"@/ca.pem\";\n"
+		"    cache_ttl = 0; negative_ttl = 86400; cache_size = 1000000;\n"
+		"    timeout = 300;\n"
+		"  };\n"
+		"};\n"));
+	m = &conf->burl.mailhost;
+	assert_int_equal(m->enabled, 1);
+	assert_string_equal(m->ldap_uri, "ldap://ldap.example.com:3389/");
+	assert_string_equal(m->ldap_base, "ou=people,dc=example,dc=com");
+	assert_string_equal(m->ldap_attribute, "mailRoutingHost-2");
+	assert_int_equal(m->ldap_starttls, 1);
+	assert_int_equal(m->cache_ttl, 0);
+	assert_int_equal(m->negative_ttl, 86400);
+	assert_int_equal(m->cache_size, 1000000);
+	assert_int_equal(m->timeout, 300);
+	conf_free(&conf);
+
+	/* URI forms */
+	conf = load_ok(MINIMAL BURL_ONE
+		"  mailhost = { ldap_uri = \"LDAPS://[2001:db8::1]:636\";\n"
+		"    ldap_base = \"dc=x\"; ldap_attribute = \"2.16.840.1.113730.3.1.18\"; };\n"
+		"};\n");
+	conf_free(&conf);
+}
+
+static void
+test_burl_mailhost_errors(void **state)
+{
+	(void)state;
+	/* an empty group */
+	load_fail(MINIMAL BURL_ONE
+		"  mailhost = { };\n"			/* line 5 */
+		"};\n");
+	assert_error_line(6, "'burl.mailhost' sets neither 'map_file' nor "
+	    "'ldap_uri': $M would have no directory");
+
+	/* keys that go together; files that must be readable */
+	load_fail(MINIMAL BURL_ONE
+		"  mailhost = {\n"			/* 6 */
+		"    ldap_uri = \"ldaps://ldap.example.com\";\n"
+		"    ldap_starttls = true;\n"
+		"    ldap_bind_dn = \"cn=x\";\n"
+		"    map_file = \"/nonexistent/map\";\n"	/* 10 */
+		"  };\n"
+		"};\n");
+	assert_error_line(6, "'burl.mailhost.ldap_uri' is set but "
+	    "'burl.mailhost.ldap_base' is empty");
+	assert_error_line(6, "'burl.mailhost.ldap_starttls' cannot be used "
+	    "with an ldaps:// URI (TLS from the start)");
+	assert_error_line(6, "'burl.mailhost.ldap_bind_dn' and "
+	    "'burl.mailhost.ldap_bind_password_file' go together");
+	assert_error_line(10, "'burl.mailhost.map_file' /nonexistent/map: "
+	    "No such file or directory");
+	assert_int_equal(error_count(), 4);
+
+	/* values, each on its own line */
+	load_fail(MINIMAL BURL_ONE
+		"  mailhost = {\n"				/* 6 */
+		"    ldap_uri = \"http://ldap.example.com\";\n"	/* 7 */
+		"    ldap_filter = \"uid=%u\";\n"		/* 8 */
+		"    ldap_attribute = \"mail host\";\n"	/* 9 */
+		"    timeout = 0;\n"				/* 10 */
+		"    cache_size = 1000001;\n"			/* 11 */
+		"    negative_ttl = 86401;\n"			/* 12 */
+		"    ldap_base = \"dc=x\";\n"
+		"  };\n"
+		"};\n");
+	assert_error_line(7, "'burl.mailhost.ldap_uri' = "
+	    "\"http://ldap.example.com\": must start with ldap:// or ldaps://");
+	assert_error_line(8, "'burl.mailhost.ldap_filter' = \"uid=%u\": must "
+	    "be a parenthesized filter such as \"(uid=%u)\"");
+	assert_error_line(9, "'burl.mailhost.ldap_attribute' = \"mail host\": "
+	    "not an attribute name (letters, digits, '-'; or a numeric OID)");
+	assert_error_line(10, "'burl.mailhost.timeout' = 0 is out of range "
+	    "(1..300)");
+	assert_error_line(11, "'burl.mailhost.cache_size' = 1000001 is out of "
+	    "range (0..1000000)");
+	assert_error_line(12, "'burl.mailhost.negative_ttl' = 86401 is out of "
+	    "range (0..86400)");
+
+	/* filters */
+	load_fail(MINIMAL BURL_ONE
+		"  mailhost = { map_file = \"/dev/null\";\n"	/* 6 */
+		"    ldap_filter = \"(uid=alice)\"; };\n"	/* 7 */
+		"};\n");
+	assert_error_line(7, "'burl.mailhost.ldap_filter' = \"(uid=alice)\": "
+	    "must contain %u (the user)");
+	load_fail(MINIMAL BURL_ONE
+		"  mailhost = { map_file = \"/dev/null\";\n"
+		"    ldap_filter = \"(&(uid=%u)\"; };\n"
+		"};\n");
+	assert_error_line(7, "'burl.mailhost.ldap_filter' = \"(&(uid=%u)\": "
+	    "unbalanced parentheses");
+	load_fail(MINIMAL BURL_ONE
+		"  mailhost = { map_file = \"/dev/null\";\n"
+		"    ldap_filter = \"(uid=%u)(cn=%u)\"; };\n"
+		"};\n");
+	assert_error_line(7, "'burl.mailhost.ldap_filter' = \"(uid=%u)(cn=%u)\": "
+	    "unbalanced parentheses");
+	load_fail(MINIMAL BURL_ONE
+		"  mailhost = { map_file = \"/dev/null\";\n"
+		"    ldap_filter = \"(uid=%s)\"; };\n"
+		"};\n");
+	assert_error_line(7, "'burl.mailhost.ldap_filter' = \"(uid=%s)\": "
+	    "'%' must be followed by 'u' (the user) or '%'");
+	load_fail(MINIMAL BURL_ONE
+		"  mailhost = { map_file = \"/dev/null\";\n"
+		"    ldap_uri = \"ldap://ldap.example.com/dc=x?mailHost\"; ldap_base = \"dc=x\"; };\n"
+		"};\n");
+	assert_true(strstr(errbuf, "a DN, attributes or filter in the URI "
+	    "are not supported") != NULL);
+	load_fail(MINIMAL BURL_ONE
+		"  mailhost = { map_file = \"/dev/null\"; unknown = 1; };\n"
+		"};\n");
+	assert_error_line(6, "unknown key 'unknown' in section 'burl.mailhost'");
+}
+
 static void
 test_tls(void **state)
 {
@@ -2090,6 +2254,10 @@ main(void)
 		cmocka_unit_test(test_parse_addr),
 		cmocka_unit_test(test_cidr),
 		cmocka_unit_test(test_burl),
+		cmocka_unit_test_setup_teardown(test_burl_mailhost,
+						tls_files_setup,
+						tls_files_teardown),
+		cmocka_unit_test(test_burl_mailhost_errors),
 		cmocka_unit_test(test_etrn),
 		cmocka_unit_test(test_etrn_errors),
 		cmocka_unit_test(test_audit),
