@@ -2061,28 +2061,32 @@ conf_expect_type(struct conf_ctx *ctx, const struct conf_key *key,
 	return 0;
 }
 
+/*
+ * An array of strings: check the type and the count, then give each string
+ * to `store` (which reports its own problems and returns 1 if it kept the
+ * value).  Shared by CIDR lists and string lists.
+ */
 static void
-conf_read_cidrs(struct conf_ctx *ctx, const struct conf_key *key, void *obj,
-		const config_setting_t *s, const char *path)
+conf_read_string_array(struct conf_ctx *ctx, const struct conf_key *key,
+		       const config_setting_t *s, const char *path,
+		       size_t max, const char *example,
+		       int (*store)(struct conf_ctx *, const struct conf_key *,
+				    void *, const config_setting_t *,
+				    const char *, const char *),
+		       void *obj)
 {
-	const struct conf_array *arr = key->arg;
-	struct conf_cidr *cidrs = (void *)((char *)obj + key->offset);
-	size_t *countp = (void *)((char *)obj + arr->count_offset);
-	const char *error;
-	char q[80];
 	int i, n;
 
 	if (!conf_expect_type(ctx, key, s, path,
 			      config_setting_is_array(s) ||
-			      config_setting_is_list(s),
-			      "an array of strings [ \"10.0.0.0/8\", ... ]"))
+			      config_setting_is_list(s), example))
 		return;
 	n = config_setting_length(s);
-	if ((size_t)n > arr->max) {
+	if ((size_t)n > max) {
 		conf_error(ctx, s,
 			   "'%s%s' has %d entries; at most %zu are allowed",
-			   path, key->name, n, arr->max);
-		n = (int)arr->max;
+			   path, key->name, n, max);
+		n = (int)max;
 	}
 	for (i = 0; i < n; i++) {
 		const config_setting_t *e =
@@ -2096,14 +2100,64 @@ conf_read_cidrs(struct conf_ctx *ctx, const struct conf_key *key, void *obj,
 				   conf_type_name(config_setting_type(e)));
 			continue;
 		}
-		if (conf_parse_cidr(value, &cidrs[*countp], &error) < 0) {
-			conf_error(ctx, e, "'%s%s' entry \"%s\": %s", path,
-				   key->name, conf_quote(value, q, sizeof(q)),
-				   error);
-			continue;
-		}
-		(*countp)++;
+		store(ctx, key, obj, e, path, value);
 	}
+}
+
+static int
+conf_store_cidr(struct conf_ctx *ctx, const struct conf_key *key, void *obj,
+		const config_setting_t *e, const char *path, const char *value)
+{
+	const struct conf_array *arr = key->arg;
+	struct conf_cidr *cidrs = (void *)((char *)obj + key->offset);
+	size_t *countp = (void *)((char *)obj + arr->count_offset);
+	const char *error;
+	char q[80];
+
+	if (conf_parse_cidr(value, &cidrs[*countp], &error) < 0) {
+		conf_error(ctx, e, "'%s%s' entry \"%s\": %s", path, key->name,
+			   conf_quote(value, q, sizeof(q)), error);
+		return 0;
+	}
+	(*countp)++;
+	return 1;
+}
+
+static void
+conf_read_cidrs(struct conf_ctx *ctx, const struct conf_key *key, void *obj,
+		const config_setting_t *s, const char *path)
+{
+	const struct conf_array *arr = key->arg;
+
+	conf_read_string_array(ctx, key, s, path, arr->max,
+	    "an array of strings [ \"10.0.0.0/8\", ... ]", conf_store_cidr, obj);
+}
+
+static int
+conf_store_string(struct conf_ctx *ctx, const struct conf_key *key, void *obj,
+		  const config_setting_t *e, const char *path,
+		  const char *value)
+{
+	const struct conf_strings *arr = key->arg;
+	char *elems = (char *)obj + key->offset;
+	size_t *countp = (void *)((char *)obj + arr->count_offset);
+	const char *error;
+	char q[80];
+
+	if (strlen(value) >= arr->elem_size) {
+		conf_error(ctx, e, "'%s%s' entry \"%s\" is too long (at "
+			   "most %zu characters)", path, key->name,
+			   conf_quote(value, q, sizeof(q)), arr->elem_size - 1);
+		return 0;
+	}
+	if (key->valid != NULL && key->valid(value, &error) < 0) {
+		conf_error(ctx, e, "'%s%s' entry \"%s\": %s", path, key->name,
+			   conf_quote(value, q, sizeof(q)), error);
+		return 0;
+	}
+	memcpy(elems + *countp * arr->elem_size, value, strlen(value) + 1);
+	(*countp)++;
+	return 1;
 }
 
 static void
@@ -2111,53 +2165,9 @@ conf_read_strings(struct conf_ctx *ctx, const struct conf_key *key, void *obj,
 		  const config_setting_t *s, const char *path)
 {
 	const struct conf_strings *arr = key->arg;
-	char *elems = (char *)obj + key->offset;
-	size_t *countp = (void *)((char *)obj + arr->count_offset);
-	const char *error;
-	char q[80];
-	int i, n;
 
-	if (!conf_expect_type(ctx, key, s, path,
-			      config_setting_is_array(s) ||
-			      config_setting_is_list(s),
-			      "an array of strings [ \"...\", ... ]"))
-		return;
-	n = config_setting_length(s);
-	if ((size_t)n > arr->max) {
-		conf_error(ctx, s,
-			   "'%s%s' has %d entries; at most %zu are allowed",
-			   path, key->name, n, arr->max);
-		n = (int)arr->max;
-	}
-	for (i = 0; i < n; i++) {
-		const config_setting_t *e =
-		    config_setting_get_elem(s, (unsigned)i);
-		const char *value = config_setting_get_string(e);
-
-		if (value == NULL) {
-			conf_error(ctx, e,
-				   "'%s%s' entries must be strings, not %s",
-				   path, key->name,
-				   conf_type_name(config_setting_type(e)));
-			continue;
-		}
-		if (strlen(value) >= arr->elem_size) {
-			conf_error(ctx, e, "'%s%s' entry \"%s\" is too long (at "
-				   "most %zu characters)", path, key->name,
-				   conf_quote(value, q, sizeof(q)),
-				   arr->elem_size - 1);
-			continue;
-		}
-		if (key->valid != NULL && key->valid(value, &error) < 0) {
-			conf_error(ctx, e, "'%s%s' entry \"%s\": %s", path,
-				   key->name, conf_quote(value, q, sizeof(q)),
-				   error);
-			continue;
-		}
-		memcpy(elems + *countp * arr->elem_size, value,
-		       strlen(value) + 1);
-		(*countp)++;
-	}
+	conf_read_string_array(ctx, key, s, path, arr->max,
+	    "an array of strings [ \"...\", ... ]", conf_store_string, obj);
 }
 
 static void
