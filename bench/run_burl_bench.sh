@@ -155,6 +155,8 @@ case $CREDS in kerberos|password) ;; *) die "--creds kerberos|password" ;; esac
 [ "$(id -u)" = 0 ] || die "must run as root (Cyrus, Dovecot, smtp-sink)"
 PY=/usr/bin/python3
 [ -x "$PY" ] || die "$PY missing (Debian's python3 with python3-gssapi)"
+[ -x /usr/lib/dovecot/submission ] ||
+	die "Dovecot's submission service is missing: apt-get install dovecot-submissiond (not installed by scripts/install-deps.sh: only this benchmark needs it)"
 command -v smtp-sink >/dev/null || die "smtp-sink not found (postfix)"
 command -v ss >/dev/null || die "ss not found (iproute2)"
 
