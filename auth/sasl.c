@@ -12,10 +12,11 @@
  *   sasldb_path     conf->sasl.sasldb_path
  *   mech_list       conf->sasl.mechanisms; `wanted` for the throwaway
  *                   context of sasl_available_mechanisms
- *   keytab          conf->sasl.keytab: Debian's GSSAPI plugin registers
- *                   it (gsskrb5_register_acceptor_identity) and refuses to
- *                   load when it is not readable at init (GSSAPI is then
- *                   not offered); KRB5_KTNAME is set too, before init
+ *   keytab          conf->sasl.keytab, which the master has made a copy
+ *                   in memory ("MEMORY:/path", auth/keytab.h): not
+ *                   answered then, since Debian's GSSAPI plugin checks the
+ *                   option with access(2) at init; KRB5_KTNAME names the
+ *                   copy (set before init), and MIT's acceptor uses it
  *   log_level       follows our log level, never above SASL_LOG_DEBUG
  * Each session answers from the conf it was made with (Cyrus reads these
  * per connection, and the sasldb is opened per lookup), so a reload takes
@@ -137,7 +138,10 @@ opts_getopt(const struct sasl_opts *o, const char *option,
 	else if (strcmp(option, "mech_list") == 0)
 		v = o->mech_list;
 	else if (strcmp(option, "keytab") == 0)
-		v = o->keytab[0] != '\0' ? o->keytab : NULL;
+		/* not a copy in memory (auth/keytab.h): the plugin checks the
+		 * option with access(2), and KRB5_KTNAME names the copy */
+		v = o->keytab[0] != '\0' &&
+		    strncmp(o->keytab, "MEMORY:", 7) != 0 ? o->keytab : NULL;
 	else if (strcmp(option, "log_level") == 0)
 		v = log_level >= LOG_DEBUG ? "5" : "4";	/* DEBUG : NOTE */
 	if (v == NULL)

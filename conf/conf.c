@@ -1071,6 +1071,7 @@ static const struct conf_key conf_timeouts_keys[] = {
 	CONF_TIMEOUT(backend_command, "300"),
 	CONF_TIMEOUT(backend_data, "600"),	/* RFC 5321 4.5.3.2.6 */
 	CONF_TIMEOUT(shutdown, "30"),
+	CONF_TIMEOUT(drain, "600"),		/* old workers after a reload */
 	{ .name = NULL },
 };
 
@@ -1627,6 +1628,12 @@ static const struct conf_key conf_audit_keys[] = {
 	{ .name = "hmac_key_file", .type = CONF_STRING,
 	  CONF_FIELD(struct conf_audit, hmac_key_file), .def = "",
 	  .valid = conf_valid_path },
+	{ .name = "user", .type = CONF_STRING,
+	  CONF_FIELD(struct conf_audit, user), .def = "",
+	  .valid = conf_valid_token },
+	{ .name = "group", .type = CONF_STRING,
+	  CONF_FIELD(struct conf_audit, group), .def = "",
+	  .valid = conf_valid_token },
 	/* 0, or at least 4K (checked by conf_check_audit) */
 	{ .name = "rotate_size", .type = CONF_SIZE,
 	  CONF_FIELD(struct conf_audit, rotate_size), .def = "100M",
@@ -1825,6 +1832,9 @@ static const struct conf_key conf_top_keys[] = {
 	  .valid = conf_valid_token },
 	{ .name = "pid_file", .type = CONF_STRING,
 	  CONF_FIELD(struct conf, pid_file), .def = "",
+	  .valid = conf_valid_path },
+	{ .name = "chroot", .type = CONF_STRING,
+	  CONF_FIELD(struct conf, chroot), .def = "",
 	  .valid = conf_valid_path },
 	{ .name = "reverse_dns", .type = CONF_BOOL,
 	  CONF_FIELD(struct conf, reverse_dns), .def = "false" },

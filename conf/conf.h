@@ -115,6 +115,8 @@ struct conf_timeouts {			/* all in seconds */
 	unsigned backend_command;	/* backend reply to MAIL/RCPT/...  (5 min) */
 	unsigned backend_data;		/* backend final reply after data (10 min) */
 	unsigned shutdown;		/* grace for sessions on SIGTERM */
+	unsigned drain;			/* a reload's old workers: sessions
+					 * served to their end, at most this */
 };
 
 enum log_dest { LOG_DEST_STDERR, LOG_DEST_SYSLOG, LOG_DEST_FILE };
@@ -300,6 +302,8 @@ struct conf_audit {
 	int syslog;			/* also send records to syslog (RFC 5424) */
 	struct conf_addr syslog_address;/* "/dev/log", or "ip:port" for UDP */
 	unsigned timeout;		/* seconds a worker waits for the writer */
+	char user[64];			/* the writer runs as; "" = conf->user */
+	char group[64];			/* "" = that user's primary group */
 };
 
 /*
@@ -361,8 +365,10 @@ struct conf {
 	char path[512];			/* the file this came from */
 	char server_name[256];		/* greeting, Received "by"; default gethostname() */
 	unsigned workers;		/* 0 = one per online core */
-	char user[64];			/* drop to this user after binding ("" = stay) */
+	char user[64];			/* workers and audit writer run as this
+					 * (privsep.h); "" only when not root */
 	char group[64];			/* default: user's primary group */
+	char chroot[512];		/* workers chroot here; "" = none */
 	char pid_file[512];		/* "" = none */
 	int reverse_dns;		/* PTR lookup for the Received header */
 	char resolver[64];		/* "ip[:port]" for reverse_dns; "" = resolv.conf */

@@ -1,14 +1,24 @@
 /*
  * main.c - msaproxy's master process.
  *
- * SECURITY: the master reads the configuration, binds the listening sockets
- * (privileged ports need root), then gives up root for good (setgroups,
- * setgid, setuid to conf->user) before any network input is read.  Workers
- * are forked after that and never had root.  The master itself reads no
- * network input: it only restarts workers and relays signals.
+ * SECURITY: the master stays root and reads no network input.  It reads the
+ * configuration, binds the listening sockets, and loads what only root may
+ * read: certificates and private keys (auth/tls.h), keytabs (copied into
+ * memory, auth/keytab.h), password and key files.  Then it forks: every
+ * child gives root up before it reads any input (privsep.h): the workers
+ * become `user` (optionally in a chroot), the audit writer `audit.user`.
+ * No worker ever opens a private key or a keytab.
  *
- * With the audit trail on, the master also reads the HMAC key (as root),
- * makes one channel per worker slot, and forks the audit writer
+ * SIGHUP reloads the certificates and keytabs by generations, as nginx
+ * does: the master loads them again (as root), forks a new set of workers
+ * on the same listening sockets, and tells the old ones (SIGUSR2) to stop
+ * accepting and serve their open sessions to the end (timeouts.drain).
+ * Worker slots come in two banks, one per generation, each with its own
+ * audit channel; a SIGHUP while the previous generation still drains waits
+ * until it is gone.
+ *
+ * With the audit trail on, the master also reads the HMAC key, makes one
+ * channel per worker slot, and forks the audit writer
  * (auth/audit_writer.h) before the workers; it restarts the writer if it
  * dies, relays SIGHUP and SIGUSR1 (rotation) to it, and stops it last, so
  * that it writes the workers' final records.
@@ -39,11 +49,22 @@
 #include "tls.h"
 #include "worker.h"
 #include "burl.h"
+#include "keytab.h"
+#include "privsep.h"
 #include "rate_limits.h"
 
 #define DEFAULT_CONF SYSCONFDIR "/msaproxy/msaproxy.conf"
 
 static volatile sig_atomic_t got_term, got_hup, got_chld, got_usr1;
+
+/* A worker slot: nworkers slots per bank, two banks (generations). */
+struct wproc {
+	pid_t pid;			/* 0 = none */
+	time_t started;
+	int draining;			/* told to drain by a reload */
+};
+
+static struct privsep_id audit_privsep;
 
 static void
 sig_handler(int sig)
@@ -73,47 +94,6 @@ usage(FILE *f)
 	    "  -f       stay in the foreground\n"
 	    "  -t       check the configuration and exit\n"
 	    "  -V       print the version and exit\n", DEFAULT_CONF);
-}
-
-static int
-drop_privileges(const struct conf *conf)
-{
-	struct passwd *pw;
-	gid_t gid;
-
-	if (conf->user[0] == '\0')
-		return 0;
-	if (getuid() != 0 && geteuid() != 0) {
-		log_warn("user = \"%s\" ignored: not running as root", conf->user);
-		return 0;
-	}
-	pw = getpwnam(conf->user);
-	if (pw == NULL) {
-		log_err("user %s: no such user", conf->user);
-		return -1;
-	}
-	gid = pw->pw_gid;
-	if (conf->group[0] != '\0') {
-		struct group *gr = getgrnam(conf->group);
-		if (gr == NULL) {
-			log_err("group %s: no such group", conf->group);
-			return -1;
-		}
-		gid = gr->gr_gid;
-	}
-	if (setgroups(1, &gid) == -1 || setresgid(gid, gid, gid) == -1 ||
-	    setresuid(pw->pw_uid, pw->pw_uid, pw->pw_uid) == -1) {
-		log_err("dropping privileges to %s: %s", conf->user, strerror(errno));
-		return -1;
-	}
-	/* No way back. */
-	if (setuid(0) == 0) {
-		log_err("could regain root after dropping privileges");
-		return -1;
-	}
-	log_info("running as %s (uid %ld, gid %ld)", conf->user,
-	    (long)pw->pw_uid, (long)gid);
-	return 0;
 }
 
 static int
@@ -147,7 +127,7 @@ daemonize(void)
 
 static pid_t
 spawn_worker(const struct conf *conf, const struct listener_set *set,
-	     unsigned index)
+	     unsigned slot, unsigned nworkers)
 {
 	pid_t pid = fork();
 
@@ -171,9 +151,12 @@ spawn_worker(const struct conf *conf, const struct listener_set *set,
 		if (fds == NULL)
 			_exit(1);
 		if (conf->audit.enabled)
-			worker_audit_fd = audit_master_child_worker(index);
-		listener_fds_for_worker(set, index, fds);
-		status = worker_run(conf, (int)index, fds, set->listener_count);
+			worker_audit_fd = audit_master_child_worker(slot);
+		/* both banks' workers of one index share its sockets */
+		listener_fds_for_worker(set, slot % nworkers, fds);
+		/* root is given up inside, after the resolver set-up */
+		status = worker_run(conf, (int)(slot % nworkers), fds,
+		    set->listener_count);
 		free(fds);
 		/* exit(), not _exit(): LeakSanitizer checks at exit in sanitizer
 		 * builds; the master has no buffered stdio at fork time. */
@@ -214,6 +197,17 @@ spawn_audit_writer(const struct conf *conf, struct listener_set *set)
 		signal(SIGUSR1, SIG_DFL);
 		signal(SIGCHLD, SIG_DFL);
 		listener_close_all(set);	/* it serves no client */
+		{
+			char err[700];
+
+			/* the log's directory must be the audit user's */
+			if (privsep_drop(&audit_privsep, "", err,
+			    sizeof(err)) < 0 ||
+			    audit_master_check(conf, err, sizeof(err)) < 0) {
+				dprintf(p[1], "ERR %s\n", err);
+				_exit(1);
+			}
+		}
 		audit_writer_main(conf, p[1]);
 	}
 	close(p[1]);
@@ -246,18 +240,115 @@ spawn_audit_writer(const struct conf *conf, struct listener_set *set)
 	return -1;
 }
 
+/*
+ * Copy every keytab the configuration names into memory (keytab.h) and
+ * point the configuration at the copies.  As root, before any fork.
+ */
+static int
+load_keytabs(struct conf *conf, char *err, size_t errsize)
+{
+	const char *error = NULL;
+	char mem[700];
+	size_t i;
+
+	if (conf->sasl.enabled && conf->sasl.keytab[0] != '\0') {
+		if (keytab_to_memory(conf->sasl.keytab, mem, sizeof(mem),
+		    &error) < 0 || strlen(mem) >= sizeof(conf->sasl.keytab)) {
+			snprintf(err, errsize, "sasl.keytab %s: %s",
+			    conf->sasl.keytab, error ? error : "name too long");
+			return -1;
+		}
+		memcpy(conf->sasl.keytab, mem, strlen(mem) + 1);
+	}
+	for (i = 0; conf->burl.enabled && i < conf->burl.server_count; i++) {
+		struct conf_imap_server *is = &conf->burl.servers[i];
+
+		if (is->credentials != CONF_IMAP_CRED_KERBEROS ||
+		    is->keytab[0] == '\0')
+			continue;
+		if (keytab_to_memory(is->keytab, mem, sizeof(mem),
+		    &error) < 0 || strlen(mem) >= sizeof(is->keytab)) {
+			snprintf(err, errsize, "burl.imap_servers keytab %s: %s",
+			    is->keytab, error ? error : "name too long");
+			return -1;
+		}
+		memcpy(is->keytab, mem, strlen(mem) + 1);
+	}
+	return 0;
+}
+
+static unsigned
+count_alive(const struct wproc *procs, unsigned from, unsigned n)
+{
+	unsigned i, alive = 0;
+
+	for (i = from; i < from + n; i++)
+		alive += procs[i].pid > 0;
+	return alive;
+}
+
+/*
+ * SIGHUP: certificates, keys and keytabs again (as root), then a new
+ * generation of workers in the other bank; the old ones drain.  Returns
+ * the bank now serving.  Nothing changes if the certificates do not load.
+ */
+static unsigned
+reload(const struct conf *conf, const struct listener_set *set,
+       struct wproc *procs, unsigned nworkers, unsigned bank,
+       unsigned *generation)
+{
+	unsigned next = 1 - bank, i, started = 0;
+	char err[800];
+
+	if (keytab_reload_all(err, sizeof(err)) < 0)
+		log_err("SIGHUP: %s", err);
+	if (worker_reload_tls(conf) < 0) {
+		log_err("SIGHUP: reload abandoned; the workers keep running");
+		return bank;
+	}
+	for (i = 0; i < nworkers; i++) {
+		struct wproc *w = &procs[next * nworkers + i];
+
+		w->pid = spawn_worker(conf, set, next * nworkers + i,
+		    nworkers);
+		w->started = time(NULL);
+		w->draining = 0;
+		started += w->pid > 0;
+	}
+	if (started == 0) {
+		log_err("SIGHUP: no new worker could be started; the workers "
+		    "keep running");
+		return bank;
+	}
+	for (i = 0; i < nworkers; i++) {
+		struct wproc *w = &procs[bank * nworkers + i];
+
+		if (w->pid <= 0)
+			continue;
+		kill(w->pid, SIGHUP);	/* reopen the log */
+		kill(w->pid, SIGUSR2);	/* stop accepting, serve to the end */
+		w->draining = 1;
+	}
+	(*generation)++;
+	log_info("SIGHUP: generation %u: %u new worker(s); %u draining",
+	    *generation, started, count_alive(procs, bank * nworkers,
+	    nworkers));
+	return next;
+}
+
 int
 main(int argc, char **argv)
 {
 	const char *conf_file = DEFAULT_CONF;
-	int foreground = 0, check_only = 0, ch;
+	int foreground = 0, check_only = 0, ch, reload_pending = 0;
 	char err[8192];
 	struct conf *conf;
 	struct listener_set set = { 0, 0, NULL };
-	unsigned nworkers, i, alive;
+	unsigned nworkers, nslots, i, alive, bank = 0, generation = 1;
 	int exit_status = 0;
-	pid_t *pids = NULL, writer = 0;
-	time_t *started = NULL, writer_started = 0;
+	pid_t writer = 0;
+	struct wproc *procs = NULL;
+	time_t writer_started = 0;
 	sigset_t block, old;
 	struct sigaction sa;
 
@@ -319,6 +410,36 @@ main(int argc, char **argv)
 		long n = sysconf(_SC_NPROCESSORS_ONLN);
 		nworkers = n > 0 ? (unsigned)n : 1;
 	}
+	nslots = 2 * nworkers;
+	/* who the children become: resolved here, while names resolve */
+	if (privsep_resolve(conf->user, conf->group, &worker_privsep, err,
+	    sizeof(err)) < 0 ||
+	    (conf->audit.enabled && privsep_resolve(conf->audit.user[0] ?
+	    conf->audit.user : conf->user, conf->audit.user[0] ?
+	    conf->audit.group : conf->group, &audit_privsep, err,
+	    sizeof(err)) < 0)) {
+		log_err("%s", err);
+		fprintf(stderr, "msaproxy: %s\n", err);
+		goto fail;
+	}
+	if (conf->chroot[0] != '\0') {
+		struct stat st;
+
+		if (!worker_privsep.drop || stat(conf->chroot, &st) < 0 ||
+		    !S_ISDIR(st.st_mode)) {
+			snprintf(err, sizeof(err), "chroot %s: %s",
+			    conf->chroot, !worker_privsep.drop ? "needs root" :
+			    "not a directory");
+			log_err("%s", err);
+			fprintf(stderr, "msaproxy: %s\n", err);
+			goto fail;
+		}
+	}
+	if (load_keytabs(conf, err, sizeof(err)) < 0) {
+		log_err("%s", err);
+		fprintf(stderr, "msaproxy: %s\n", err);
+		goto fail;
+	}
 	if (conf->tls.enabled) {
 		const char *error = NULL;
 
@@ -353,7 +474,7 @@ main(int argc, char **argv)
 			fprintf(stderr, "msaproxy: %s\n", error);
 			goto fail;
 		}
-		/* before the drop: the URL key and Redis password files */
+		/* the URL key and Redis password files */
 		if (limits_global_init(conf, &error) < 0) {
 			log_err("%s", error);
 			fprintf(stderr, "msaproxy: %s\n", error);
@@ -363,21 +484,14 @@ main(int argc, char **argv)
 	if (conf->audit.enabled) {
 		const char *error = NULL;
 
-		/* as root: the key file may be readable by root only */
-		if (audit_master_init(conf, nworkers, &error) < 0) {
+		/* the key file may be readable by root only */
+		if (audit_master_init(conf, nslots, &error) < 0) {
 			log_err("audit: %s", error);
 			fprintf(stderr, "msaproxy: audit: %s\n", error);
 			goto fail;
 		}
 	}
 	if (listener_bind_all(conf, nworkers, &set, err, sizeof(err)) < 0) {
-		log_err("%s", err);
-		fprintf(stderr, "msaproxy: %s\n", err);
-		goto fail;
-	}
-	if (drop_privileges(conf) < 0)
-		goto fail;
-	if (conf->audit.enabled && audit_master_check(conf, err, sizeof(err)) < 0) {
 		log_err("%s", err);
 		fprintf(stderr, "msaproxy: %s\n", err);
 		goto fail;
@@ -421,27 +535,32 @@ main(int argc, char **argv)
 		writer_started = time(NULL);
 	}
 
-	pids = calloc(nworkers, sizeof(*pids));
-	started = calloc(nworkers, sizeof(*started));
-	if (pids == NULL || started == NULL)
+	procs = calloc(nslots, sizeof(*procs));
+	if (procs == NULL)
 		goto fail;
 	for (i = 0; i < nworkers; i++) {
-		pids[i] = spawn_worker(conf, &set, i);
-		started[i] = time(NULL);
+		procs[i].pid = spawn_worker(conf, &set, i, nworkers);
+		procs[i].started = time(NULL);
 	}
-	log_info("msaproxy %s started: %u worker(s), %zu listener(s)",
-	    PACKAGE_VERSION, nworkers, conf->listener_count);
+	log_info("msaproxy %s started: %u worker(s) as %s, %zu listener(s)",
+	    PACKAGE_VERSION, nworkers, worker_privsep.drop ?
+	    worker_privsep.name : "the invoking user", conf->listener_count);
 
 	while (!got_term) {
 		sigsuspend(&old);
 		if (got_hup) {
 			got_hup = 0;
 			log_open(&conf->log, foreground);
-			/* for workers forked from now on */
-			worker_reload_tls(conf);
-			for (i = 0; i < nworkers; i++)
-				if (pids[i] > 0)
-					kill(pids[i], SIGHUP);
+			if (count_alive(procs, (1 - bank) * nworkers,
+			    nworkers) > 0) {
+				log_warn("SIGHUP: the workers of the previous "
+				    "reload are still draining: reloading when "
+				    "they are gone");
+				reload_pending = 1;
+			} else {
+				bank = reload(conf, &set, procs, nworkers, bank,
+				    &generation);
+			}
 			if (writer > 0)
 				kill(writer, SIGHUP);	/* rotates */
 		}
@@ -479,28 +598,46 @@ main(int argc, char **argv)
 					}
 					continue;
 				}
-				for (i = 0; i < nworkers; i++) {
-					if (pids[i] != pid)
+				for (i = 0; i < nslots; i++) {
+					if (procs[i].pid != pid)
 						continue;
+					procs[i].pid = 0;
+					if (procs[i].draining) {
+						log_info("worker %u (pid %ld) of "
+						    "the previous generation "
+						    "drained, exited %d", i %
+						    nworkers, (long)pid,
+						    WIFEXITED(status) ?
+						    WEXITSTATUS(status) : -1);
+						continue;
+					}
 					log_err("worker %u (pid %ld) %s %d, restarting",
-					    i, (long)pid, WIFSIGNALED(status) ?
+					    i % nworkers, (long)pid,
+					    WIFSIGNALED(status) ?
 					    "killed by signal" : "exited with status",
 					    WIFSIGNALED(status) ? WTERMSIG(status) :
 					    WEXITSTATUS(status));
 					/* no fork storm: at most one restart a second */
-					if (time(NULL) - started[i] < 1)
+					if (time(NULL) - procs[i].started < 1)
 						sleep(1);
-					pids[i] = spawn_worker(conf, &set, i);
-					started[i] = time(NULL);
+					procs[i].pid = spawn_worker(conf, &set, i,
+					    nworkers);
+					procs[i].started = time(NULL);
 				}
+			}
+			if (reload_pending && count_alive(procs,
+			    (1 - bank) * nworkers, nworkers) == 0) {
+				reload_pending = 0;
+				bank = reload(conf, &set, procs, nworkers, bank,
+				    &generation);
 			}
 		}
 	}
 
 	log_info("stopping");
-	for (i = 0; i < nworkers; i++)
-		if (pids[i] > 0)
-			kill(pids[i], SIGTERM);
+	for (i = 0; i < nslots; i++)
+		if (procs[i].pid > 0)
+			kill(procs[i].pid, SIGTERM);
 	sigprocmask(SIG_SETMASK, &old, NULL);
 	{
 		time_t deadline = time(NULL) + conf->timeouts.shutdown + 5;
@@ -509,8 +646,7 @@ main(int argc, char **argv)
 			pid_t pid;
 			int status;
 
-			for (alive = 0, i = 0; i < nworkers; i++)
-				alive += pids[i] > 0;
+			alive = count_alive(procs, 0, nslots);
 			if (alive == 0)
 				break;
 			pid = waitpid(-1, &status, WNOHANG);
@@ -522,9 +658,9 @@ main(int argc, char **argv)
 				continue;
 			}
 			if (pid > 0) {
-				for (i = 0; i < nworkers; i++)
-					if (pids[i] == pid)
-						pids[i] = 0;
+				for (i = 0; i < nslots; i++)
+					if (procs[i].pid == pid)
+						procs[i].pid = 0;
 				/* a worker that did not stop cleanly (a crash,
 				 * a sanitizer report) makes the exit status 1 */
 				if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
@@ -540,9 +676,9 @@ main(int argc, char **argv)
 			if (pid < 0 && errno == ECHILD)
 				break;
 			if (time(NULL) > deadline) {
-				for (i = 0; i < nworkers; i++)
-					if (pids[i] > 0)
-						kill(pids[i], SIGKILL);
+				for (i = 0; i < nslots; i++)
+					if (procs[i].pid > 0)
+						kill(procs[i].pid, SIGKILL);
 				deadline = time(NULL) + 5;
 			}
 			usleep(50000);
@@ -571,8 +707,9 @@ main(int argc, char **argv)
 		unlink(conf->pid_file);
 	listener_close_all(&set);
 	log_info("stopped");
-	free(pids);
-	free(started);
+	free(procs);
+	tls_server_free(&worker_tls);
+	keytab_free_all();
 	conf_free(&conf);
 	return exit_status;
 fail:
@@ -581,8 +718,8 @@ fail:
 		listener_close_all(&set);
 	tls_server_free(&worker_tls);
 	audit_master_free();
-	free(pids);
-	free(started);
+	keytab_free_all();
+	free(procs);
 	conf_free(&conf);
 	return 1;
 }

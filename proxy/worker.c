@@ -19,10 +19,12 @@
 #include "tls.h"
 #include "worker.h"
 #include "burl.h"
+#include "privsep.h"
 #include "rate_limits.h"
 
 struct tls_server *worker_tls;
 int worker_audit_fd = -1;
+struct privsep_id worker_privsep;
 
 struct accept_ctx {
 	struct worker *w;
@@ -39,7 +41,7 @@ accept_cb(struct evconnlistener *el, evutil_socket_t fd,
 	struct worker *w = ac->w;
 
 	(void)el;
-	if (w->shutting_down) {
+	if (w->shutting_down || w->draining) {
 		close(fd);
 		return;
 	}
@@ -67,7 +69,7 @@ accept_resume_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	if (!ac->w->shutting_down)
+	if (!ac->w->shutting_down && !ac->w->draining)
 		evconnlistener_enable(ac->listener);
 }
 
@@ -169,7 +171,7 @@ probe_start(struct worker *w)
 static void
 check_done(struct worker *w)
 {
-	if (w->shutting_down && w->session_count == 0)
+	if ((w->shutting_down || w->draining) && w->session_count == 0)
 		event_base_loopexit(w->base, NULL);
 }
 
@@ -218,28 +220,61 @@ worker_shutdown(struct worker *w)
 	check_done(w);
 }
 
-/*
- * Load the certificates and keys again (SIGHUP).  New sessions use the new
- * ones; sessions set up from the old contexts keep them (OpenSSL counts the
- * references).  If anything fails to load, the old ones stay in use.
- */
-void
+int
 worker_reload_tls(const struct conf *conf)
 {
 	struct tls_server *ts;
 	const char *error = NULL;
 
 	if (!conf->tls.enabled)
-		return;
+		return 0;
 	ts = tls_server_new(&conf->tls, &error);
 	if (ts == NULL) {
-		log_err("SIGHUP: TLS reload failed, keeping the old certificates: %s",
-		    error);
-		return;
+		log_err("SIGHUP: TLS reload failed, keeping the old "
+		    "certificates: %s", error);
+		return -1;
 	}
 	tls_server_free(&worker_tls);
 	worker_tls = ts;
 	log_info("SIGHUP: TLS certificates reloaded");
+	return 0;
+}
+
+static void
+drain_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+
+	(void)fd;
+	(void)what;
+	log_info("reload: %u session(s) still open after %u s: shutting down",
+	    w->session_count, w->conf->timeouts.drain);
+	worker_shutdown(w);
+}
+
+/*
+ * SIGUSR2 from the master after a reload: a worker of the new generation
+ * accepts on our sockets now.  Stop accepting (what is queued on the
+ * socket is the new worker's), serve the open sessions to their end, and
+ * exit when none is left, or after timeouts.drain.
+ */
+static void
+worker_drain(struct worker *w)
+{
+	struct timeval tv = { w->conf->timeouts.drain, 0 };
+	size_t i;
+
+	if (w->draining || w->shutting_down)
+		return;
+	w->draining = 1;
+	log_info("reload: a new worker took over; serving %u open session(s) "
+	    "to their end", w->session_count);
+	for (i = 0; i < w->listener_count; i++)
+		evconnlistener_disable(w->listeners[i]);
+	w->drain_timer = evtimer_new(w->base, drain_timeout_cb, w);
+	if (w->drain_timer != NULL)
+		evtimer_add(w->drain_timer, &tv);
+	check_done(w);
 }
 
 static void
@@ -251,7 +286,10 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 	if (sig == SIGHUP) {
 		log_open(&w->conf->log, 1);
 		log_info("SIGHUP: log reopened");
-		worker_reload_tls(w->conf);
+		return;
+	}
+	if (sig == SIGUSR2) {
+		worker_drain(w);
 		return;
 	}
 	worker_shutdown(w);
@@ -282,6 +320,7 @@ worker_run(const struct conf *conf, int index, const int *fds, size_t count)
 	log_set_prefix(prefix);
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGUSR1, SIG_IGN);	/* the audit writer's (log rotation) */
+	signal(SIGUSR2, SIG_IGN);	/* until the loop handles it */
 
 	{
 		/* One loop per process: no locking. */
@@ -328,6 +367,24 @@ worker_run(const struct conf *conf, int index, const int *fds, size_t count)
 			evdns_base_set_option(w.dns, "attempts:", "1");
 		}
 	}
+	{
+		char err[600];
+
+		/* Root is given up here, before any input is read: what needs
+		 * root was done by the master, and the resolver's files were
+		 * read just above (they need not exist inside a chroot). */
+		if (privsep_drop(&worker_privsep, conf->chroot, err,
+		    sizeof(err)) < 0) {
+			log_err("%s: not serving", err);
+			if (w.dns != NULL)
+				evdns_base_free(w.dns, 0);
+			event_base_free(w.base);
+			return 1;
+		}
+		if (worker_privsep.drop)
+			log_debug("running as %s%s%s", worker_privsep.name,
+			    conf->chroot[0] ? ", chroot " : "", conf->chroot);
+	}
 	if (conf->burl.enabled) {
 		const char *err = NULL;
 
@@ -369,9 +426,11 @@ worker_run(const struct conf *conf, int index, const int *fds, size_t count)
 	w.sig_term = evsignal_new(w.base, SIGTERM, signal_cb, &w);
 	w.sig_int = evsignal_new(w.base, SIGINT, signal_cb, &w);
 	w.sig_hup = evsignal_new(w.base, SIGHUP, signal_cb, &w);
+	w.sig_usr2 = evsignal_new(w.base, SIGUSR2, signal_cb, &w);
 	evsignal_add(w.sig_term, NULL);
 	evsignal_add(w.sig_int, NULL);
 	evsignal_add(w.sig_hup, NULL);
+	evsignal_add(w.sig_usr2, NULL);
 	w.probe_timer = evtimer_new(w.base, probe_timer_cb, &w);
 	{
 		struct timeval now = { 0, 0 };
@@ -402,7 +461,10 @@ worker_run(const struct conf *conf, int index, const int *fds, size_t count)
 	event_free(w.sig_term);
 	event_free(w.sig_int);
 	event_free(w.sig_hup);
+	event_free(w.sig_usr2);
 	event_free(w.probe_timer);
+	if (w.drain_timer != NULL)
+		event_free(w.drain_timer);
 	if (w.shutdown_timer != NULL)
 		event_free(w.shutdown_timer);
 	if (w.dns != NULL) {

@@ -17,9 +17,15 @@ struct limits;
 
 struct tls_server;
 
-/* The server TLS contexts (tls section), made by the master before the
- * workers fork; NULL without TLS.  A worker replaces its copy on reload. */
+/* The server TLS contexts (tls section), made by the master (root) before
+ * it forks the workers; NULL without TLS.  On SIGHUP the master makes new
+ * ones and forks a new generation of workers: a worker never reads a
+ * private key. */
 extern struct tls_server *worker_tls;
+
+/* Who the worker becomes after its set-up (privsep.h), set by the master. */
+struct privsep_id;
+extern struct privsep_id worker_privsep;
 
 /* This worker's channel to the audit writer (auth/audit_writer.h), set
  * by the master before worker_run(); -1 when the audit trail is off. */
@@ -35,7 +41,9 @@ struct worker {
 	TAILQ_HEAD(, session) sessions;
 	unsigned session_count;
 	int shutting_down;
-	struct event *sig_term, *sig_int, *sig_hup, *shutdown_timer;
+	int draining;			/* SIGUSR2: a reload replaced us */
+	struct event *sig_term, *sig_int, *sig_hup, *sig_usr2;
+	struct event *shutdown_timer, *drain_timer;
 	struct event *probe_timer;
 	struct backend *probe;
 	struct burl_worker *burl;	/* NULL unless a burl section exists */
@@ -48,7 +56,8 @@ int worker_run(const struct conf *conf, int index, const int *fds, size_t count)
 
 void worker_session_closed(struct worker *w, struct session *s);
 
-/* SIGHUP: reload the TLS certificates (master and workers). */
-void worker_reload_tls(const struct conf *conf);
+/* The master, on SIGHUP: make new TLS contexts for the workers it forks
+ * from now on.  0, or -1 (logged) with the old ones kept. */
+int worker_reload_tls(const struct conf *conf);
 
 #endif

@@ -121,3 +121,10 @@ if [ ! -x "$CYRUS_DIR/usr/lib/cyrus/bin/imapd" ]; then
   dpkg-deb -x "$tmp"/cyrus-imapd_*.deb "$CYRUS_DIR"
   echo "install-deps.sh: unpacked cyrus-imapd $ver into $CYRUS_DIR (package not installed on purpose)"
 fi
+
+# The unprivileged account msaproxy's workers run as (it refuses to serve as
+# root); the tests and the demo use it too.
+if ! getent passwd msaproxy >/dev/null; then
+  useradd --system --no-create-home --shell /usr/sbin/nologin msaproxy
+  echo "install-deps.sh: created the system user msaproxy"
+fi

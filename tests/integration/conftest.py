@@ -21,6 +21,9 @@ from imap_servers import *  # noqa: F401,F403  (cyrus_imap, dovecot_imap, submit
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: takes more than a few seconds")
+    if os.geteuid() == 0:
+        # msaproxy refuses to serve as root: its workers run as this account
+        harness.ensure_test_user()
 
 
 def _need_root():

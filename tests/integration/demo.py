@@ -85,6 +85,8 @@ def main():
     if not os.access(args.binary, os.X_OK):
         sys.exit(f"demo.py: {args.binary} not found: run scripts/build.sh first")
 
+    # msaproxy does not serve as root: its workers run as this account
+    harness.ensure_test_user()
     top = harness.make_tempdir("msaproxy-demo.")
     pf = harness.PostfixBackend(basedir=top / "postfix", hostname="backend.demo.test")
     proxy = None

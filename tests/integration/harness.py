@@ -64,6 +64,22 @@ MAIL_GROUP = "nogroup"
 
 # --------------------------------------------------------------- helpers ---
 
+# The unprivileged account msaproxy's workers and audit writer run as in the
+# tests (scripts/install-deps.sh creates it; so does ensure_test_user()).
+TEST_USER = os.environ.get("MSAPROXY_TEST_USER", "msaproxy")
+
+
+def ensure_test_user(name=TEST_USER):
+    """The account exists (tests run as root: create it if missing)."""
+    import pwd
+    try:
+        return pwd.getpwnam(name)
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--no-create-home",
+                        "--shell", "/usr/sbin/nologin", name], check=True)
+        return pwd.getpwnam(name)
+
+
 def free_port():
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -1164,6 +1180,7 @@ class Msaproxy:
         conf = {
             "server_name": server_name,
             "workers": 1,
+            "user": TEST_USER,
             "bare_newline": "reject",
             "log": {"destination": "stderr", "level": "debug"},
             "listeners": [{"name": "submission", "kind": "submission"}],
@@ -1214,6 +1231,7 @@ class Msaproxy:
         proxy's EHLO probe to reach it; otherwise sleep probe_wait."""
         if not os.access(self.binary, os.X_OK):
             raise FileNotFoundError(f"{self.binary} not built (scripts/build.sh)")
+        self.prepare_audit_dir()
         self.write_conf()
         before = backend.connection_count() if backend is not None and \
             hasattr(backend, "connection_count") else None
@@ -1238,6 +1256,21 @@ class Msaproxy:
         elif probe_wait:
             time.sleep(probe_wait)
         return self
+
+    def prepare_audit_dir(self):
+        """What an operator does once (mkdir /var/log/msaproxy; chown): the
+        audit writer runs unprivileged and writes (and rotates) in the
+        directory of audit.file, so it must own it."""
+        audit = self.conf.get("audit") or {}
+        user = audit.get("user") or self.conf.get("user")
+        if not audit.get("enabled") or not audit.get("file") or not user or os.geteuid() != 0:
+            return
+        d = Path(audit["file"]).parent
+        if str(d).startswith("/tmp/") and d.is_dir() and d.stat().st_uid == 0:
+            pw = ensure_test_user(user)
+            os.chown(d, pw.pw_uid, pw.pw_gid)
+            for f in d.glob(Path(audit["file"]).name + "*"):
+                os.chown(f, pw.pw_uid, pw.pw_gid)
 
     def running(self):
         return self.proc is not None and self.proc.poll() is None

@@ -219,18 +219,27 @@ def test_sighup_reloads_certificates_without_dropping_sessions(pki, fake, proxy_
         assert peer_org(starttls(old, client_ctx(pki))) == "ecdsa"
         shutil.copy(pki / "renewed.pem", d / "cert.pem")
         shutil.copy(pki / "renewed.key", d / "key.pem")
+        os.chmod(d / "key.pem", 0o600)     # root's: only the master reads it
         os.kill(p.proc.pid, signal.SIGHUP)
         assert harness.wait_until(
-            lambda: p.log().count("TLS certificates reloaded") >= 2, timeout=5)
+            lambda: "SIGHUP: generation 2: 1 new worker(s); 1 draining" in p.log(),
+            timeout=5), p.log()[-2000:]
+        assert p.log().count("TLS certificates reloaded") == 1
         with p.client() as c:
             assert c.reply().code == 220
             c.cmd("EHLO client.example")
             assert peer_org(starttls(c, client_ctx(pki))) == "renewed"
-        # the session opened before the reload goes on
+        # the session opened before the reload goes on, in the old worker
         r = old.cmd("EHLO client.example")
         assert r.code == 250, r
         assert old.cmd("NOOP").code == 250
+        assert "of the previous generation drained" not in p.log()
         old.close()
+        # its last session gone, the old worker exits
+        assert harness.wait_until(
+            lambda: "worker 0 (pid" in p.log() and
+            "of the previous generation drained, exited 0" in p.log(), timeout=5), \
+            p.log()[-2000:]
     finally:
         shutil.rmtree(d, ignore_errors=True)
 
@@ -248,6 +257,8 @@ def test_sighup_with_broken_key_keeps_old_certificates(pki, fake, proxy_factory)
         shutil.copy(pki / "rsa.key", d / "key.pem")      # does not match
         os.kill(p.proc.pid, signal.SIGHUP)
         assert harness.wait_until(lambda: "TLS reload failed" in p.log(), timeout=5)
+        assert "SIGHUP: reload abandoned; the workers keep running" in p.log()
+        assert "generation 2" not in p.log()
         with p.client() as c:
             assert c.reply().code == 220
             c.cmd("EHLO client.example")
