@@ -17,8 +17,10 @@ grep -h '^\[  PASSED  \]\|^\[  FAILED  \]' tests/unit/*.log || true
 echo "== unit tests under ASan+UBSan (clang)"
 scripts/build-sanitizers.sh check
 
-echo "== fuzzing: every libFuzzer target for 10 s (tests/fuzz)"
-tests/fuzz/run.sh 10
+# Every target for 20 s, two at a time on 2 cores (tests/fuzz/run.sh runs
+# one per online core); longer runs: tests/fuzz/run.sh 600.
+echo "== fuzzing: every libFuzzer target for 20 s (tests/fuzz)"
+tests/fuzz/run.sh 20
 
 # Debian's python3 has pytest and python3-gssapi; a pyenv python3 on the
 # PATH may not.
