@@ -50,6 +50,14 @@ log_open(const struct conf_log *lc, int foreground)
 }
 
 void
+log_chown(uid_t uid, gid_t gid)
+{
+	if (log_dest == LOG_DEST_FILE && log_fd > 2 && fchown(log_fd, uid, gid) != 0)
+		log_warn("log file: cannot give it to uid %ld: %s", (long)uid,
+		    strerror(errno));
+}
+
+void
 log_set_prefix(const char *prefix)
 {
 	snprintf(log_prefix, sizeof(log_prefix), "%s", prefix ? prefix : "");

@@ -9,6 +9,7 @@
 #define MSA_LOG_H
 
 #include <stdarg.h>
+#include <sys/types.h>
 #include <stddef.h>
 #include <syslog.h>
 
@@ -16,6 +17,10 @@ struct conf_log;
 
 /* Configure the sink; may be called again (e.g. after fork or on SIGHUP). */
 int log_open(const struct conf_log *lc, int foreground);
+/* The master (root): give the log file to the workers' user, so that a
+ * worker can reopen it on SIGHUP.  No-op unless logging to a file. */
+void log_chown(uid_t uid, gid_t gid);
+
 void log_set_prefix(const char *prefix);	/* e.g. "worker 1" */
 
 void log_msg(int prio, const char *fmt, ...)

@@ -325,7 +325,6 @@ reload(const struct conf *conf, const struct listener_set *set,
 
 		if (w->pid <= 0)
 			continue;
-		kill(w->pid, SIGHUP);	/* reopen the log */
 		kill(w->pid, SIGUSR2);	/* stop accepting, serve to the end */
 		w->draining = 1;
 	}
@@ -422,6 +421,8 @@ main(int argc, char **argv)
 		fprintf(stderr, "msaproxy: %s\n", err);
 		goto fail;
 	}
+	if (worker_privsep.drop)
+		log_chown(worker_privsep.uid, worker_privsep.gid);
 	if (conf->chroot[0] != '\0') {
 		struct stat st;
 
@@ -551,6 +552,13 @@ main(int argc, char **argv)
 		if (got_hup) {
 			got_hup = 0;
 			log_open(&conf->log, foreground);
+			if (worker_privsep.drop)
+				log_chown(worker_privsep.uid,
+				    worker_privsep.gid);
+			/* every worker reopens the log (a rotated file) */
+			for (i = 0; i < nslots; i++)
+				if (procs[i].pid > 0)
+					kill(procs[i].pid, SIGHUP);
 			if (count_alive(procs, (1 - bank) * nworkers,
 			    nworkers) > 0) {
 				log_warn("SIGHUP: the workers of the previous "
@@ -602,13 +610,22 @@ main(int argc, char **argv)
 					if (procs[i].pid != pid)
 						continue;
 					procs[i].pid = 0;
-					if (procs[i].draining) {
+					if (procs[i].draining &&
+					    WIFEXITED(status)) {
 						log_info("worker %u (pid %ld) of "
 						    "the previous generation "
 						    "drained, exited %d", i %
 						    nworkers, (long)pid,
-						    WIFEXITED(status) ?
-						    WEXITSTATUS(status) : -1);
+						    WEXITSTATUS(status));
+						continue;
+					}
+					if (procs[i].draining) {
+						/* not restarted: replaced */
+						log_err("worker %u (pid %ld) of "
+						    "the previous generation "
+						    "killed by signal %d",
+						    i % nworkers, (long)pid,
+						    WTERMSIG(status));
 						continue;
 					}
 					log_err("worker %u (pid %ld) %s %d, restarting",

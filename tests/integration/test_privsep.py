@@ -246,3 +246,31 @@ def test_sighup_reads_a_rotated_keytab(kdc, krb5_env, fake, proxy_factory, tmp_p
     assert re.search(rf"keytab {re.escape(str(kt))}: \d+ key\(s\) read again", p.log())
     r = login()
     assert (r.code, r.enhanced) == (235, "2.7.0"), r
+
+
+def test_log_file_reopened_by_unprivileged_workers(fake, proxy_factory):
+    """log.destination = "file": the master (root) creates the file and
+    gives it to the workers' user, so that after a rotation (rename, then
+    SIGHUP) the workers write to the new file too."""
+    pw = harness.ensure_test_user()
+    d = harness.make_tempdir("msaproxy-privsep-log.")
+    try:
+        logf = d / "msaproxy.log"
+        p = proxy_factory(fake, {"log": {"destination": "file", "file": str(logf),
+                                         "level": "debug"}})
+        assert harness.wait_until(lambda: logf.exists() and
+                                  b"worker 0: info: started" in logf.read_bytes(), 5)
+        assert os.stat(logf).st_uid == pw.pw_uid
+        os.rename(logf, d / "msaproxy.log.1")
+        p.signal(signal.SIGHUP)
+        assert harness.wait_until(lambda: logf.exists() and
+                                  b"worker 0: info: SIGHUP: log reopened" in logf.read_bytes(), 5)
+        with p.client() as c:
+            hello(c)
+            assert c.cmd("QUIT").code == 221
+        # the new generation's worker and the old one both write here
+        assert harness.wait_until(lambda: b"worker 0: debug:" in
+                                  logf.read_bytes().split(b"log reopened", 1)[1], 5)
+        assert b"cannot open log file" not in logf.read_bytes()
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
