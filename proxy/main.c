@@ -146,7 +146,10 @@ spawn_worker(const struct conf *conf, const struct listener_set *set,
 		sigprocmask(SIG_SETMASK, &none, NULL);
 		signal(SIGTERM, SIG_DFL);
 		signal(SIGINT, SIG_DFL);
-		signal(SIGHUP, SIG_DFL);
+		/* a SIGHUP or SIGUSR2 before the loop handles them must not
+		 * kill the worker (their default action) */
+		signal(SIGHUP, SIG_IGN);
+		signal(SIGUSR2, SIG_IGN);
 		signal(SIGCHLD, SIG_DFL);
 		if (fds == NULL)
 			_exit(1);

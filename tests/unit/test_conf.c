@@ -205,8 +205,10 @@ static void
 assert_defaults(const struct conf *conf)
 {
 	assert_int_equal(conf->workers, 0);
-	assert_string_equal(conf->user, "");
 	assert_string_equal(conf->group, "");
+	assert_string_equal(conf->chroot, "");
+	assert_string_equal(conf->audit.user, "");
+	assert_int_equal(conf->timeouts.drain, 600);
 	assert_string_equal(conf->pid_file, "");
 	assert_int_equal(conf->reverse_dns, 0);
 	assert_int_equal(conf->bare_newline, BARE_NEWLINE_REJECT);
@@ -314,7 +316,8 @@ test_example_loads(void **state)
 	assert_string_equal(conf->server_name, "mail.example.com");
 	assert_string_equal(conf->backend.helo_name, "mail.example.com");
 	assert_string_equal(conf->listeners[0].name, "submission");
-	assert_int_equal(conf->listeners[0].line, 45);
+	assert_int_equal(conf->listeners[0].line, 49);
+	assert_string_equal(conf->user, "msaproxy");
 	assert_defaults(conf);
 	/* the example's ETRN rules are inert: no listener offers ETRN */
 	assert_int_equal(conf->etrn.listener_count, 0);
@@ -337,6 +340,7 @@ test_minimal_defaults(void **state)
 	assert_int_equal(gethostname(host, sizeof(host)), 0);
 	host[sizeof(host) - 1] = '\0';
 	assert_string_equal(conf->server_name, host);
+	assert_string_equal(conf->user, "");
 	assert_defaults(conf);
 	assert_int_equal(conf->listeners[0].line, 1);
 	conf_free(&conf);
