@@ -54,6 +54,12 @@
  * store's maker and shared): a client that chooses addresses or identities
  * cannot aim at one hash chain.
  *
+ * SECURITY: every process that shares the region can write all of it; the
+ * processes sharing it trust each other (msaproxy's workers and master run
+ * as one uid and could kill each other anyway, docs/SECURITY.md).  What is
+ * defended against is a process dying at any instruction, not one writing
+ * garbage on purpose.
+ *
  * Pure: no I/O, no clock; `now` is in seconds of a monotonic clock that
  * all the processes share (CLOCK_MONOTONIC).
  * Ownership: a store owns its tables; lim_store_free() unmaps them in the
