@@ -332,6 +332,27 @@ def test_workers_share_connections_per_address(sasldb, fake_chunking,
         c.close()
 
 
+def test_workers_share_sessions_per_identity(sasldb, fake_chunking, proxy_factory,
+                                            expect):
+    """One session at once for alice: held through worker 0, a second one
+    through worker 1 is refused; once the first ends, worker 1 admits."""
+    p = proxy_factory(fake_chunking, two_workers_conf(sasldb, {
+        "sessions_per_identity": {"max": 1}}))
+    c0 = client_on(p, 0)
+    assert login(c0, greeting=False).code == 235
+    with client_on(p, 1) as c1:
+        expect(login(c1, greeting=False), 421, "4.7.0", "R_LIMIT_SESSIONS")
+        assert c1.closed()
+    wait_log(p, r"worker 1: \w+: \S+: limit sessions_per_identity exceeded by "
+                r"alice: 1 of 1 at once")
+    c0.expect("QUIT", 221)
+    c0.close()
+    def admitted():
+        with client_on(p, 1) as c:
+            return login(c, greeting=False).code == 235 or None
+    assert harness.wait_until(admitted, 3)
+
+
 def test_worker_killed_gives_back_its_connections(sasldb, fake_chunking,
                                                   proxy_factory, expect):
     """A worker killed with sessions counted (kill -9: no cleanup of its
