@@ -59,10 +59,23 @@ struct lim_shtable {
 	uint8_t seed[16];
 };
 
-/* Process-local handles (made by the mapper, copied by fork). */
+/* The geometry of a table, fixed when it is made. */
+struct lim_geom {
+	uint32_t slot_len, nslots, nowners;
+	uint64_t max_keys, capacity, nbuckets;
+	uint64_t entry_size, owners_off, key_off;
+	uint8_t seed[16];
+};
+
+/* Process-local handles (made by the mapper, copied by fork).  The
+ * geometry is read from here, never from the region: what a process of
+ * the instance may have written there (limits_store.h, SECURITY) does not
+ * move an offset, and the constants stay off the cache line every
+ * operation writes. */
 struct lim_table {
 	struct lim_store *store;
 	struct lim_shtable *sh;
+	struct lim_geom g;
 	uint32_t *buckets;
 	uint8_t *entries;
 	int solo;			/* made by lim_table_new() */
@@ -209,6 +222,16 @@ handle_init(struct lim_store *st, struct lim_table *t, size_t off)
 	t->sh = (struct lim_shtable *)(st->base + off);
 	t->buckets = (uint32_t *)(st->base + t->sh->buckets_off);
 	t->entries = st->base + t->sh->entries_off;
+	t->g.slot_len = t->sh->slot_len;
+	t->g.nslots = t->sh->nslots;
+	t->g.nowners = t->sh->nowners;
+	t->g.max_keys = t->sh->max_keys;
+	t->g.capacity = t->sh->capacity;
+	t->g.nbuckets = t->sh->nbuckets;
+	t->g.entry_size = t->sh->entry_size;
+	t->g.owners_off = t->sh->owners_off;
+	t->g.key_off = t->sh->key_off;
+	memcpy(t->g.seed, t->sh->seed, sizeof(t->g.seed));
 }
 
 struct lim_store *
@@ -376,7 +399,7 @@ static struct lim_shentry *
 E(const struct lim_table *t, uint32_t i)
 {
 	return (struct lim_shentry *)(t->entries +
-	    (size_t)(i - 1) * t->sh->entry_size);
+	    (size_t)(i - 1) * t->g.entry_size);
 }
 
 static uint64_t *
@@ -388,19 +411,19 @@ entry_ring(struct lim_shentry *e)
 static uint32_t *
 entry_owners(const struct lim_table *t, struct lim_shentry *e)
 {
-	return (uint32_t *)((uint8_t *)e + t->sh->owners_off);
+	return (uint32_t *)((uint8_t *)e + t->g.owners_off);
 }
 
 static uint8_t *
 entry_key(const struct lim_table *t, struct lim_shentry *e)
 {
-	return (uint8_t *)e + t->sh->key_off;
+	return (uint8_t *)e + t->g.key_off;
 }
 
 static uint32_t *
 bucket_of(const struct lim_table *t, uint64_t hash)
 {
-	return &t->buckets[hash & (t->sh->nbuckets - 1)];
+	return &t->buckets[hash & (t->g.nbuckets - 1)];
 }
 
 static void
@@ -506,7 +529,7 @@ entry_alloc(struct lim_table *t)
 		sh->free = E(t, i)->hnext;
 		return i;
 	}
-	if (sh->used < sh->capacity)
+	if (sh->used < t->g.capacity)
 		return (uint32_t)++sh->used;
 	return 0;
 }
@@ -517,12 +540,12 @@ make_entry(struct lim_table *t, const void *key, size_t len, uint64_t hash)
 	struct lim_shentry *e;
 	uint32_t i;
 
-	if (t->sh->size >= t->sh->max_keys)
+	if (t->sh->size >= t->g.max_keys)
 		evict(t);
 	if ((i = entry_alloc(t)) == 0)
 		return 0;
 	e = E(t, i);
-	memset(e, 0, t->sh->key_off);
+	memset(e, 0, t->g.key_off);
 	e->hash = hash;
 	e->keylen = (uint8_t)len;
 	memcpy(entry_key(t, e), key, len);
@@ -564,18 +587,18 @@ repair(struct lim_table *t)
 	struct lim_shtable *sh = t->sh;
 	uint32_t i, o;
 
-	memset(t->buckets, 0, sh->nbuckets * sizeof(uint32_t));
+	memset(t->buckets, 0, t->g.nbuckets * sizeof(uint32_t));
 	sh->head = sh->tail = sh->free = 0;
 	sh->size = 0;
-	if (sh->used > sh->capacity)
-		sh->used = sh->capacity;
+	if (sh->used > t->g.capacity)
+		sh->used = t->g.capacity;
 	for (i = (uint32_t)sh->used; i >= 1; i--) {
 		struct lim_shentry *e = E(t, i);
 		uint8_t *key = entry_key(t, e);
 
 		e->prev = e->next = 0;
 		if (e->in_use) {
-			e->hash = lim_siphash(sh->seed, key, e->keylen);
+			e->hash = lim_siphash(t->g.seed, key, e->keylen);
 			if (find(t, key, e->keylen, e->hash) != 0)
 				e->in_use = 0;	/* cannot happen; be safe */
 		}
@@ -584,11 +607,11 @@ repair(struct lim_table *t)
 			sh->free = i;
 			continue;
 		}
-		if (sh->nowners > 0) {
+		if (t->g.nowners > 0) {
 			uint32_t *ow = entry_owners(t, e);
 
 			e->gauge = 0;
-			for (o = 0; o < sh->nowners; o++)
+			for (o = 0; o < t->g.nowners; o++)
 				e->gauge += ow[o];
 		}
 		link_entry(t, i);
@@ -624,9 +647,9 @@ unlock(struct lim_table *t)
 static uint64_t
 advance(struct lim_table *t, struct lim_shentry *e, uint64_t now)
 {
-	uint64_t cur = now / t->sh->slot_len, sum = 0, s;
+	uint64_t cur = now / t->g.slot_len, sum = 0, s;
 	uint64_t *ring = entry_ring(e);
-	unsigned i, n = t->sh->nslots;
+	unsigned i, n = t->g.nslots;
 
 	if (cur > e->last) {
 		if (cur - e->last >= n)
@@ -652,9 +675,9 @@ lim_table_add(struct lim_table *t, const void *key, size_t len, uint64_t n,
 	uint64_t hash, sum;
 	uint32_t i;
 
-	if (t->sh->nslots == 0 || len > LIMITS_KEY_MAX)
+	if (t->g.nslots == 0 || len > LIMITS_KEY_MAX)
 		return 0;
-	hash = lim_siphash(t->sh->seed, key, len);	/* outside the lock */
+	hash = lim_siphash(t->g.seed, key, len);	/* outside the lock */
 	if (lock(t) < 0)
 		return 0;
 	if ((i = get(t, key, len, hash, n > 0)) == 0) {
@@ -664,7 +687,7 @@ lim_table_add(struct lim_table *t, const void *key, size_t len, uint64_t n,
 	e = E(t, i);
 	sum = advance(t, e, now);
 	if (n > 0) {
-		entry_ring(e)[e->last % t->sh->nslots] += n;
+		entry_ring(e)[e->last % t->g.nslots] += n;
 		sum += n;
 	} else if (sum == 0 && e->gauge == 0) {
 		remove_entry(t, i);	/* nothing left to count */
@@ -683,7 +706,7 @@ lim_table_admit(struct lim_table *t, const void *key, size_t len,
 
 	if (len > LIMITS_KEY_MAX)
 		goto uncounted;
-	hash = lim_siphash(t->sh->seed, key, len);
+	hash = lim_siphash(t->g.seed, key, len);
 	if (lock(t) < 0)
 		goto uncounted;
 	if ((i = get(t, key, len, hash, 1)) != 0) {
@@ -692,7 +715,7 @@ lim_table_admit(struct lim_table *t, const void *key, size_t len,
 		if (e->gauge >= max) {
 			admitted = 0;
 		} else {
-			if (t->sh->nowners > 0)
+			if (t->g.nowners > 0)
 				entry_owners(t, e)[t->store->owner]++;
 			e->gauge++;
 		}
@@ -715,7 +738,7 @@ lim_table_release(struct lim_table *t, const void *key, size_t len)
 
 	if (len > LIMITS_KEY_MAX)
 		return;
-	hash = lim_siphash(t->sh->seed, key, len);
+	hash = lim_siphash(t->g.seed, key, len);
 	if (lock(t) < 0)
 		return;
 	if ((i = get(t, key, len, hash, 0)) == 0) {
@@ -723,7 +746,7 @@ lim_table_release(struct lim_table *t, const void *key, size_t len)
 		return;
 	}
 	e = E(t, i);
-	if (t->sh->nowners > 0) {
+	if (t->g.nowners > 0) {
 		uint32_t *mine = &entry_owners(t, e)[t->store->owner];
 
 		/* none: given back by lim_store_owner_reset() already */
@@ -735,7 +758,7 @@ lim_table_release(struct lim_table *t, const void *key, size_t len)
 	} else if (e->gauge > 0) {
 		e->gauge--;
 	}
-	if (e->gauge == 0 && t->sh->nslots == 0)
+	if (e->gauge == 0 && t->g.nslots == 0)
 		remove_entry(t, i);
 	unlock(t);
 }
@@ -748,7 +771,7 @@ lim_table_gauge(struct lim_table *t, const void *key, size_t len)
 
 	if (len > LIMITS_KEY_MAX)
 		return 0;
-	hash = lim_siphash(t->sh->seed, key, len);
+	hash = lim_siphash(t->g.seed, key, len);
 	if (lock(t) < 0)
 		return 0;
 	if ((i = get(t, key, len, hash, 0)) != 0)
@@ -773,17 +796,19 @@ lim_store_owner_reset(struct lim_store *st, unsigned owner)
 		return 0;
 	for (ti = 0; ti < st->ntables; ti++) {
 		struct lim_table *t = &st->tables[ti];
-		uint64_t start, i, end;
+		uint64_t start, i, end, used;
 		int more;
 
-		if (t->sh->nowners == 0)
+		if (t->g.nowners == 0)
 			continue;
 		for (start = 1, more = 1; more; start = end) {
 			if (lock(t) < 0)
 				break;
+			used = t->sh->used < t->g.capacity ? t->sh->used :
+			    t->g.capacity;
 			end = start + LIM_RESET_CHUNK;
-			if (end >= t->sh->used + 1) {
-				end = t->sh->used + 1;
+			if (end >= used + 1) {
+				end = used + 1;
 				more = 0;
 			}
 			for (i = start; i < end; i++) {
@@ -795,7 +820,7 @@ lim_store_owner_reset(struct lim_store *st, unsigned owner)
 				dropped += *held;
 				e->gauge -= *held < e->gauge ? *held : e->gauge;
 				*held = 0;
-				if (e->gauge == 0 && t->sh->nslots == 0)
+				if (e->gauge == 0 && t->g.nslots == 0)
 					remove_entry(t, (uint32_t)i);
 			}
 			unlock(t);
@@ -814,17 +839,17 @@ lim_table_test_die_locked(struct lim_table *t, int scramble)
 	if (scramble) {
 		uint32_t i;
 
-		memset(t->buckets, 0xff, sh->nbuckets * sizeof(uint32_t));
+		memset(t->buckets, 0xff, t->g.nbuckets * sizeof(uint32_t));
 		sh->head = sh->tail = UINT32_MAX;
 		sh->free = UINT32_MAX;
 		sh->size += 1000;
-		for (i = 1; sh->nowners > 0 && i <= sh->used; i++)
+		for (i = 1; t->g.nowners > 0 && i <= sh->used; i++)
 			if (E(t, i)->in_use) {
 				E(t, i)->gauge += 7;	/* owners[] disagree */
 				break;
 			}
 		/* an entry handed out, not finished */
-		if (sh->used < sh->capacity) {
+		if (sh->used < t->g.capacity) {
 			struct lim_shentry *e = E(t, (uint32_t)++sh->used);
 
 			e->keylen = 3;
