@@ -614,6 +614,13 @@ repair(struct lim_table *t)
 			for (o = 0; o < t->g.nowners; o++)
 				e->gauge += ow[o];
 		}
+		if (t->g.nslots == 0 && e->gauge == 0) {
+			/* a gauge at 0 is no entry (an admission cut short) */
+			e->in_use = 0;
+			e->hnext = sh->free;
+			sh->free = i;
+			continue;
+		}
 		link_entry(t, i);
 	}
 	sh->repairs++;
