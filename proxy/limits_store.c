@@ -81,12 +81,27 @@ struct lim_table {
 	int solo;			/* made by lim_table_new() */
 };
 
+/*
+ * The region's first block: owners' reset requests.  The maker (the
+ * master) only ever stores its own counts into req[] and req_sum; the
+ * users compare them with done[] and done_sum and carry the resets out
+ * under `lock`.
+ */
+struct lim_shctl {
+	pthread_mutex_t lock;
+	uint64_t req_sum, done_sum;
+	/* uint64_t req[nowners], done[nowners] (at ctl_req_off) */
+};
+
 struct lim_store {
 	uint8_t *base;
 	size_t size;
 	unsigned ntables, nowners;
 	unsigned owner;			/* this process's */
 	struct lim_table *tables;
+	struct lim_shctl *ctl;
+	uint64_t *req, *done;		/* in the region */
+	uint64_t *req_mine, req_mine_sum;	/* what this process asked */
 };
 
 /* ------------------------------------------------------------------ */
@@ -198,12 +213,21 @@ layout(const struct lim_table_spec *sp, unsigned nowners,
 	return 0;
 }
 
+#define CTL_REQ_OFF ALIGN_UP(sizeof(struct lim_shctl), LIM_LINE)
+
+static size_t
+ctl_bytes(unsigned nowners)
+{
+	return ALIGN_UP(CTL_REQ_OFF + 2 * (size_t)nowners * sizeof(uint64_t),
+	    LIM_LINE);
+}
+
 size_t
 lim_store_bytes(const struct lim_table_spec *specs, unsigned ntables,
 		unsigned nowners)
 {
 	struct lim_layout l;
-	size_t total = 0, page = (size_t)sysconf(_SC_PAGESIZE);
+	size_t total = ctl_bytes(nowners), page = (size_t)sysconf(_SC_PAGESIZE);
 	unsigned i;
 
 	for (i = 0; i < ntables; i++)
@@ -240,7 +264,7 @@ lim_store_new(const struct lim_table_spec *specs, unsigned ntables,
 {
 	struct lim_store *st;
 	pthread_mutexattr_t ma;
-	size_t off = 0;
+	size_t off = ctl_bytes(nowners);
 	unsigned i;
 	void *p;
 
@@ -254,7 +278,9 @@ lim_store_new(const struct lim_table_spec *specs, unsigned ntables,
 	st->nowners = nowners;
 	st->size = lim_store_bytes(specs, ntables, nowners);
 	st->tables = calloc(ntables > 0 ? ntables : 1, sizeof(*st->tables));
-	if (st->size == 0 || st->tables == NULL) {
+	st->req_mine = calloc(nowners, sizeof(*st->req_mine));
+	if (st->size == 0 || st->tables == NULL || st->req_mine == NULL) {
+		free(st->req_mine);
 		free(st->tables);
 		free(st);
 		errno = ENOMEM;
@@ -266,6 +292,7 @@ lim_store_new(const struct lim_table_spec *specs, unsigned ntables,
 	if (p == MAP_FAILED) {
 		int e = errno;
 
+		free(st->req_mine);
 		free(st->tables);
 		free(st);
 		errno = e;
@@ -277,6 +304,11 @@ lim_store_new(const struct lim_table_spec *specs, unsigned ntables,
 	if (pthread_mutexattr_init(&ma) != 0 ||
 	    pthread_mutexattr_setpshared(&ma, PTHREAD_PROCESS_SHARED) != 0 ||
 	    pthread_mutexattr_setrobust(&ma, PTHREAD_MUTEX_ROBUST) != 0)
+		goto fail;
+	st->ctl = (struct lim_shctl *)st->base;
+	st->req = (uint64_t *)(st->base + CTL_REQ_OFF);
+	st->done = st->req + nowners;
+	if (pthread_mutex_init(&st->ctl->lock, &ma) != 0)
 		goto fail;
 	for (i = 0; i < ntables; i++) {
 		struct lim_shtable *sh = (struct lim_shtable *)(st->base + off);
@@ -305,6 +337,7 @@ lim_store_new(const struct lim_table_spec *specs, unsigned ntables,
 fail:
 	pthread_mutexattr_destroy(&ma);
 	munmap(st->base, st->size);
+	free(st->req_mine);
 	free(st->tables);
 	free(st);
 	errno = ENOMEM;
@@ -321,6 +354,7 @@ lim_store_free(struct lim_store **stp)
 	*stp = NULL;
 	/* the mutexes are not destroyed: other processes may still use them */
 	munmap(st->base, st->size);
+	free(st->req_mine);
 	free(st->tables);
 	free(st);
 }
@@ -834,6 +868,56 @@ lim_store_owner_reset(struct lim_store *st, unsigned owner)
 		}
 	}
 	return dropped;
+}
+
+void
+lim_store_request_reset(struct lim_store *st, unsigned owner)
+{
+	if (owner >= st->nowners)
+		return;
+	/* stores only, of counts kept here: nothing read from the region */
+	st->req_mine[owner]++;
+	st->req_mine_sum++;
+	__atomic_store_n(&st->req[owner], st->req_mine[owner],
+	    __ATOMIC_RELEASE);
+	__atomic_store_n(&st->ctl->req_sum, st->req_mine_sum,
+	    __ATOMIC_RELEASE);
+}
+
+uint64_t
+lim_store_run_resets(struct lim_store *st,
+		     void (*report)(unsigned owner, uint64_t n, void *arg),
+		     void *arg)
+{
+	uint64_t sum, total = 0;
+	unsigned o;
+	int r;
+
+	sum = __atomic_load_n(&st->ctl->req_sum, __ATOMIC_ACQUIRE);
+	if (sum == __atomic_load_n(&st->ctl->done_sum, __ATOMIC_ACQUIRE))
+		return 0;		/* the common case: two loads */
+	r = pthread_mutex_lock(&st->ctl->lock);
+	if (r == EOWNERDEAD)
+		/* a reset cut short is run again (it is idempotent) */
+		pthread_mutex_consistent(&st->ctl->lock);
+	else if (r != 0)
+		return 0;
+	for (o = 0; o < st->nowners; o++) {
+		uint64_t want = __atomic_load_n(&st->req[o], __ATOMIC_ACQUIRE);
+		uint64_t n;
+
+		if (want == st->done[o])
+			continue;
+		n = lim_store_owner_reset(st, o);
+		st->done[o] = want;
+		total += n;
+		if (report != NULL)
+			report(o, n, arg);
+	}
+	/* requests made since `sum` was read are seen next time */
+	__atomic_store_n(&st->ctl->done_sum, sum, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&st->ctl->lock);
+	return total;
 }
 
 void

@@ -45,20 +45,27 @@
  * worker slot, 0 .. nowners - 1), what that owner admitted.  Each process
  * names its owner (lim_store_set_owner(), after the fork); release lowers a
  * gauge only by what the releasing owner holds, and lim_store_owner_reset()
- * (the master, once it has reaped a worker) gives back everything an owner
- * held, so a worker that dies with sessions counted does not leak them.
- * A table with a window keeps no owners: gauges admitted there are not
- * attributed (rate_limits.c admits into gauge tables only).
+ * gives back everything an owner held, so a worker that dies with sessions
+ * counted does not leak them.  The maker (the master) does not run it: it
+ * only writes a request (lim_store_request_reset()) that the processes
+ * using the store carry out (lim_store_run_resets(): before a process
+ * takes a slot, and before each operation of rate_limits.c), so the maker
+ * never reads what they wrote.  A table with a window keeps no owners:
+ * gauges admitted there are not attributed (rate_limits.c admits into
+ * gauge tables only).
  *
  * Hashing is keyed (SipHash-2-4 with a random key per table, chosen by the
  * store's maker and shared): a client that chooses addresses or identities
  * cannot aim at one hash chain.
  *
  * SECURITY: every process that shares the region can write all of it; the
- * processes sharing it trust each other (msaproxy's workers and master run
- * as one uid and could kill each other anyway, docs/SECURITY.md).  What is
- * defended against is a process dying at any instruction, not one writing
- * garbage on purpose.
+ * processes that use it trust each other (msaproxy's workers run as one
+ * uid and could kill each other anyway).  What is defended against among
+ * them is a process dying at any instruction, not one writing garbage on
+ * purpose.  The maker is not among them: after the fork it needs only
+ * lim_store_request_reset() and lim_store_free(), which read nothing from
+ * the region and take no lock there (docs/SECURITY.md: the master is
+ * root, the workers are not).
  *
  * Pure: no I/O, no clock; `now` is in seconds of a monotonic clock that
  * all the processes share (CLOCK_MONOTONIC).
@@ -111,9 +118,21 @@ size_t lim_store_size(const struct lim_store *st);
 int lim_store_set_owner(struct lim_store *st, unsigned owner);
 
 /* Drop every gauge unit owner holds, in every table; returns how many.
- * For the master, once the process that was owner is gone (and before
- * another one takes its slot). */
+ * Only once the process that was owner is gone, and before another one
+ * takes its slot. */
 uint64_t lim_store_owner_reset(struct lim_store *st, unsigned owner);
+
+/* The maker's side: ask for lim_store_owner_reset(owner) (the process that
+ * was owner is gone).  Stores two words; reads nothing from the region. */
+void lim_store_request_reset(struct lim_store *st, unsigned owner);
+
+/* The users' side: carry out the resets asked for so far, calling report
+ * (may be NULL) for each owner reset with the units given back; returns
+ * their sum.  Two loads when none is pending. */
+uint64_t lim_store_run_resets(struct lim_store *st,
+			      void (*report)(unsigned owner, uint64_t n,
+					     void *arg),
+			      void *arg);
 
 /*
  * A store of one table, for one process and its children (owner 0 only;

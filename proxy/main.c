@@ -618,8 +618,9 @@ main(int argc, char **argv)
 						continue;
 					procs[i].pid = 0;
 					/* what its sessions still held (a
-					 * crash, a kill): given back before
-					 * another worker takes the slot */
+					 * crash, a kill) is to be given back:
+					 * the workers do it, the slot's next
+					 * one before it serves */
 					limits_slot_reset(i);
 					if (procs[i].draining &&
 					    WIFEXITED(status)) {

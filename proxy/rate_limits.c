@@ -358,12 +358,18 @@ member_of(const struct session *s, char *out, size_t size)
 /* ------------------------------------------------------------------ */
 /* Running an operation */
 
+static void reset_report(unsigned slot, uint64_t n, void *arg);
+
 static void
 run_memory(struct lim_op *op)
 {
 	struct limits *lw = op->lw;
 	uint64_t now = now_s();
 	unsigned i;
+
+	/* a worker that died with sessions counted: given back first */
+	if (mem_store != NULL)
+		lim_store_run_resets(mem_store, reset_report, NULL);
 
 	for (i = 0; i < op->n; i++) {
 		struct lim_item *it = &op->item[i];
@@ -1411,14 +1417,19 @@ limits_global_free(void)
 	lim_store_free(&mem_store);
 }
 
+/* The master only asks (it never reads the region the workers write);
+ * the workers give the entries back (reset_report() logs it). */
 void
 limits_slot_reset(unsigned slot)
 {
-	uint64_t n;
+	if (mem_store != NULL)
+		lim_store_request_reset(mem_store, slot);
+}
 
-	if (mem_store == NULL)
-		return;
-	n = lim_store_owner_reset(mem_store, slot);
+static void
+reset_report(unsigned slot, uint64_t n, void *arg)
+{
+	(void)arg;
 	if (n > 0)
 		log_info("rate_limits: worker slot %u: %llu concurrency "
 		    "entr%s of its sessions given back", slot,
@@ -1529,6 +1540,8 @@ limits_worker_new(struct event_base *base, const struct conf *conf,
 		limits_worker_free(&lw);
 		return NULL;
 	}
+	/* what the slot's previous worker left: gone before this one counts */
+	lim_store_run_resets(mem_store, reset_report, NULL);
 	for (id = 0; id < CONF_LIMIT_COUNT; id++) {
 		if (mem_index[id] < 0)
 			continue;

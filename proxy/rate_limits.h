@@ -80,11 +80,14 @@ int limits_global_init(const struct conf *conf, unsigned nslots,
 void limits_global_free(void);
 
 /*
- * Master, once it has reaped the worker in `slot` and before another
- * worker takes that slot: gives back the concurrency entries the dead
- * worker's sessions held (connections_per_address, sessions_per_identity),
- * so a worker killed with sessions counted does not leave them counted.
- * Logs how many.  Nothing to do with Redis (entries there lapse).
+ * Master, once it has reaped the worker in `slot` and before it forks
+ * another into that slot: the concurrency entries the dead worker's
+ * sessions held (connections_per_address, sessions_per_identity) are to be
+ * given back, so a worker killed with sessions counted does not leave them
+ * counted.  The master only writes the request (it never reads the region
+ * the workers write); the live workers carry it out at their next check,
+ * the slot's next worker before it serves, and log how many.  Nothing to
+ * do with Redis (entries there lapse).
  */
 void limits_slot_reset(unsigned slot);
 

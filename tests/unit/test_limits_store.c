@@ -405,6 +405,59 @@ test_owner_reset(void **state)
 }
 
 static void
+test_reset_requested_by_maker(void **state)
+{
+	struct lim_store *st = store2(60, 16, 16, 3);
+	struct lim_table *g;
+	pid_t pid;
+
+	(void)state;
+	assert_non_null(st);
+	g = lim_store_table(st, 1);
+	/* nothing asked: nothing to do, nothing changes */
+	assert_int_equal(lim_store_run_resets(st, NULL, NULL), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		/* worker in slot 2: takes 3 and dies */
+		int ok = lim_store_set_owner(st, 2) == 0 &&
+		    lim_table_admit(g, K("x"), 10, NULL) &&
+		    lim_table_admit(g, K("x"), 10, NULL) &&
+		    lim_table_admit(g, K("z"), 10, NULL);
+		_exit(ok ? 0 : 1);
+	}
+	assert_int_equal(reap(pid), 0);
+	assert_int_equal(lim_table_admit(g, K("x"), 10, NULL), 1);  /* owner 0 */
+	/* the maker asks; that alone changes no count */
+	lim_store_request_reset(st, 2);
+	lim_store_request_reset(st, 7);		/* out of range: ignored */
+	assert_int_equal(lim_table_gauge(g, K("x")), 3);
+	/* a user of the store (a worker forked after the request) does it */
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		uint64_t n;
+
+		if (lim_store_set_owner(st, 1) < 0)
+			_exit(255);
+		n = lim_store_run_resets(st, NULL, NULL);
+		/* done once: a second run finds nothing */
+		_exit(n == 3 && lim_store_run_resets(st, NULL, NULL) == 0 ?
+		    0 : 1);
+	}
+	assert_int_equal(reap(pid), 0);
+	assert_int_equal(lim_table_gauge(g, K("x")), 1);
+	assert_int_equal(lim_table_gauge(g, K("z")), 0);
+	assert_int_equal(lim_table_size(g), 1);
+	assert_int_equal(lim_store_run_resets(st, NULL, NULL), 0);
+	/* asked again, nothing held: nothing given back, done all the same */
+	lim_store_request_reset(st, 2);
+	assert_int_equal(lim_store_run_resets(st, NULL, NULL), 0);
+	assert_int_equal(lim_table_gauge(g, K("x")), 1);
+	lim_store_free(&st);
+}
+
+static void
 test_die_holding_lock(void **state)
 {
 	struct lim_table *t = lim_table_new(3600, 100, seed);
@@ -548,6 +601,7 @@ main(void)
 		cmocka_unit_test(test_siphash_vectors),
 		cmocka_unit_test(test_shared_exact_counts),
 		cmocka_unit_test(test_owner_reset),
+		cmocka_unit_test(test_reset_requested_by_maker),
 		cmocka_unit_test(test_die_holding_lock),
 		cmocka_unit_test(test_die_holding_lock_scrambled),
 		cmocka_unit_test(test_full_of_held_gauges),
