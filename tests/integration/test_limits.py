@@ -353,6 +353,46 @@ def test_workers_share_sessions_per_identity(sasldb, fake_chunking, proxy_factor
     assert harness.wait_until(admitted, 3)
 
 
+def test_reload_generations_share_the_counters(sasldb, fake_chunking,
+                                              proxy_factory, expect):
+    """A SIGHUP forks a new generation of workers into the other bank of
+    slots; it counts in the same region: what the old generation counted
+    still counts, and the sessions it still serves (draining) hold their
+    places in the cap until they end."""
+    p = proxy_factory(fake_chunking, two_workers_conf(sasldb, {
+        "messages_per_identity": {"max": 3, "window": 60},
+        "connections_per_address": {"max": 3}}))
+    for _ in range(2):
+        with greeted(p) as c:
+            assert login(c, greeting=False).code == 235
+            assert send(c).code == 250
+            c.expect("QUIT", 221)
+    old = [greeted(p), greeted(p)]
+    old_pids = {worker_of(p, c)[1] for c in old}
+    p.signal(signal.SIGHUP)
+    wait_log(p, r"SIGHUP: generation 2: 2 new worker\(s\); 2 draining")
+    time.sleep(0.5)     # the old generation has stopped accepting
+    new = greeted(p)
+    assert worker_of(p, new)[1] not in old_pids
+    assert login(new, greeting=False).code == 235
+    assert send(new).code == 250
+    expect(new.cmd("MAIL FROM:<alice@example.org>"), 451, "4.7.1",
+           "R_LIMIT_MESSAGES")
+    with p.client() as c:
+        expect(c.reply(), 421, "4.7.0", "R_LIMIT_CONNECTIONS")
+        assert worker_of(p, c)[1] not in old_pids
+    # the old sessions end, the old generation exits: two places free
+    for c in old:
+        c.expect("QUIT", 221)
+        c.close()
+    wait_log(p, r"of the previous generation drained, exited 0")
+    more = [greeted(p), greeted(p)]
+    with p.client() as c:
+        expect(c.reply(), 421, "4.7.0", "R_LIMIT_CONNECTIONS")
+    for c in more + [new]:
+        c.close()
+
+
 def test_worker_killed_gives_back_its_connections(sasldb, fake_chunking,
                                                   proxy_factory, expect):
     """A worker killed with sessions counted (kill -9: no cleanup of its
