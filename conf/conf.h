@@ -354,7 +354,7 @@ struct conf_redis {
 
 struct conf_rate_limits {
 	struct conf_rate_limit limit[CONF_LIMIT_COUNT];
-	unsigned max_keys;		/* per limit and worker, in memory */
+	unsigned max_keys;		/* per limit, in memory (shared) */
 	unsigned ipv6_prefix;		/* addresses counted per /n */
 	char url_key_file[512];		/* HMAC key of URL hashes; "" = random
 					 * per start (not shared by a fleet) */

@@ -155,6 +155,7 @@ spawn_worker(const struct conf *conf, const struct listener_set *set,
 			_exit(1);
 		if (conf->audit.enabled)
 			worker_audit_fd = audit_master_child_worker(slot);
+		worker_slot = slot;
 		/* both banks' workers of one index share its sockets */
 		listener_fds_for_worker(set, slot % nworkers, fds);
 		/* root is given up inside, after the resolver set-up */
@@ -200,6 +201,7 @@ spawn_audit_writer(const struct conf *conf, struct listener_set *set)
 		signal(SIGUSR1, SIG_DFL);
 		signal(SIGCHLD, SIG_DFL);
 		listener_close_all(set);	/* it serves no client */
+		limits_global_free();		/* and counts nothing */
 		{
 			char err[700];
 
@@ -478,8 +480,10 @@ main(int argc, char **argv)
 			fprintf(stderr, "msaproxy: %s\n", error);
 			goto fail;
 		}
-		/* the URL key and Redis password files */
-		if (limits_global_init(conf, &error) < 0) {
+		/* the URL key and Redis password files; before the fork:
+		 * the counters the workers share, a slot per worker of
+		 * either bank (generation) */
+		if (limits_global_init(conf, nslots, &error) < 0) {
 			log_err("%s", error);
 			fprintf(stderr, "msaproxy: %s\n", error);
 			goto fail;
@@ -613,6 +617,11 @@ main(int argc, char **argv)
 					if (procs[i].pid != pid)
 						continue;
 					procs[i].pid = 0;
+					/* what its sessions still held (a
+					 * crash, a kill) is to be given back:
+					 * the workers do it, the slot's next
+					 * one before it serves */
+					limits_slot_reset(i);
 					if (procs[i].draining &&
 					    WIFEXITED(status)) {
 						log_info("worker %u (pid %ld) of "
@@ -727,6 +736,7 @@ main(int argc, char **argv)
 		unlink(conf->pid_file);
 	listener_close_all(&set);
 	log_info("stopped");
+	limits_global_free();
 	free(procs);
 	tls_server_free(&worker_tls);
 	keytab_free_all();
@@ -739,6 +749,7 @@ fail:
 	tls_server_free(&worker_tls);
 	audit_master_free();
 	keytab_free_all();
+	limits_global_free();
 	free(procs);
 	conf_free(&conf);
 	return 1;

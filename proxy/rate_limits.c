@@ -149,6 +149,11 @@ static uint8_t url_key[1024];
 static size_t url_key_len;
 static char redis_password[512];
 static char instance_tag[17];
+/* Without Redis: the instance's counters, one table per limit that is on
+ * (mem_index: its table in the store, -1 for none); the region is shared,
+ * these handles are each process's copy. */
+static struct lim_store *mem_store;
+static int mem_index[CONF_LIMIT_COUNT];
 
 enum lim_kind { LK_WINDOW, LK_ADMIT, LK_REFRESH, LK_RELEASE };
 
@@ -188,7 +193,8 @@ struct lim_lease {
 struct limits {
 	const struct conf *conf;
 	struct event_base *base;
-	struct lim_table *tables[CONF_LIMIT_COUNT];	/* memory store */
+	struct lim_table *tables[CONF_LIMIT_COUNT];	/* memory store (shared) */
+	uint64_t repairs[CONF_LIMIT_COUNT];		/* lim_table_repairs() seen */
 	struct limits_redis *redis;			/* or Redis */
 	struct event *heartbeat;
 	TAILQ_HEAD(, lim_lease) leases;
@@ -237,14 +243,20 @@ lim_conf(const struct limits *lw, enum conf_limit_id id)
 }
 
 static int
-lim_on(const struct limits *lw, enum conf_limit_id id)
+conf_lim_on(const struct conf *conf, enum conf_limit_id id)
 {
-	if (lw == NULL || lw->conf->rate_limits.limit[id].max == 0)
+	if (conf->rate_limits.limit[id].max == 0)
 		return 0;
 	if (id == CONF_LIMIT_URL_REUSE || id == CONF_LIMIT_BURL_FETCHES ||
 	    id == CONF_LIMIT_BURL_BYTES)
-		return lw->conf->burl.enabled;
+		return conf->burl.enabled;
 	return 1;
+}
+
+static int
+lim_on(const struct limits *lw, enum conf_limit_id id)
+{
+	return lw != NULL && conf_lim_on(lw->conf, id);
 }
 
 static uint64_t
@@ -346,12 +358,18 @@ member_of(const struct session *s, char *out, size_t size)
 /* ------------------------------------------------------------------ */
 /* Running an operation */
 
+static void reset_report(unsigned slot, uint64_t n, void *arg);
+
 static void
 run_memory(struct lim_op *op)
 {
 	struct limits *lw = op->lw;
 	uint64_t now = now_s();
 	unsigned i;
+
+	/* a worker that died with sessions counted: given back first */
+	if (mem_store != NULL)
+		lim_store_run_resets(mem_store, reset_report, NULL);
 
 	for (i = 0; i < op->n; i++) {
 		struct lim_item *it = &op->item[i];
@@ -374,6 +392,12 @@ run_memory(struct lim_op *op)
 			break;
 		case LK_REFRESH:
 			break;
+		}
+		if (lim_table_repairs(t) != lw->repairs[it->id]) {
+			lw->repairs[it->id] = lim_table_repairs(t);
+			log_warn("rate_limits: the counters of %s were repaired: "
+			    "a process died holding their lock (the operation "
+			    "it was making is lost)", conf_limit_name(it->id));
 		}
 	}
 }
@@ -1333,8 +1357,88 @@ read_secret(const char *path, uint8_t *out, size_t size, size_t *len_r,
 	return 0;
 }
 
+/*
+ * Without Redis: one store for the instance, a table per limit that is on.
+ * A gauge table keeps spare room for the entries its sessions hold (never
+ * evicted): at most one per session, max_connections per worker slot.
+ */
+#define LIM_HELD_MAX ((size_t)1 << 22)
+
+static int
+mem_store_init(const struct conf *conf, unsigned nslots, const char **error_r)
+{
+	static char err[300];
+	const struct conf_rate_limits *rl = &conf->rate_limits;
+	struct lim_table_spec specs[CONF_LIMIT_COUNT];
+	unsigned n = 0;
+	int id;
+
+	memset(specs, 0, sizeof(specs));
+	for (id = 0; id < CONF_LIMIT_COUNT; id++) {
+		struct lim_table_spec *sp = &specs[n];
+
+		mem_index[id] = -1;
+		if (!conf_lim_on(conf, (enum conf_limit_id)id))
+			continue;
+		sp->window = lim_defs[id].gauge ? 0 : rl->limit[id].window;
+		sp->max_keys = rl->max_keys;
+		if (lim_defs[id].gauge) {
+			sp->held_max = (size_t)nslots *
+			    conf->limits.max_connections;
+			if (sp->held_max > LIM_HELD_MAX)
+				sp->held_max = LIM_HELD_MAX;
+		}
+		if (RAND_bytes(sp->seed, sizeof(sp->seed)) != 1) {
+			*error_r = "rate_limits: no random bytes";
+			return -1;
+		}
+		mem_index[id] = (int)n++;
+	}
+	if (n == 0)
+		return 0;
+	mem_store = lim_store_new(specs, n, nslots);
+	if (mem_store == NULL) {
+		snprintf(err, sizeof(err), "rate_limits: cannot map %zu bytes "
+		    "of shared memory for the counters: %s (lower "
+		    "rate_limits.max_keys?)", lim_store_bytes(specs, n, nslots),
+		    strerror(errno));
+		*error_r = err;
+		return -1;
+	}
+	log_info("rate_limits: counters in shared memory: %u limit(s), "
+	    "%zu KiB at most, for %u worker slot(s)", n,
+	    lim_store_size(mem_store) / 1024, nslots);
+	return 0;
+}
+
+void
+limits_global_free(void)
+{
+	lim_store_free(&mem_store);
+}
+
+/* The master only asks (it never reads the region the workers write);
+ * the workers give the entries back (reset_report() logs it). */
+void
+limits_slot_reset(unsigned slot)
+{
+	if (mem_store != NULL)
+		lim_store_request_reset(mem_store, slot);
+}
+
+static void
+reset_report(unsigned slot, uint64_t n, void *arg)
+{
+	(void)arg;
+	if (n > 0)
+		log_info("rate_limits: worker slot %u: %llu concurrency "
+		    "entr%s of its sessions given back", slot,
+		    (unsigned long long)n, n == 1 ? "y" : "ies");
+}
+
 int
-limits_global_init(const struct conf *conf, const char **error_r)
+limits_global_init(const struct conf *conf, unsigned nslots,
+		   const char **error_r)
 {
 	static char err[800];
 	const struct conf_rate_limits *rl = &conf->rate_limits;
@@ -1386,16 +1490,23 @@ limits_global_init(const struct conf *conf, const char **error_r)
 			return -1;
 		}
 	}
+	if (!rl->redis.enabled) {
+		if (nslots == 0 || nslots > LIMITS_OWNERS_MAX) {
+			*error_r = "rate_limits: too many worker slots";
+			return -1;
+		}
+		limits_global_free();	/* called once, but be idempotent */
+		return mem_store_init(conf, nslots, error_r);
+	}
 	return 0;
 }
 
 struct limits *
 limits_worker_new(struct event_base *base, const struct conf *conf,
-		  const char **error_r)
+		  unsigned slot, const char **error_r)
 {
 	struct limits *lw = calloc(1, sizeof(*lw));
 	const struct conf_rate_limits *rl = &conf->rate_limits;
-	uint8_t seed[16];
 	int id;
 
 	if (lw == NULL) {
@@ -1420,16 +1531,23 @@ limits_worker_new(struct event_base *base, const struct conf *conf,
 		evtimer_add(lw->heartbeat, &tv);
 		return lw;
 	}
+	if (mem_store == NULL)
+		return lw;		/* no limit is on */
+	/* the master's store, inherited by the fork: this worker's sessions
+	 * hold their concurrency entries as its slot */
+	if (lim_store_set_owner(mem_store, slot) < 0) {
+		*error_r = "worker slot out of range of the shared counters";
+		limits_worker_free(&lw);
+		return NULL;
+	}
+	/* what the slot's previous worker left: gone before this one counts */
+	lim_store_run_resets(mem_store, reset_report, NULL);
 	for (id = 0; id < CONF_LIMIT_COUNT; id++) {
-		if (!lim_on(lw, (enum conf_limit_id)id))
+		if (mem_index[id] < 0)
 			continue;
-		if (RAND_bytes(seed, sizeof(seed)) != 1 ||
-		    (lw->tables[id] = lim_table_new(lim_defs[id].gauge ? 0 :
-		    rl->limit[id].window, rl->max_keys, seed)) == NULL) {
-			*error_r = "out of memory";
-			limits_worker_free(&lw);
-			return NULL;
-		}
+		lw->tables[id] = lim_store_table(mem_store,
+		    (unsigned)mem_index[id]);
+		lw->repairs[id] = lim_table_repairs(lw->tables[id]);
 	}
 	return lw;
 }
@@ -1452,7 +1570,8 @@ limits_worker_free(struct limits **lp)
 	limits_redis_free(&lw->redis);
 	if (lw->heartbeat != NULL)
 		event_free(lw->heartbeat);
+	/* the tables are the instance's: they stay */
 	for (id = 0; id < CONF_LIMIT_COUNT; id++)
-		lim_table_free(&lw->tables[id]);
+		lw->tables[id] = NULL;
 	free(lw);
 }

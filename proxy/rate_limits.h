@@ -37,10 +37,11 @@
  * that run at the same time may each pass a check before either is
  * counted: a rate can be passed by the number of such sessions.
  *
- * Where the counters live: in memory, each worker its own (the master forks
- * `workers` of them: with N workers and no Redis an identity may reach N
- * times a limit, one per worker), or in Redis (rate_limits.redis), shared
- * by every worker of every instance that uses the same Redis and prefix.
+ * Where the counters live: in memory shared by the instance's workers (a
+ * region the master maps before it forks them, limits_store.h: a limit
+ * holds once per instance, whatever the number of workers, and survives a
+ * worker's restart), or in Redis (rate_limits.redis), shared by every
+ * worker of every instance that uses the same Redis and prefix.
  * With Redis the checks are asynchronous: a command that waits for an
  * answer holds the commands pipelined behind it (limits_gate()), and the
  * answer resumes the session.  When Redis cannot answer (down, too slow),
@@ -68,13 +69,33 @@ struct session;
 struct limits;
 
 /* Master, before the workers fork (and before privileges are dropped):
- * the URL hash key (rate_limits.url_key_file, or random) and the Redis
- * password.  -1 with *error_r on failure. */
-int limits_global_init(const struct conf *conf, const char **error_r);
+ * the URL hash key (rate_limits.url_key_file, or random), the Redis
+ * password, and without Redis the shared counters, with room for the
+ * concurrency entries of nslots worker slots (0 .. nslots - 1; a reload
+ * may run two generations of workers at once).  -1 with *error_r on
+ * failure. */
+int limits_global_init(const struct conf *conf, unsigned nslots,
+		       const char **error_r);
+/* Master, at exit: unmaps its view of the counters. */
+void limits_global_free(void);
 
-/* Worker: the counters (and the Redis client).  NULL with *error_r. */
+/*
+ * Master, once it has reaped the worker in `slot` and before it forks
+ * another into that slot: the concurrency entries the dead worker's
+ * sessions held (connections_per_address, sessions_per_identity) are to be
+ * given back, so a worker killed with sessions counted does not leave them
+ * counted.  The master only writes the request (it never reads the region
+ * the workers write); the live workers carry it out at their next check,
+ * the slot's next worker before it serves, and log how many.  Nothing to
+ * do with Redis (entries there lapse).
+ */
+void limits_slot_reset(unsigned slot);
+
+/* Worker in `slot` (< limits_global_init's nslots): the counters (and the
+ * Redis client).  NULL with *error_r. */
 struct limits *limits_worker_new(struct event_base *base,
-				 const struct conf *conf, const char **error_r);
+				 const struct conf *conf, unsigned slot,
+				 const char **error_r);
 void limits_worker_free(struct limits **lp);
 
 enum limits_result {

@@ -24,6 +24,7 @@
 
 struct tls_server *worker_tls;
 int worker_audit_fd = -1;
+unsigned worker_slot;
 struct privsep_id worker_privsep;
 
 struct accept_ctx {
@@ -398,7 +399,7 @@ worker_run(const struct conf *conf, int index, const int *fds, size_t count)
 	{
 		const char *err = NULL;
 
-		w.limits = limits_worker_new(w.base, conf, &err);
+		w.limits = limits_worker_new(w.base, conf, worker_slot, &err);
 		if (w.limits == NULL) {
 			log_err("rate_limits: %s", err != NULL ? err : "cannot start");
 			return 1;

@@ -31,6 +31,12 @@ extern struct privsep_id worker_privsep;
  * by the master before worker_run(); -1 when the audit trail is off. */
 extern int worker_audit_fd;
 
+/* This worker's slot among both banks of workers (0 .. 2 x workers - 1;
+ * worker_run's index is the slot within its bank), set by the master
+ * before worker_run(): the shared rate_limits counters (rate_limits.h)
+ * hold its sessions' concurrency entries under it. */
+extern unsigned worker_slot;
+
 struct worker {
 	int index;
 	const struct conf *conf;

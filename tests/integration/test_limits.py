@@ -19,7 +19,9 @@ What must hold:
   - Redis holds no URL and no token: only keyed hashes.
 """
 import copy
+import os
 import re
+import signal
 import time
 
 import pytest
@@ -224,6 +226,213 @@ def test_connection_rate_per_address_slides(sasldb, fake_chunking, proxy_factory
     time.sleep(2.2)
     with p.client() as c:
         assert c.reply().code == 220
+
+
+# ------------------------------------------------------------ shared by the workers
+#
+# In memory the counters are one region the master maps before it forks
+# (proxy/limits_store.h): a limit holds once per instance, not once per
+# worker.  The kernel spreads connections over the workers (SO_REUSEPORT);
+# each test sees from the log which worker serves which connection and
+# makes both of them take part.
+
+
+def worker_of(p, c, timeout=5):
+    """(worker index, pid) of the worker serving client c."""
+    port = c.sock.getsockname()[1]
+    rx = re.compile(r"\[(\d+)\] worker (\d+): \w+: \S+: connect from "
+                    r"127\.0\.0\.1:%d " % port)
+    m = harness.wait_until(lambda: rx.search(p.log()), timeout)
+    assert m, f"no connect line for port {port}\n{p.log()[-3000:]}"
+    return int(m.group(2)), int(m.group(1))
+
+
+def client_on(p, worker, tries=100):
+    """A client served by worker `worker`, its greeting (220) read; others
+    are closed (QUIT) on the way."""
+    for _ in range(tries):
+        c = p.client()
+        r = c.reply()
+        if worker_of(p, c)[0] == worker and r.code == 220:
+            return c
+        if r.code == 220:
+            c.expect("QUIT", 221)
+        c.close()
+    pytest.fail(f"no connection reached worker {worker} in {tries} tries")
+
+
+def greeted(p, timeout=3):
+    """A client that got its 220 (connections refused meanwhile: retried)."""
+    def attempt():
+        c = p.client()
+        if c.reply().code == 220:
+            return c
+        c.close()
+        return None
+    c = harness.wait_until(attempt, timeout)
+    assert c, "no 220 greeting"
+    return c
+
+
+def two_workers_conf(sasldb, limits):
+    return limits_conf(sasldb, limits, workers=2)
+
+
+def test_workers_share_messages_per_identity(sasldb, fake_chunking, proxy_factory,
+                                             expect):
+    """5 messages a minute for alice, through two workers: exactly 5 are
+    taken, whichever worker serves, and the 6th is refused by both."""
+    p = proxy_factory(fake_chunking, two_workers_conf(sasldb, {
+        "messages_per_identity": {"max": 5, "window": 60}}))
+    for i in range(5):
+        with client_on(p, i % 2) as c:
+            assert login(c, greeting=False).code == 235
+            assert send(c).code == 250, i
+            c.expect("QUIT", 221)
+    for w in (1, 0):
+        with client_on(p, w) as c:
+            assert login(c, greeting=False).code == 235
+            expect(c.cmd("MAIL FROM:<alice@example.org>"), 451, "4.7.1",
+                   "R_LIMIT_MESSAGES")
+    assert len(fake_chunking.transactions()) == 5
+    log = p.log()
+    # both workers refused, having delivered 2 and 3 themselves
+    for w in (0, 1):
+        assert re.search(r"worker %d: \w+: \S+: limit messages_per_identity "
+                         r"exceeded by alice: 5 of 5 per 60 s" % w, log), log[-3000:]
+    assert "rate_limits: counters in shared memory: 1 limit(s)" in log
+
+
+def test_workers_share_connections_per_address(sasldb, fake_chunking,
+                                               proxy_factory, expect):
+    """3 connections at once from 127.0.0.1, held through both workers: a
+    4th is refused by either worker, though neither holds 3 itself."""
+    p = proxy_factory(fake_chunking, two_workers_conf(sasldb, {
+        "connections_per_address": {"max": 3}}))
+    held = [client_on(p, 0), client_on(p, 1)]
+    held.append(greeted(p))
+    # refused: by each worker, every time
+    refused_by = set()
+    for _ in range(60):
+        with p.client() as c:
+            expect(c.reply(), 421, "4.7.0", "R_LIMIT_CONNECTIONS")
+            assert c.closed()
+            refused_by.add(worker_of(p, c)[0])
+        if refused_by == {0, 1}:
+            break
+    assert refused_by == {0, 1}
+    wait_log(p, r"limit connections_per_address exceeded by 127\.0\.0\.1: "
+                r"3 of 3 at once")
+    # one goes: one more may come, through either worker
+    held.pop(0).expect("QUIT", 221)
+    held.append(greeted(p))
+    with p.client() as c:
+        expect(c.reply(), 421, "4.7.0", "R_LIMIT_CONNECTIONS")
+    for c in held:
+        c.close()
+
+
+def test_workers_share_sessions_per_identity(sasldb, fake_chunking, proxy_factory,
+                                            expect):
+    """One session at once for alice: held through worker 0, a second one
+    through worker 1 is refused; once the first ends, worker 1 admits."""
+    p = proxy_factory(fake_chunking, two_workers_conf(sasldb, {
+        "sessions_per_identity": {"max": 1}}))
+    c0 = client_on(p, 0)
+    assert login(c0, greeting=False).code == 235
+    with client_on(p, 1) as c1:
+        expect(login(c1, greeting=False), 421, "4.7.0", "R_LIMIT_SESSIONS")
+        assert c1.closed()
+    wait_log(p, r"worker 1: \w+: \S+: limit sessions_per_identity exceeded by "
+                r"alice: 1 of 1 at once")
+    c0.expect("QUIT", 221)
+    c0.close()
+    def admitted():
+        with client_on(p, 1) as c:
+            return login(c, greeting=False).code == 235 or None
+    assert harness.wait_until(admitted, 3)
+
+
+def test_reload_generations_share_the_counters(sasldb, fake_chunking,
+                                              proxy_factory, expect):
+    """A SIGHUP forks a new generation of workers into the other bank of
+    slots; it counts in the same region: what the old generation counted
+    still counts, and the sessions it still serves (draining) hold their
+    places in the cap until they end."""
+    p = proxy_factory(fake_chunking, two_workers_conf(sasldb, {
+        "messages_per_identity": {"max": 3, "window": 60},
+        "connections_per_address": {"max": 3}}))
+    for _ in range(2):
+        with greeted(p) as c:
+            assert login(c, greeting=False).code == 235
+            assert send(c).code == 250
+            c.expect("QUIT", 221)
+    old = [greeted(p), greeted(p)]
+    old_pids = {worker_of(p, c)[1] for c in old}
+    p.signal(signal.SIGHUP)
+    wait_log(p, r"SIGHUP: generation 2: 2 new worker\(s\); 2 draining")
+    time.sleep(0.5)     # the old generation has stopped accepting
+    new = greeted(p)
+    assert worker_of(p, new)[1] not in old_pids
+    assert login(new, greeting=False).code == 235
+    assert send(new).code == 250
+    expect(new.cmd("MAIL FROM:<alice@example.org>"), 451, "4.7.1",
+           "R_LIMIT_MESSAGES")
+    with p.client() as c:
+        expect(c.reply(), 421, "4.7.0", "R_LIMIT_CONNECTIONS")
+        assert worker_of(p, c)[1] not in old_pids
+    # the old sessions end, the old generation exits: two places free
+    for c in old:
+        c.expect("QUIT", 221)
+        c.close()
+    # both gone (a worker still exiting when the test ends would get the
+    # shutdown's SIGTERM: slow under valgrind)
+    assert harness.wait_until(lambda: len(re.findall(
+        r"of the previous generation drained, exited 0", p.log())) == 2 or None,
+        10 * (harness.VALGRIND_SLOWDOWN if harness.VALGRIND else 1)), p.log()[-3000:]
+    more = [greeted(p), greeted(p)]
+    with p.client() as c:
+        expect(c.reply(), 421, "4.7.0", "R_LIMIT_CONNECTIONS")
+    for c in more + [new]:
+        c.close()
+
+
+def test_worker_killed_gives_back_its_connections(sasldb, fake_chunking,
+                                                  proxy_factory, expect):
+    """A worker killed with sessions counted (kill -9: no cleanup of its
+    own) does not leave them counted: the master gives them back when it
+    reaps it, and the cap admits up to its maximum again."""
+    p = proxy_factory(fake_chunking, two_workers_conf(sasldb, {
+        "connections_per_address": {"max": 4}}))
+    doomed = [client_on(p, 0), client_on(p, 0), client_on(p, 0)]
+    survivor = client_on(p, 1)
+    with p.client() as c:
+        expect(c.reply(), 421, "4.7.0", "R_LIMIT_CONNECTIONS")
+    _, pid = worker_of(p, doomed[0])
+    os.kill(pid, signal.SIGKILL)
+    for c in doomed:
+        assert c.closed(), "the killed worker's sessions end"
+    wait_log(p, r"master: \w+: worker 0 \(pid %d\) killed by signal 9, "
+                r"restarting" % pid)
+    wait_log(p, r"rate_limits: worker slot 0: 3 concurrency entries of its "
+                r"sessions given back")
+    # the survivor's session still counts: 3 more, not 4
+    fresh = []
+    for _ in range(3):
+        c = p.client()
+        assert c.reply().code == 220
+        fresh.append(c)
+    with p.client() as c:
+        expect(c.reply(), 421, "4.7.0", "R_LIMIT_CONNECTIONS")
+    survivor.expect("NOOP", 250)
+    for c in fresh:
+        c.expect("QUIT", 221)
+        c.close()
+    # the new worker 0 serves, and counts as the old one did
+    with client_on(p, 0) as c:
+        assert worker_of(p, c)[1] != pid
+        c.expect("QUIT", 221)
+    survivor.close()
 
 
 # ------------------------------------------------------------ BURL
