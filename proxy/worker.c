@@ -441,6 +441,17 @@ worker_run(const struct conf *conf, int index, const int *fds, size_t count)
 
 	event_base_dispatch(w.base);
 
+	{
+		sigset_t stop;
+
+		/* On our way out: a SIGTERM now (the master stopping while we
+		 * finish draining) must not kill us with the default action
+		 * once the loop's handlers are gone; exit discards it. */
+		sigemptyset(&stop);
+		sigaddset(&stop, SIGTERM);
+		sigaddset(&stop, SIGINT);
+		sigprocmask(SIG_BLOCK, &stop, NULL);
+	}
 	log_info("stopped");
 	{
 		struct session *s, *next;
