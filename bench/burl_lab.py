@@ -62,7 +62,9 @@ Options:
                        else /dev/shm), as Debian's /run/cyrus, or beside the
                        rest of its state (disk: the tests' layout, the
                        benchmark's before 2026-11-23 19:30 UTC)
-  --cyrus-conf K=V     an extra imapd.conf option (repeatable)
+  --cyrus-conf K=V     an extra imapd.conf option (repeatable); the
+                       benchmark sets unix_group_enable: 0 (no Unix group
+                       look-ups for virtual users), K=V overrides it
 
 Needs root (Cyrus and Dovecot drop privileges), /usr/bin/python3 (Debian's,
 with python3-gssapi and pytest, which imap_servers.py imports).
@@ -489,7 +491,12 @@ def up(args):
         log(f"KDC {kdc.realm} on {kdc.address}")
 
         users = bench_users(args.users)
-        extra = {}
+        # Virtual users (no Unix accounts) and no group: ACLs, as a
+        # submission set-up has: without this, auth_unix looks every URL's
+        # owner up by getpwnam() and getgrouplist() (NSS files + systemd:
+        # ~180 syscalls per URLFETCH here).  --cyrus-conf unix_group_enable=1
+        # restores the default.
+        extra = {"unix_group_enable": "0"}
         for kv in args.cyrus_conf or []:
             k, sep, v = kv.partition("=")
             if not sep or not k.strip() or not v.strip():

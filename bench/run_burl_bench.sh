@@ -49,7 +49,8 @@
 #               sockets on a tmpfs (default, as Debian's /run/cyrus) or on
 #               disk beside its other state (the layout before 2026-11-23
 #               19:30 UTC; docs/PERFORMANCE.md "BURL")
-#   --cyrus-conf KEY=VALUE  an extra imapd.conf option (repeatable)
+#   --cyrus-conf KEY=VALUE  an extra imapd.conf option (repeatable);
+#               burl_lab.py sets unix_group_enable=0 unless this names it
 #
 # What runs (bench/burl_lab.py, with tests/integration's kdc.py and
 # imap_servers.py; all on 127.0.0.1, free ports, temp dirs, stopped at the
