@@ -57,6 +57,14 @@ Options:
   --pool-max N         burl max_connections (default: msaproxy's)
   --cyrus-preload SO   diagnostic only: LD_PRELOAD for Cyrus (e.g. a shim
                        that sets TCP_NODELAY on accepted sockets)
+  --cyrus-run tmpfs|disk  where Cyrus's proc_path, mboxname_lockpath and
+                       sockets live: a tmpfs (default; /run if it is one,
+                       else /dev/shm), as Debian's /run/cyrus, or beside the
+                       rest of its state (disk: the tests' layout, the
+                       benchmark's before 2026-11-23 19:30 UTC)
+  --cyrus-conf K=V     an extra imapd.conf option (repeatable); the
+                       benchmark sets unix_group_enable: 0 (no Unix group
+                       look-ups for virtual users), K=V overrides it
 
 Needs root (Cyrus and Dovecot drop privileges), /usr/bin/python3 (Debian's,
 with python3-gssapi and pytest, which imap_servers.py imports).
@@ -71,6 +79,7 @@ import smtplib
 import ssl
 import subprocess
 import sys
+import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -212,17 +221,52 @@ class BenchSink:
     cleanup = stop
 
 
-class CyrusBench(ims.CyrusImap):
-    """CyrusImap, optionally with an LD_PRELOAD (diagnostics)."""
+def tmpfs_dir():
+    """A tmpfs directory for Cyrus's run files (/run if it is a tmpfs, as
+    on a normal Debian host, else /dev/shm), or None."""
+    mounts = {}
+    try:
+        for line in Path("/proc/self/mounts").read_text().splitlines():
+            f = line.split()
+            mounts[f[1]] = f[2]
+    except OSError:
+        return None
+    for d in ("/run", "/dev/shm"):
+        if mounts.get(d) == "tmpfs" and os.access(d, os.W_OK):
+            return d
+    return None
 
-    def __init__(self, preload=None, **kw):
+
+class CyrusBench(ims.CyrusImap):
+    """CyrusImap as a production deployment runs it: proc_path,
+    mboxname_lockpath and the sockets on a tmpfs (Debian's imapd.conf puts
+    them in /run/cyrus; Cyrus rewrites proc/<pid> with a create + rename on
+    every command and opens lock files with O_CREAT|O_TRUNC on every mailbox
+    access, which on ext4 means inode allocation, journal and writeback per
+    URLFETCH), unless run_on_tmpfs is False; extra imapd.conf options
+    (extra_conf); optionally an LD_PRELOAD (diagnostics)."""
+
+    def __init__(self, preload=None, run_on_tmpfs=True, **kw):
         self.preload = preload
+        self.own_run = None
+        base = tmpfs_dir() if run_on_tmpfs else None
+        if run_on_tmpfs and base is None:
+            raise RuntimeError("no tmpfs (/run or /dev/shm) for Cyrus's run files")
+        if base:
+            self.own_run = Path(tempfile.mkdtemp(prefix="msaproxy-cyrus-run.", dir=base))
+            os.chmod(self.own_run, 0o755)
+            kw["run_dir"] = self.own_run
         super().__init__(**kw)
 
     def _spawn(self, argv, env, timeout):
         if self.preload:
             env = dict(env, LD_PRELOAD=self.preload)
         return super()._spawn(argv, env, timeout)
+
+    def cleanup(self):
+        super().cleanup()
+        if self.own_run:
+            shutil.rmtree(self.own_run, ignore_errors=True)
 
 
 class DovecotSubmission(ims.DovecotImap):
@@ -305,6 +349,10 @@ def msaproxy_conf(args, d, port, backend_port, cyrus, kdc, sasldb, cert, key, pw
         # want TLS, since the SMTP client uses STARTTLS).
         "burl": {"fetch_tls": "configured", "local_domains": f"{kdc.realm} example.org",
                  "imap_servers": [srv]},
+        # The benchmark uses each of its K URLs MSGS/K times per run, and
+        # url_reuse allows 5 resolutions of a URL a day by default: the limit
+        # stays on (its cost is measured), with a bound the runs cannot reach.
+        "rate_limits": {"url_reuse": {"max": 1000000}},
     }
 
 
@@ -443,13 +491,26 @@ def up(args):
         log(f"KDC {kdc.realm} on {kdc.address}")
 
         users = bench_users(args.users)
+        # Virtual users (no Unix accounts) and no group: ACLs, as a
+        # submission set-up has: without this, auth_unix looks every URL's
+        # owner up by getpwnam() and getgrouplist() (NSS files + systemd:
+        # ~180 syscalls per URLFETCH here).  --cyrus-conf unix_group_enable=1
+        # restores the default.
+        extra = {"unix_group_enable": "0"}
+        for kv in args.cyrus_conf or []:
+            k, sep, v = kv.partition("=")
+            if not sep or not k.strip() or not v.strip():
+                raise ValueError(f"--cyrus-conf {kv!r}: KEY=VALUE")
+            extra[k.strip()] = v.strip()
         cyrus = CyrusBench(kdc=kdc, preload=args.cyrus_preload,
-                           users=dict(ims.USERS, **users))
+                           users=dict(ims.USERS, **users),
+                           run_on_tmpfs=args.cyrus_run == "tmpfs", extra_conf=extra)
         started.append(("cyrus", cyrus))
         cyrus.start()
         # telemetry writes both directions of every session to disk
         shutil.rmtree(cyrus.lib / "log", ignore_errors=True)
-        log(f"Cyrus imapd on 127.0.0.1:{cyrus.port} (URL authority {cyrus.url_authority})")
+        log(f"Cyrus imapd on 127.0.0.1:{cyrus.port} (URL authority {cyrus.url_authority}), "
+            f"run files in {cyrus.run_dir}" + (f", extra imapd.conf {extra}" if extra else ""))
 
         sink = BenchSink(d)
         started.append(("sink", sink))
@@ -538,6 +599,8 @@ def up(args):
         env_lines = {
             "LAB_SINK_PORT": sink.port, "LAB_SINK_PID": sink.proc.pid,
             "LAB_CYRUS_PORT": cyrus.port, "LAB_CYRUS_PID": cyrus.pid,
+            "LAB_CYRUS_RUN": f"{args.cyrus_run} ({cyrus.run_dir})",
+            "LAB_CYRUS_EXTRA": " ".join(f"{k}={v}" for k, v in extra.items()) or "-",
             "LAB_DOVECOT_IMAP_PORT": dovecot.port,
             "LAB_DOVECOT_SUBMISSION_PORT": dovecot.submission_port,
             "LAB_DOVECOT_PID": dovecot.pid, "LAB_DOVECOT_LOG": dovecot.logfile,
@@ -605,6 +668,8 @@ def main():
     u.add_argument("--pool-idle", type=int)
     u.add_argument("--pool-max", type=int)
     u.add_argument("--cyrus-preload")
+    u.add_argument("--cyrus-run", choices=("tmpfs", "disk"), default="tmpfs")
+    u.add_argument("--cyrus-conf", action="append")
     args = ap.parse_args()
     if args.urls < 1 or args.urls > 100000:
         ap.error("--urls: 1..100000")

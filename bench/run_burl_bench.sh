@@ -45,6 +45,12 @@
 #   --cyrus-preload SO  diagnostics only, not for reference figures:
 #               LD_PRELOAD for Cyrus imapd (e.g. a shim setting
 #               TCP_NODELAY on its sockets, see docs/PERFORMANCE.md)
+#   --cyrus-run tmpfs|disk  Cyrus's proc_path, mboxname_lockpath and
+#               sockets on a tmpfs (default, as Debian's /run/cyrus) or on
+#               disk beside its other state (the layout before 2026-11-23
+#               19:30 UTC; docs/PERFORMANCE.md "BURL")
+#   --cyrus-conf KEY=VALUE  an extra imapd.conf option (repeatable);
+#               burl_lab.py sets unix_group_enable=0 unless this names it
 #
 # What runs (bench/burl_lab.py, with tests/integration's kdc.py and
 # imap_servers.py; all on 127.0.0.1, free ports, temp dirs, stopped at the
@@ -94,6 +100,8 @@ POOL_IDLE=
 USERS=1
 POOL_MAX=
 CYRUS_PRELOAD=
+CYRUS_RUN=tmpfs
+CYRUS_CONF=()
 # msaproxy's log lines (level info) for a new, authenticated IMAP
 # connection ("imap cyrus#3: connected to 127.0.0.1:port (...),
 # authenticated with GSSAPI as submit@LAB.TEST") and for a fetch
@@ -127,6 +135,8 @@ while [ $# -gt 0 ]; do
 	--pool-idle) POOL_IDLE=${2:-}; shift ;;
 	--pool-max) POOL_MAX=${2:-}; shift ;;
 	--cyrus-preload) CYRUS_PRELOAD=${2:-}; shift ;;
+	--cyrus-run) CYRUS_RUN=${2:-}; shift ;;
+	--cyrus-conf) CYRUS_CONF+=(--cyrus-conf "${2:-}"); shift ;;
 	*) usage ;;
 	esac
 	shift
@@ -303,6 +313,7 @@ check=()
 [ -n "$POOL_IDLE" ] && check+=(--pool-idle "$POOL_IDLE")
 [ -n "$POOL_MAX" ] && check+=(--pool-max "$POOL_MAX")
 [ -n "$CYRUS_PRELOAD" ] && check+=(--cyrus-preload "$CYRUS_PRELOAD")
+check+=(--cyrus-run "$CYRUS_RUN" ${CYRUS_CONF[@]+"${CYRUS_CONF[@]}"})
 setsid "$PY" "$TOP/bench/burl_lab.py" up "$LAB" --urls "$URLS" \
     --size "$SIZE" --creds "$CREDS" --msaproxy "$PROXY" \
     --log-level "$LOGLEVEL" --workers "$WORKERS" --users "$USERS" \
@@ -556,7 +567,9 @@ LA1=$(cut -d' ' -f1-3 /proc/loadavg)
 	    "max_connections=${POOL_MAX:-default}${CYRUS_PRELOAD:+, DIAGNOSTIC: Cyrus runs with LD_PRELOAD=$CYRUS_PRELOAD}." \
 	    "Dovecot $LAB_DOVECOT_VERSION" \
 	    "(defaults: a process per login and per session). Cyrus IMAP" \
-	    "$(dpkg-query -W -f '${Version}' cyrus-common 2>/dev/null)."
+	    "$(dpkg-query -W -f '${Version}' cyrus-common 2>/dev/null)," \
+	    "run files (proc, lock, sockets): $LAB_CYRUS_RUN; extra" \
+	    "imapd.conf: $LAB_CYRUS_EXTRA."
 	echo
 	echo "Load: $ROUNDS rounds; each run $MSGS messages of $SIZE octets" \
 	    "by \`BURL <url> LAST\`, $CONC sessions, $PER messages per" \

@@ -78,6 +78,37 @@ scan_text(struct data_filter *f, const char *in, size_t i, size_t len,
 	return i;
 }
 
+/*
+ * Raw content from in[i..len), in[i] being text: a run of well-formed lines
+ * (text CRLF) passes as it is, counted line by line but emitted in one
+ * piece, up to the first bare CR or LF, empty line or the end of in.
+ * Returns the new index.
+ */
+static size_t
+raw_lines(struct data_filter *f, const char *in, size_t i, size_t len,
+	  struct evbuffer *out)
+{
+	size_t start = i, j;
+
+	for (;;) {
+		j = find_crlf(in, i, len);
+		count_line(f, j - i);
+		if (j + 1 >= len || in[j] != '\r' || in[j + 1] != '\n') {
+			if (j > i)
+				f->state = DF_MID;
+			i = j;
+			break;
+		}
+		f->line_len = 0;
+		f->state = DF_BOL;
+		i = j + 2;
+		if (i == len || in[i] == '\r' || in[i] == '\n')
+			break;
+	}
+	emit(f, out, in + start, i - start);
+	return i;
+}
+
 size_t
 data_filter_decode_dot(struct data_filter *f, const char *in, size_t len,
 		       struct evbuffer *out)
@@ -196,8 +227,7 @@ data_filter_raw(struct data_filter *f, const char *in, size_t len,
 			f->state = DF_BOL_SOFT;
 			i++;
 		} else {
-			f->state = DF_MID;
-			i = scan_text(f, in, i, len, out);
+			i = raw_lines(f, in, i, len, out);
 		}
 	}
 }
@@ -222,7 +252,7 @@ void
 dot_encode(struct dot_encoder *e, const char *in, size_t len,
 	   struct evbuffer *out)
 {
-	const char *p = in, *end, *nl;
+	const char *p = in, *q, *end, *nl;
 
 	if (len == 0)
 		return;
@@ -230,15 +260,22 @@ dot_encode(struct dot_encoder *e, const char *in, size_t len,
 	while (p < end) {
 		if (e->bol && *p == '.')
 			evbuffer_add(out, ".", 1);
-		nl = memchr(p, '\n', (size_t)(end - p));
-		if (nl == NULL) {
-			evbuffer_add(out, p, (size_t)(end - p));
-			e->bol = 0;
-			return;
+		/* one piece up to the next line that starts with a dot */
+		q = p;
+		for (;;) {
+			nl = memchr(q, '\n', (size_t)(end - q));
+			if (nl == NULL) {
+				evbuffer_add(out, p, (size_t)(end - p));
+				e->bol = 0;
+				return;
+			}
+			q = nl + 1;
+			if (q == end || *q == '.')
+				break;
 		}
-		evbuffer_add(out, p, (size_t)(nl + 1 - p));
+		evbuffer_add(out, p, (size_t)(q - p));
 		e->bol = 1;
-		p = nl + 1;
+		p = q;
 	}
 }
 

@@ -11,6 +11,7 @@
  */
 #include <errno.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1004,12 +1005,21 @@ has_nul(const char *p, size_t n)
 	return memchr(p, '\0', n) != NULL;
 }
 
+/* Eight bytes at a time: this sees every fetched octet */
 static int
 has_8bit(const char *p, size_t n)
 {
-	size_t i;
+	const uint64_t highs = 0x8080808080808080ULL;
+	size_t i = 0;
 
-	for (i = 0; i < n; i++)
+	for (; i + 8 <= n; i += 8) {
+		uint64_t w;
+
+		memcpy(&w, p + i, 8);
+		if (w & highs)
+			return 1;
+	}
+	for (; i < n; i++)
 		if ((unsigned char)p[i] & 0x80)
 			return 1;
 	return 0;
@@ -1032,8 +1042,9 @@ burl_on_data(void *ctx, struct evbuffer *buf)
 		 * BINARYMIME, and 8-bit data not to a backend without
 		 * 8BITMIME: we do not down-convert */
 		if (!tx->binary && (has_nul(v.iov_base, v.iov_len) ||
-		    (!tx->burl_8bit && has_8bit(v.iov_base, v.iov_len) &&
-		    bc != NULL && !(bc->flags & CAP_8BITMIME))))
+		    (!tx->burl_8bit && bc != NULL &&
+		    !(bc->flags & CAP_8BITMIME) &&
+		    has_8bit(v.iov_base, v.iov_len))))
 			tx->burl_fail = R_BURL_8BIT;
 		if (tx->discard || tx->burl_fail != R_REPLY_COUNT)
 			tx->filter.out_bytes += v.iov_len;

@@ -296,7 +296,8 @@ class CyrusImap(_Daemon):
     what = "cyrmaster"
 
     def __init__(self, kdc=None, basedir=None, port=None, servername="localhost",
-                 users=None, submitservers=(SUBMIT_USER,), imapd=None, extra_conf=None):
+                 users=None, submitservers=(SUBMIT_USER,), imapd=None, extra_conf=None,
+                 run_dir=None):
         super().__init__("msaproxy-cyrus.", basedir, port)
         self.kdc = kdc
         self.realm = kdc.realm if kdc else None
@@ -309,7 +310,11 @@ class CyrusImap(_Daemon):
         self.master_conf = self.dir / "cyrus.conf"
         self.lib = self.dir / "lib"
         self.spool = self.dir / "spool"
-        self.run_dir = self.dir / "run"
+        # proc/ (a file rewritten and renamed per command), lock/ (lock
+        # files opened with O_CREAT per mailbox access) and the sockets;
+        # run_dir puts them elsewhere, e.g. on a tmpfs as Debian's
+        # /run/cyrus (the caller removes it)
+        self.run_dir = Path(run_dir) if run_dir else self.dir / "run"
         self.sasldb = self.dir / "sasldb2"
         self.keytab = self.dir / "imap.keytab"
         self.pidfile = self.run_dir / "master.pid"
@@ -393,7 +398,8 @@ DAEMON {{
             except FileNotFoundError:
                 pass
             self.kdc.keytab([f"imap/{self.servername}"], self.keytab)
-        for p in [self.dir, *self.dir.rglob("*")]:
+        tops = [self.dir] + ([] if self.run_dir.is_relative_to(self.dir) else [self.run_dir])
+        for p in [q for t in tops for q in (t, *t.rglob("*"))]:
             shutil.chown(p, "cyrus", "mail")
         os.chmod(self.dir, 0o755)
         os.chmod(self.sasldb, 0o600)
