@@ -300,6 +300,7 @@ struct conf_audit {
 	int syslog;			/* also send records to syslog (RFC 5424) */
 	struct conf_addr syslog_address;/* "/dev/log", or "ip:port" for UDP */
 	unsigned timeout;		/* seconds a worker waits for the writer */
+	unsigned writer_nice;		/* the writer's nice value (0..19) */
 };
 
 /*
