@@ -702,32 +702,255 @@ audit_burl_fetch(const struct session *s, const char *server, const char *url,
 	rec_send(o, NULL);
 }
 
+/*
+ * The records of every message (tx_pending, tx) and of every session
+ * (session_open, session_close) are written by hand: building them as
+ * jansson objects (one allocation per member, a hash table, snprintf for
+ * each number) was most of what a record cost the worker
+ * (docs/PERFORMANCE.md, "The audit trail").  The writer checks every
+ * record (audit_json_check) as it checks any other.  The rarer records
+ * are still built with jansson.
+ */
+struct jw {
+	char *p;
+	size_t len, cap;
+	int grow;		/* realloc p as needed, up to AUDIT_RECORD_MAX */
+	int err;		/* out of room or memory: the record is lost */
+};
+
+static int
+jw_room(struct jw *w, size_t n)
+{
+	size_t cap;
+	char *np;
+
+	if (w->err)
+		return -1;
+	if (w->len + n <= w->cap)
+		return 0;
+	if (!w->grow || w->len + n > AUDIT_RECORD_MAX) {
+		w->err = 1;
+		return -1;
+	}
+	cap = w->cap ? w->cap : 512;
+	while (cap < w->len + n)
+		cap *= 2;
+	if (cap > AUDIT_RECORD_MAX)
+		cap = AUDIT_RECORD_MAX;
+	if ((np = realloc(w->p, cap)) == NULL) {
+		w->err = 1;
+		return -1;
+	}
+	w->p = np;
+	w->cap = cap;
+	return 0;
+}
+
+static void
+jw_raw(struct jw *w, const char *s, size_t n)
+{
+	if (jw_room(w, n) == 0) {
+		memcpy(w->p + w->len, s, n);
+		w->len += n;
+	}
+}
+
+#define jw_lit(w, lit) jw_raw((w), (lit), sizeof(lit) - 1)
+
+/* A JSON string (RFC 8259 7) of s[0..n), which is UTF-8: '"', '\' and
+ * control characters escaped, as jansson does. */
+static void
+jw_strn(struct jw *w, const char *s, size_t n)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t i, run = 0;
+
+	if (jw_room(w, n + 2) < 0)
+		return;
+	w->p[w->len++] = '"';
+	for (i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		char e[6];
+		size_t el = 2;
+
+		if (c >= 0x20 && c != '"' && c != '\\')
+			continue;
+		jw_raw(w, s + run, i - run);
+		run = i + 1;
+		e[0] = '\\';
+		switch (c) {
+		case '"': e[1] = '"'; break;
+		case '\\': e[1] = '\\'; break;
+		case '\b': e[1] = 'b'; break;
+		case '\f': e[1] = 'f'; break;
+		case '\n': e[1] = 'n'; break;
+		case '\r': e[1] = 'r'; break;
+		case '\t': e[1] = 't'; break;
+		default:
+			memcpy(e + 1, "u00", 3);
+			e[4] = hex[c >> 4];
+			e[5] = hex[c & 15];
+			el = 6;
+			break;
+		}
+		jw_raw(w, e, el);
+	}
+	jw_raw(w, s + run, n - run);
+	jw_lit(w, "\"");
+}
+
+static void
+jw_str(struct jw *w, const char *s)
+{
+	if (s == NULL)
+		jw_lit(w, "null");
+	else
+		jw_strn(w, s, strlen(s));
+}
+
+/* Text from outside (jtext): made printable UTF-8 and cut first. */
+static void
+jw_text(struct jw *w, const char *s)
+{
+	char buf[AUDIT_TEXT_MAX * 4 + 1];
+	size_t len;
+
+	if (s == NULL) {
+		jw_lit(w, "null");
+		return;
+	}
+	len = strlen(s);
+	audit_clean_text(s, len > AUDIT_TEXT_MAX ? AUDIT_TEXT_MAX : len, buf,
+	    sizeof(buf));
+	jw_str(w, buf);
+}
+
+static void
+jw_int(struct jw *w, long long v)
+{
+	char buf[24], *e = buf + sizeof(buf), *q = e;
+	unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v :
+	    (unsigned long long)v;
+
+	do {
+		*--q = (char)('0' + u % 10);
+		u /= 10;
+	} while (u != 0);
+	if (v < 0)
+		*--q = '-';
+	jw_raw(w, q, (size_t)(e - q));
+}
+
+/* ,"key": */
+static void
+jw_key(struct jw *w, const char *key)
+{
+	jw_lit(w, ",\"");
+	jw_raw(w, key, strlen(key));
+	jw_lit(w, "\":");
+}
+
+/* The common members (rec_new's), from the opening brace. */
+static void
+jw_head(struct jw *w, const char *type, const struct session *s)
+{
+	struct timespec now;
+	char ts[32];
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	audit_format_time(&now, ts);
+	jw_lit(w, "{\"ts\":");
+	jw_str(w, ts);
+	jw_lit(w, ",\"type\":");
+	jw_str(w, type);
+	jw_key(w, "host");
+	jw_str(w, A.conf->server_name);
+	jw_key(w, "session");
+	jw_str(w, s != NULL ? s->id : NULL);
+	jw_key(w, "identity");
+	if (s != NULL && s->auth)
+		jw_text(w, s->identity);
+	else
+		jw_lit(w, "null");
+}
+
+/* Start a record in A.pkt (after its header): jw_head(), then the
+ * caller's members, then jw_send(). */
+static void
+jw_begin(struct jw *w, const char *type, const struct session *s)
+{
+	w->p = A.pkt + sizeof(struct audit_msg);
+	w->len = 0;
+	w->cap = AUDIT_RECORD_MAX;
+	w->grow = 0;
+	w->err = 0;
+	jw_head(w, type, s);
+}
+
+/* Close the record and send it.  -1 if lost. */
+static int
+jw_send(struct jw *w, struct audit_req *req)
+{
+	jw_lit(w, "}");
+	if (w->err) {
+		log_err("audit: a record of more than %u octets",
+		    (unsigned)AUDIT_RECORD_MAX);
+		rec_lost();
+		return -1;
+	}
+	return pkt_send(w->len, req);
+}
+
+/* "452 4.5.3" of one of our replies (jreply_id's) */
+static void
+jw_reply_id(struct jw *w, enum smtp_reply_id id)
+{
+	const char *t = smtp_reply_text(id);
+
+	jw_strn(w, t, 4 + strcspn(t + 4, " "));
+}
+
+static void
+jw_bool(struct jw *w, int v)
+{
+	if (v)
+		jw_lit(w, "true");
+	else
+		jw_lit(w, "false");
+}
+
 /* ------------------------------------------------------------------ */
 /* Sessions */
 
 void
 audit_session_open(struct session *s, const char *lb_ip, int lb_port)
 {
-	json_t *o;
+	struct jw w;
 
 	if (!A.enabled || s->audit_opened)
 		return;
 	s->audit_opened = 1;
 	s->audit_t_open = util_now_ms();
-	if ((o = rec_new("session_open", s)) == NULL)
-		return;
-	set(o, "client_ip", jtext(s->peer_ip));
-	set(o, "client_port", json_integer(s->peer_port));
-	set(o, "local_ip", jtext(s->local_ip));
-	set(o, "local_port", json_integer(s->local_port));
-	set(o, "listener", jtext(s->lc->name));
-	set(o, "listener_kind", json_string_nocheck(
-	    conf_listener_kind_name(s->lc->kind)));
+	jw_begin(&w, "session_open", s);
+	jw_key(&w, "client_ip");
+	jw_text(&w, s->peer_ip);
+	jw_key(&w, "client_port");
+	jw_int(&w, s->peer_port);
+	jw_key(&w, "local_ip");
+	jw_text(&w, s->local_ip);
+	jw_key(&w, "local_port");
+	jw_int(&w, s->local_port);
+	jw_key(&w, "listener");
+	jw_text(&w, s->lc->name);
+	jw_key(&w, "listener_kind");
+	jw_str(&w, conf_listener_kind_name(s->lc->kind));
 	if (lb_ip != NULL) {
-		set(o, "lb_ip", jtext(lb_ip));
-		set(o, "lb_port", json_integer(lb_port));
+		jw_key(&w, "lb_ip");
+		jw_text(&w, lb_ip);
+		jw_key(&w, "lb_port");
+		jw_int(&w, lb_port);
 	}
-	rec_send(o, NULL);
+	jw_send(&w, NULL);
 }
 
 void
@@ -788,24 +1011,31 @@ close_reason(const struct session *s)
 void
 audit_session_close(struct session *s)
 {
-	json_t *o;
+	struct jw w;
 
 	if (!A.enabled)
 		return;
 	if (!s->audit_opened)
 		audit_session_open(s, NULL, 0);
-	if ((o = rec_new("session_close", s)) == NULL)
-		return;
-	set(o, "reason", json_string_nocheck(close_reason(s)));
-	set(o, "reply", s->audit_close != R_REPLY_COUNT ?
-	    jreply_id(s->audit_close) : json_null());
-	set(o, "duration_ms", json_integer((json_int_t)(util_now_ms() -
-	    s->audit_t_open)));
-	set(o, "messages", json_integer(s->messages));
-	set(o, "tls", json_boolean(s->tls));
-	set(o, "auth", json_boolean(s->auth));
-	set(o, "auth_failures", json_integer(s->auth_failures));
-	rec_send(o, NULL);
+	jw_begin(&w, "session_close", s);
+	jw_key(&w, "reason");
+	jw_str(&w, close_reason(s));
+	jw_key(&w, "reply");
+	if (s->audit_close != R_REPLY_COUNT)
+		jw_reply_id(&w, s->audit_close);
+	else
+		jw_lit(&w, "null");
+	jw_key(&w, "duration_ms");
+	jw_int(&w, (long long)(util_now_ms() - s->audit_t_open));
+	jw_key(&w, "messages");
+	jw_int(&w, (long long)s->messages);
+	jw_key(&w, "tls");
+	jw_bool(&w, s->tls);
+	jw_key(&w, "auth");
+	jw_bool(&w, s->auth);
+	jw_key(&w, "auth_failures");
+	jw_int(&w, (long long)s->auth_failures);
+	jw_send(&w, NULL);
 }
 
 /* Our replies that are a policy decision or a limit being hit. */
@@ -1098,176 +1328,6 @@ ms_between(uint64_t a, uint64_t b)
 	return a != 0 && b >= a ? b - a : 0;
 }
 
-/*
- * The transaction records are written by hand: they are the two records
- * of every message, and building them as jansson objects (one allocation
- * per member, a hash table, snprintf for each number) was most of what a
- * record cost the worker (docs/PERFORMANCE.md, "The audit trail").  The
- * writer checks every record (audit_json_check) as it checks any other.
- */
-struct jw {
-	char *p;
-	size_t len, cap;
-	int grow;		/* realloc p as needed, up to AUDIT_RECORD_MAX */
-	int err;		/* out of room or memory: the record is lost */
-};
-
-static int
-jw_room(struct jw *w, size_t n)
-{
-	size_t cap;
-	char *np;
-
-	if (w->err)
-		return -1;
-	if (w->len + n <= w->cap)
-		return 0;
-	if (!w->grow || w->len + n > AUDIT_RECORD_MAX) {
-		w->err = 1;
-		return -1;
-	}
-	cap = w->cap ? w->cap : 512;
-	while (cap < w->len + n)
-		cap *= 2;
-	if (cap > AUDIT_RECORD_MAX)
-		cap = AUDIT_RECORD_MAX;
-	if ((np = realloc(w->p, cap)) == NULL) {
-		w->err = 1;
-		return -1;
-	}
-	w->p = np;
-	w->cap = cap;
-	return 0;
-}
-
-static void
-jw_raw(struct jw *w, const char *s, size_t n)
-{
-	if (jw_room(w, n) == 0) {
-		memcpy(w->p + w->len, s, n);
-		w->len += n;
-	}
-}
-
-#define jw_lit(w, lit) jw_raw((w), (lit), sizeof(lit) - 1)
-
-/* A JSON string (RFC 8259 7) of s[0..n), which is UTF-8: '"', '\' and
- * control characters escaped, as jansson does. */
-static void
-jw_strn(struct jw *w, const char *s, size_t n)
-{
-	static const char hex[] = "0123456789abcdef";
-	size_t i, run = 0;
-
-	if (jw_room(w, n + 2) < 0)
-		return;
-	w->p[w->len++] = '"';
-	for (i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)s[i];
-		char e[6];
-		size_t el = 2;
-
-		if (c >= 0x20 && c != '"' && c != '\\')
-			continue;
-		jw_raw(w, s + run, i - run);
-		run = i + 1;
-		e[0] = '\\';
-		switch (c) {
-		case '"': e[1] = '"'; break;
-		case '\\': e[1] = '\\'; break;
-		case '\b': e[1] = 'b'; break;
-		case '\f': e[1] = 'f'; break;
-		case '\n': e[1] = 'n'; break;
-		case '\r': e[1] = 'r'; break;
-		case '\t': e[1] = 't'; break;
-		default:
-			memcpy(e + 1, "u00", 3);
-			e[4] = hex[c >> 4];
-			e[5] = hex[c & 15];
-			el = 6;
-			break;
-		}
-		jw_raw(w, e, el);
-	}
-	jw_raw(w, s + run, n - run);
-	jw_lit(w, "\"");
-}
-
-static void
-jw_str(struct jw *w, const char *s)
-{
-	if (s == NULL)
-		jw_lit(w, "null");
-	else
-		jw_strn(w, s, strlen(s));
-}
-
-/* Text from outside (jtext): made printable UTF-8 and cut first. */
-static void
-jw_text(struct jw *w, const char *s)
-{
-	char buf[AUDIT_TEXT_MAX * 4 + 1];
-	size_t len;
-
-	if (s == NULL) {
-		jw_lit(w, "null");
-		return;
-	}
-	len = strlen(s);
-	audit_clean_text(s, len > AUDIT_TEXT_MAX ? AUDIT_TEXT_MAX : len, buf,
-	    sizeof(buf));
-	jw_str(w, buf);
-}
-
-static void
-jw_int(struct jw *w, long long v)
-{
-	char buf[24], *e = buf + sizeof(buf), *q = e;
-	unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v :
-	    (unsigned long long)v;
-
-	do {
-		*--q = (char)('0' + u % 10);
-		u /= 10;
-	} while (u != 0);
-	if (v < 0)
-		*--q = '-';
-	jw_raw(w, q, (size_t)(e - q));
-}
-
-/* ,"key": */
-static void
-jw_key(struct jw *w, const char *key)
-{
-	jw_lit(w, ",\"");
-	jw_raw(w, key, strlen(key));
-	jw_lit(w, "\":");
-}
-
-/* The common members (rec_new's), from the opening brace. */
-static void
-jw_head(struct jw *w, const char *type, const struct session *s)
-{
-	struct timespec now;
-	char ts[32];
-
-	clock_gettime(CLOCK_REALTIME, &now);
-	audit_format_time(&now, ts);
-	jw_lit(w, "{\"ts\":");
-	jw_str(w, ts);
-	jw_lit(w, ",\"type\":");
-	jw_str(w, type);
-	jw_key(w, "host");
-	jw_str(w, A.conf->server_name);
-	jw_key(w, "session");
-	jw_str(w, s != NULL ? s->id : NULL);
-	jw_key(w, "identity");
-	if (s != NULL && s->auth)
-		jw_text(w, s->identity);
-	else
-		jw_lit(w, "null");
-}
-
 /* A recipient in a "tx_rcpts" record: the address and the backend's
  * reply to it. */
 static json_t *
@@ -1429,7 +1489,7 @@ tx_body(struct session *s)
 }
 
 /* Begin a "tx_pending" or "tx" record in A.pkt: the common members and
- * the transaction's; the caller adds its own and ends with tx_send().
+ * the transaction's; the caller adds its own and ends with jw_send().
  * -1 if the record cannot be made (counted as lost). */
 static int
 tx_begin(struct session *s, const char *type, struct jw *w)
@@ -1441,28 +1501,9 @@ tx_begin(struct session *s, const char *type, struct jw *w)
 		rec_lost();
 		return -1;
 	}
-	w->p = A.pkt + sizeof(struct audit_msg);
-	w->len = 0;
-	w->cap = AUDIT_RECORD_MAX;
-	w->grow = 0;
-	w->err = 0;
-	jw_head(w, type, s);
+	jw_begin(w, type, s);
 	jw_raw(w, atx->body, atx->body_len);
 	return 0;
-}
-
-/* Close the record begun by tx_begin() and send it.  -1 if lost. */
-static int
-tx_send(struct jw *w, struct audit_req *req)
-{
-	jw_lit(w, "}");
-	if (w->err) {
-		log_err("audit: a record of more than %u octets",
-		    (unsigned)AUDIT_RECORD_MAX);
-		rec_lost();
-		return -1;
-	}
-	return pkt_send(w->len, req);
 }
 
 static void
@@ -1539,7 +1580,7 @@ audit_tx_intent(struct session *s, audit_done_cb cb)
 	if (req == NULL)
 		return -1;
 	req->intent = 1;
-	if (tx_send(&w, req) < 0) {
+	if (jw_send(&w, req) < 0) {
 		atx->req = NULL;
 		free(req);
 		return -1;
@@ -1645,7 +1686,7 @@ audit_tx_verdict(struct session *s, audit_done_cb cb)
 		rec_lost();
 		return -1;
 	}
-	if (tx_send(&w, req) < 0) {
+	if (jw_send(&w, req) < 0) {
 		if (req != NULL) {
 			atx->req = NULL;
 			free(req);
@@ -1678,7 +1719,7 @@ outcome(struct session *s, const char *result, int code, const char *detail)
 	jw_text(&w, detail);
 	jw_queue_id(&w, s);
 	jw_timings(&w, atx, util_now_ms());
-	tx_send(&w, NULL);
+	jw_send(&w, NULL);
 }
 
 void

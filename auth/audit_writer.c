@@ -304,6 +304,7 @@ static struct {
 	uint64_t t_unsynced;		/* ms (monotonic): the first of them */
 
 	int failed;			/* errno of the last failure; 0 = OK */
+	uint64_t t_attempt;		/* ms (monotonic): last write tried */
 	char failed_since[32];
 	uint64_t refused;		/* records refused while failed */
 
@@ -788,27 +789,35 @@ mark_synced(void)
 	W.unsynced = 0;
 }
 
-/* A write or sync failed: take back what is not known to be on disk,
- * this batch and the unsynced ones before it.  0, or exits if the file
- * cannot be cut (a new writer recovers from it). */
+/*
+ * A write or sync failed: take the batch back.  A failed write (ENOSPC,
+ * EDQUOT, ...) leaves what was written before it alone: the batches
+ * written without a sync are still in the file, and the next sync covers
+ * them.  A failed sync does not say which pages reached the disk: what
+ * was written since the last good sync is taken back with the batch, so
+ * that the file never holds a record that may be missing from the disk
+ * under a later one (sync_all).  Exits if the file cannot be cut (a new
+ * writer, started by the master, recovers from it).
+ */
 static void
-take_back(int err, size_t written)
+take_back(int err, size_t written, int sync_all)
 {
 	size_t i;
 
-	if ((written > 0 || W.unsynced > 0) &&
-	    ftruncate(W.fd, (off_t)W.synced_fsize) < 0) {
-		log_err("audit log: cannot take back a failed write "
-		    "(%s): restarting the writer", strerror(errno));
-		exit(1);
-	}
-	if (W.unsynced > 0)
+	if (!sync_all || W.unsynced == 0) {
+		if (written > 0 && ftruncate(W.fd, (off_t)W.fsize) < 0)
+			goto fatal;
+		W.chain = W.saved;
+	} else {
+		if (ftruncate(W.fd, (off_t)W.synced_fsize) < 0)
+			goto fatal;
 		log_err("audit log: %" PRIu64 " record(s) written but not yet "
 		    "synced taken back (%s)", W.unsynced, strerror(err));
-	W.refused += W.unsynced;
-	W.chain = W.unsynced > 0 ? W.synced_chain : W.saved;
-	W.fsize = W.synced_fsize;
-	W.unsynced = 0;
+		W.refused += W.unsynced;
+		W.chain = W.synced_chain;
+		W.fsize = W.synced_fsize;
+		W.unsynced = 0;
+	}
 	for (i = 0; i < W.nitems; i++) {
 		if (W.items[i].status == 0) {
 			W.items[i].status = err;
@@ -816,6 +825,11 @@ take_back(int err, size_t written)
 			W.refused++;
 		}
 	}
+	return;
+fatal:
+	log_err("audit log: cannot take back a failed write (%s): restarting "
+	    "the writer", strerror(errno));
+	exit(1);
 }
 
 /* Sync what was written without a sync (SYNC_LATER_MS, a PING). */
@@ -827,7 +841,7 @@ sync_unsynced(void)
 	if (fdatasync(W.fd) < 0) {
 		int err = errno;
 
-		take_back(err, 0);
+		take_back(err, 0, 1);
 		set_failed(err);
 		return;
 	}
@@ -840,7 +854,7 @@ static int
 flush_batch(void)
 {
 	size_t off = 0, i;
-	int err = 0, sync;
+	int err = 0, sync, sync_failed = 0;
 
 	if (W.nitems == 0)
 		return 0;
@@ -850,6 +864,7 @@ flush_batch(void)
 		items_clear();
 		return 0;
 	}
+	W.t_attempt = mono_ms();
 	if (W.fsize + W.len > W.reserved) {
 		uint64_t want = W.fsize + W.len + PREALLOC_CHUNK;
 
@@ -871,12 +886,12 @@ flush_batch(void)
 	}
 	sync = !W.conf->audit.fsync || batch_wants_sync();
 	if (err == 0 && W.conf->audit.fsync && sync &&
-	    fdatasync(W.fd) < 0)
+	    fdatasync(W.fd) < 0) {
 		err = errno;
+		sync_failed = 1;
+	}
 	if (err != 0) {
-		/* a torn batch we cannot take back: a new writer (the master
-		 * starts one) recovers from the file */
-		take_back(err, off);
+		take_back(err, off, sync_failed);
 		set_failed(err);
 	} else {
 		W.fsize += W.len;
@@ -1290,8 +1305,13 @@ poll_timeout(void)
 	const struct conf_audit *ac = &W.conf->audit;
 	long ms = -1;
 
-	if (W.failed != 0)
-		return RETRY_MS;
+	if (W.failed != 0) {
+		/* the retry is due RETRY_MS after the last attempt, whatever
+		 * woke the loop meanwhile (a worker's PING each second) */
+		uint64_t since = mono_ms() - W.t_attempt;
+
+		return since >= RETRY_MS ? 0 : (int)(RETRY_MS - since);
+	}
 	if (ac->rotate_interval > 0) {
 		long left = (long)(W.file_t0 + (time_t)ac->rotate_interval -
 		    time(NULL));
@@ -1348,7 +1368,7 @@ writer_loop(void)
 		answer_pings();
 		if (W.unsynced > 0 && mono_ms() - W.t_unsynced >= SYNC_LATER_MS)
 			sync_unsynced();
-		if (W.failed != 0 && n == 0) {
+		if (W.failed != 0 && mono_ms() - W.t_attempt >= RETRY_MS) {
 			/* a retry without waiting for records */
 			json_t *r = own_record("audit_resume");
 
