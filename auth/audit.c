@@ -383,7 +383,7 @@ read_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)what;
 	(void)arg;
-	for (;;) {
+	for (;;) {	/* EINTR */
 		ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
 
 		if (n < 0 && errno == EINTR)
@@ -426,6 +426,10 @@ read_cb(evutil_socket_t fd, short what, void *arg)
 		default:
 			break;
 		}
+		/* one packet per call: the writer sends one per batch, and
+		 * the event (level-triggered) comes back at once if another
+		 * waits, so a second recv() would only meet EAGAIN */
+		return;
 	}
 }
 
