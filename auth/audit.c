@@ -84,7 +84,10 @@ struct audit_tx {
 	unsigned content;		/* CONTENT_* bits */
 	struct header_scan hs;
 	uint64_t t_mail, t_content, t_eod, t_intent, t_verdict;
-	json_t *rec;			/* "tx_pending", to make "tx" of */
+	char *body;			/* the members "tx_pending" and "tx"
+					 * share (",\"tx\":...", JSON text),
+					 * made once */
+	size_t body_len;
 	struct backend_reply *held;	/* the verdict(s), until relayed */
 	unsigned nheld, capheld;
 	int nohold;			/* holding failed: relay at once */
@@ -219,21 +222,25 @@ chan_send(const char *data, size_t len)
 	return 0;
 }
 
-/* Serialize and send a record; takes the reference to o.  -1 if lost. */
+/* A record was not sent: count it, and let no later acknowledgement
+ * pass for a complete one (see the file comment). */
+static void
+rec_lost(void)
+{
+	if (A.lost++ % 1000 == 0)
+		log_err("audit: record(s) lost: the writer is not taking them "
+		    "(%llu so far)", (unsigned long long)A.lost);
+	new_epoch();
+	A.failed = 1;
+}
+
+/* Send the record A.pkt holds after its header (n octets of JSON).  -1
+ * if lost. */
 static int
-rec_send(json_t *o, struct audit_req *req)
+pkt_send(size_t n, struct audit_req *req)
 {
 	struct audit_msg m;
-	size_t n;
 
-	if (o == NULL)
-		goto lost;
-	n = json_dumpb(o, A.pkt + sizeof(m), AUDIT_RECORD_MAX, JSON_COMPACT);
-	json_decref(o);
-	if (n == 0 || n > AUDIT_RECORD_MAX) {
-		log_err("audit: a record of %zu octets is too large", n);
-		goto lost;
-	}
 	memset(&m, 0, sizeof(m));
 	m.type = AUDIT_MSG_RECORD;
 	if (req != NULL) {
@@ -241,18 +248,34 @@ rec_send(json_t *o, struct audit_req *req)
 		m.id = req->id;
 	}
 	memcpy(A.pkt, &m, sizeof(m));
-	if (chan_send(A.pkt, sizeof(m) + n) < 0)
-		goto lost;
+	if (chan_send(A.pkt, sizeof(m) + n) < 0) {
+		rec_lost();
+		return -1;
+	}
 	if (req != NULL)
 		TAILQ_INSERT_TAIL(&A.inflight, req, entry);
 	return 0;
-lost:
-	if (A.lost++ % 1000 == 0)
-		log_err("audit: record(s) lost: the writer is not taking them "
-		    "(%llu so far)", (unsigned long long)A.lost);
-	new_epoch();
-	A.failed = 1;
-	return -1;
+}
+
+/* Serialize and send a record; takes the reference to o.  -1 if lost. */
+static int
+rec_send(json_t *o, struct audit_req *req)
+{
+	size_t n;
+
+	if (o == NULL) {
+		rec_lost();
+		return -1;
+	}
+	n = json_dumpb(o, A.pkt + sizeof(struct audit_msg), AUDIT_RECORD_MAX,
+	    JSON_COMPACT);
+	json_decref(o);
+	if (n == 0 || n > AUDIT_RECORD_MAX) {
+		log_err("audit: a record of %zu octets is too large", n);
+		rec_lost();
+		return -1;
+	}
+	return pkt_send(n, req);
 }
 
 static struct audit_req *
@@ -360,7 +383,7 @@ read_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)what;
 	(void)arg;
-	for (;;) {
+	for (;;) {	/* EINTR */
 		ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
 
 		if (n < 0 && errno == EINTR)
@@ -403,6 +426,10 @@ read_cb(evutil_socket_t fd, short what, void *arg)
 		default:
 			break;
 		}
+		/* one packet per call: the writer sends one per batch, and
+		 * the event (level-triggered) comes back at once if another
+		 * waits, so a second recv() would only meet EAGAIN */
+		return;
 	}
 }
 
@@ -609,20 +636,6 @@ reply_line(const struct backend_reply *r, enum backend_expect e, char *out,
 	evbuffer_drain(A.scratch, evbuffer_get_length(A.scratch));
 }
 
-/* code, enhanced code and text of a reply line */
-static void
-set_reply(json_t *o, const char *line)
-{
-	size_t el;
-
-	set(o, "reply", jtext(line));
-	if (strlen(line) >= 3)
-		set(o, "code", json_integer(atoi(line)));
-	el = strlen(line) > 4 ? smtp_enhanced_code_len(line + 4) : 0;
-	set(o, "enhanced", el > 0 ? json_stringn_nocheck(line + 4, el) :
-	    json_null());
-}
-
 void
 audit_event(const char *type, const struct session *s, ...)
 {
@@ -693,32 +706,255 @@ audit_burl_fetch(const struct session *s, const char *server, const char *url,
 	rec_send(o, NULL);
 }
 
+/*
+ * The records of every message (tx_pending, tx) and of every session
+ * (session_open, session_close) are written by hand: building them as
+ * jansson objects (one allocation per member, a hash table, snprintf for
+ * each number) was most of what a record cost the worker
+ * (docs/PERFORMANCE.md, "The audit trail").  The writer checks every
+ * record (audit_json_check) as it checks any other.  The rarer records
+ * are still built with jansson.
+ */
+struct jw {
+	char *p;
+	size_t len, cap;
+	int grow;		/* realloc p as needed, up to AUDIT_RECORD_MAX */
+	int err;		/* out of room or memory: the record is lost */
+};
+
+static int
+jw_room(struct jw *w, size_t n)
+{
+	size_t cap;
+	char *np;
+
+	if (w->err)
+		return -1;
+	if (w->len + n <= w->cap)
+		return 0;
+	if (!w->grow || w->len + n > AUDIT_RECORD_MAX) {
+		w->err = 1;
+		return -1;
+	}
+	cap = w->cap ? w->cap : 512;
+	while (cap < w->len + n)
+		cap *= 2;
+	if (cap > AUDIT_RECORD_MAX)
+		cap = AUDIT_RECORD_MAX;
+	if ((np = realloc(w->p, cap)) == NULL) {
+		w->err = 1;
+		return -1;
+	}
+	w->p = np;
+	w->cap = cap;
+	return 0;
+}
+
+static void
+jw_raw(struct jw *w, const char *s, size_t n)
+{
+	if (jw_room(w, n) == 0) {
+		memcpy(w->p + w->len, s, n);
+		w->len += n;
+	}
+}
+
+#define jw_lit(w, lit) jw_raw((w), (lit), sizeof(lit) - 1)
+
+/* A JSON string (RFC 8259 7) of s[0..n), which is UTF-8: '"', '\' and
+ * control characters escaped, as jansson does. */
+static void
+jw_strn(struct jw *w, const char *s, size_t n)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t i, run = 0;
+
+	if (jw_room(w, n + 2) < 0)
+		return;
+	w->p[w->len++] = '"';
+	for (i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		char e[6];
+		size_t el = 2;
+
+		if (c >= 0x20 && c != '"' && c != '\\')
+			continue;
+		jw_raw(w, s + run, i - run);
+		run = i + 1;
+		e[0] = '\\';
+		switch (c) {
+		case '"': e[1] = '"'; break;
+		case '\\': e[1] = '\\'; break;
+		case '\b': e[1] = 'b'; break;
+		case '\f': e[1] = 'f'; break;
+		case '\n': e[1] = 'n'; break;
+		case '\r': e[1] = 'r'; break;
+		case '\t': e[1] = 't'; break;
+		default:
+			memcpy(e + 1, "u00", 3);
+			e[4] = hex[c >> 4];
+			e[5] = hex[c & 15];
+			el = 6;
+			break;
+		}
+		jw_raw(w, e, el);
+	}
+	jw_raw(w, s + run, n - run);
+	jw_lit(w, "\"");
+}
+
+static void
+jw_str(struct jw *w, const char *s)
+{
+	if (s == NULL)
+		jw_lit(w, "null");
+	else
+		jw_strn(w, s, strlen(s));
+}
+
+/* Text from outside (jtext): made printable UTF-8 and cut first. */
+static void
+jw_text(struct jw *w, const char *s)
+{
+	char buf[AUDIT_TEXT_MAX * 4 + 1];
+	size_t len;
+
+	if (s == NULL) {
+		jw_lit(w, "null");
+		return;
+	}
+	len = strlen(s);
+	audit_clean_text(s, len > AUDIT_TEXT_MAX ? AUDIT_TEXT_MAX : len, buf,
+	    sizeof(buf));
+	jw_str(w, buf);
+}
+
+static void
+jw_int(struct jw *w, long long v)
+{
+	char buf[24], *e = buf + sizeof(buf), *q = e;
+	unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v :
+	    (unsigned long long)v;
+
+	do {
+		*--q = (char)('0' + u % 10);
+		u /= 10;
+	} while (u != 0);
+	if (v < 0)
+		*--q = '-';
+	jw_raw(w, q, (size_t)(e - q));
+}
+
+/* ,"key": */
+static void
+jw_key(struct jw *w, const char *key)
+{
+	jw_lit(w, ",\"");
+	jw_raw(w, key, strlen(key));
+	jw_lit(w, "\":");
+}
+
+/* The common members (rec_new's), from the opening brace. */
+static void
+jw_head(struct jw *w, const char *type, const struct session *s)
+{
+	struct timespec now;
+	char ts[32];
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	audit_format_time(&now, ts);
+	jw_lit(w, "{\"ts\":");
+	jw_str(w, ts);
+	jw_lit(w, ",\"type\":");
+	jw_str(w, type);
+	jw_key(w, "host");
+	jw_str(w, A.conf->server_name);
+	jw_key(w, "session");
+	jw_str(w, s != NULL ? s->id : NULL);
+	jw_key(w, "identity");
+	if (s != NULL && s->auth)
+		jw_text(w, s->identity);
+	else
+		jw_lit(w, "null");
+}
+
+/* Start a record in A.pkt (after its header): jw_head(), then the
+ * caller's members, then jw_send(). */
+static void
+jw_begin(struct jw *w, const char *type, const struct session *s)
+{
+	w->p = A.pkt + sizeof(struct audit_msg);
+	w->len = 0;
+	w->cap = AUDIT_RECORD_MAX;
+	w->grow = 0;
+	w->err = 0;
+	jw_head(w, type, s);
+}
+
+/* Close the record and send it.  -1 if lost. */
+static int
+jw_send(struct jw *w, struct audit_req *req)
+{
+	jw_lit(w, "}");
+	if (w->err) {
+		log_err("audit: a record of more than %u octets",
+		    (unsigned)AUDIT_RECORD_MAX);
+		rec_lost();
+		return -1;
+	}
+	return pkt_send(w->len, req);
+}
+
+/* "452 4.5.3" of one of our replies (jreply_id's) */
+static void
+jw_reply_id(struct jw *w, enum smtp_reply_id id)
+{
+	const char *t = smtp_reply_text(id);
+
+	jw_strn(w, t, 4 + strcspn(t + 4, " "));
+}
+
+static void
+jw_bool(struct jw *w, int v)
+{
+	if (v)
+		jw_lit(w, "true");
+	else
+		jw_lit(w, "false");
+}
+
 /* ------------------------------------------------------------------ */
 /* Sessions */
 
 void
 audit_session_open(struct session *s, const char *lb_ip, int lb_port)
 {
-	json_t *o;
+	struct jw w;
 
 	if (!A.enabled || s->audit_opened)
 		return;
 	s->audit_opened = 1;
 	s->audit_t_open = util_now_ms();
-	if ((o = rec_new("session_open", s)) == NULL)
-		return;
-	set(o, "client_ip", jtext(s->peer_ip));
-	set(o, "client_port", json_integer(s->peer_port));
-	set(o, "local_ip", jtext(s->local_ip));
-	set(o, "local_port", json_integer(s->local_port));
-	set(o, "listener", jtext(s->lc->name));
-	set(o, "listener_kind", json_string_nocheck(
-	    conf_listener_kind_name(s->lc->kind)));
+	jw_begin(&w, "session_open", s);
+	jw_key(&w, "client_ip");
+	jw_text(&w, s->peer_ip);
+	jw_key(&w, "client_port");
+	jw_int(&w, s->peer_port);
+	jw_key(&w, "local_ip");
+	jw_text(&w, s->local_ip);
+	jw_key(&w, "local_port");
+	jw_int(&w, s->local_port);
+	jw_key(&w, "listener");
+	jw_text(&w, s->lc->name);
+	jw_key(&w, "listener_kind");
+	jw_str(&w, conf_listener_kind_name(s->lc->kind));
 	if (lb_ip != NULL) {
-		set(o, "lb_ip", jtext(lb_ip));
-		set(o, "lb_port", json_integer(lb_port));
+		jw_key(&w, "lb_ip");
+		jw_text(&w, lb_ip);
+		jw_key(&w, "lb_port");
+		jw_int(&w, lb_port);
 	}
-	rec_send(o, NULL);
+	jw_send(&w, NULL);
 }
 
 void
@@ -779,24 +1015,31 @@ close_reason(const struct session *s)
 void
 audit_session_close(struct session *s)
 {
-	json_t *o;
+	struct jw w;
 
 	if (!A.enabled)
 		return;
 	if (!s->audit_opened)
 		audit_session_open(s, NULL, 0);
-	if ((o = rec_new("session_close", s)) == NULL)
-		return;
-	set(o, "reason", json_string_nocheck(close_reason(s)));
-	set(o, "reply", s->audit_close != R_REPLY_COUNT ?
-	    jreply_id(s->audit_close) : json_null());
-	set(o, "duration_ms", json_integer((json_int_t)(util_now_ms() -
-	    s->audit_t_open)));
-	set(o, "messages", json_integer(s->messages));
-	set(o, "tls", json_boolean(s->tls));
-	set(o, "auth", json_boolean(s->auth));
-	set(o, "auth_failures", json_integer(s->auth_failures));
-	rec_send(o, NULL);
+	jw_begin(&w, "session_close", s);
+	jw_key(&w, "reason");
+	jw_str(&w, close_reason(s));
+	jw_key(&w, "reply");
+	if (s->audit_close != R_REPLY_COUNT)
+		jw_reply_id(&w, s->audit_close);
+	else
+		jw_lit(&w, "null");
+	jw_key(&w, "duration_ms");
+	jw_int(&w, (long long)(util_now_ms() - s->audit_t_open));
+	jw_key(&w, "messages");
+	jw_int(&w, (long long)s->messages);
+	jw_key(&w, "tls");
+	jw_bool(&w, s->tls);
+	jw_key(&w, "auth");
+	jw_bool(&w, s->auth);
+	jw_key(&w, "auth_failures");
+	jw_int(&w, (long long)s->auth_failures);
+	jw_send(&w, NULL);
 }
 
 /* Our replies that are a policy decision or a limit being hit. */
@@ -1089,7 +1332,8 @@ ms_between(uint64_t a, uint64_t b)
 	return a != 0 && b >= a ? b - a : 0;
 }
 
-/* A recipient in a record: the address and the backend's reply to it. */
+/* A recipient in a "tx_rcpts" record: the address and the backend's
+ * reply to it. */
 static json_t *
 rcpt_json(const struct tx *tx, const struct audit_tx *atx, unsigned i)
 {
@@ -1103,6 +1347,24 @@ rcpt_json(const struct tx *tx, const struct audit_tx *atx, unsigned i)
 		set(r, "code", json_null());	/* no reply from the backend */
 	}
 	return r;
+}
+
+/* The same, in the transaction's own record. */
+static void
+jw_rcpt(struct jw *w, const struct tx *tx, const struct audit_tx *atx,
+	unsigned i)
+{
+	jw_lit(w, "{\"to\":");
+	jw_text(w, tx->rcpts[i]);
+	if (i < atx->nrcpt && atx->rcpt[i].code != 0) {
+		jw_key(w, "code");
+		jw_int(w, atx->rcpt[i].code);
+		jw_key(w, "reply");
+		jw_text(w, atx->rcpt[i].line);
+	} else {
+		jw_lit(w, ",\"code\":null");	/* no reply from the backend */
+	}
+	jw_lit(w, "}");
 }
 
 static void
@@ -1121,33 +1383,44 @@ send_rcpts(struct session *s, json_t *list, unsigned offset)
 }
 
 /*
- * The members every tx / tx_pending record has.  The record lists the
+ * The members every tx / tx_pending record has, once per transaction
+ * (the "tx" record repeats what "tx_pending" said).  The record lists the
  * recipients while they fit in AUDIT_RCPTS_BYTES; the others go in
  * "tx_rcpts" records sent before it (on the same channel, so the
- * record's acknowledgement covers them: see the file comment).
+ * record's acknowledgement covers them: see the file comment).  -1 if out
+ * of memory.
  */
-static json_t *
-tx_record(struct session *s, const char *type)
+static int
+tx_body(struct session *s)
 {
 	struct tx *tx = &s->tx;
 	struct audit_tx *atx = tx->audit;
-	json_t *o = rec_new(type, s), *main_list = json_array(), *chunk = NULL,
-	    *c;
+	struct jw w = { NULL, 0, 0, 1, 0 };
+	json_t *chunk = NULL;
 	size_t bytes = 0, chunk_bytes = 0;
 	unsigned i, chunk_off = 0, in_main = 0;
 	int main_full = 0;
 
-	if (o == NULL || main_list == NULL) {
-		json_decref(o);
-		json_decref(main_list);
-		return NULL;
-	}
+	if (atx->body != NULL)
+		return 0;
+	jw_lit(&w, ",\"tx\":");
+	jw_str(&w, tx->id);
+	jw_key(&w, "mail_from");
+	jw_text(&w, tx->from);
+	jw_key(&w, "mail_code");
+	if (atx->mail_code)
+		jw_int(&w, atx->mail_code);
+	else
+		jw_lit(&w, "null");
+	jw_lit(&w, ",\"rcpts\":[");
 	for (i = 0; i < tx->rcpt_count; i++) {
 		/* worst case: every octet shown as \xNN, plus the reply */
 		size_t sz = 4 * strlen(tx->rcpts[i]) + 200;
 
 		if (!main_full && (i == 0 || bytes + sz <= AUDIT_RCPTS_BYTES)) {
-			json_array_append_new(main_list, rcpt_json(tx, atx, i));
+			if (i > 0)
+				jw_lit(&w, ",");
+			jw_rcpt(&w, tx, atx, i);
 			bytes += sz;
 			in_main++;
 			continue;
@@ -1167,75 +1440,129 @@ tx_record(struct session *s, const char *type)
 	}
 	if (chunk != NULL)
 		send_rcpts(s, chunk, chunk_off);
-	set(o, "tx", json_string_nocheck(tx->id));
-	set(o, "mail_from", jtext(tx->from));
-	set(o, "mail_code", atx->mail_code ? json_integer(atx->mail_code) :
-	    json_null());
-	set(o, "rcpts", main_list);
-	if (main_full)
-		set(o, "rcpts_continued", json_integer(tx->rcpt_count - in_main));
-	set(o, "rcpt_count", json_integer(tx->rcpt_count));
-	set(o, "rcpt_accepted", json_integer(tx->rcpt_accepted));
-	set(o, "size", json_integer((json_int_t)tx->filter.out_bytes));
-	set(o, "message_id", jtext(header_scan_message_id(&atx->hs)));
-	c = json_array();
-	if (atx->content & CONTENT_DATA)
-		json_array_append_new(c, json_string_nocheck("DATA"));
-	if (atx->content & CONTENT_BDAT)
-		json_array_append_new(c, json_string_nocheck("BDAT"));
-	if (atx->content & CONTENT_BURL)
-		json_array_append_new(c, json_string_nocheck("BURL"));
-	set(o, "content", c);
-	set(o, "backend_mode", atx->content == 0 ? json_null() :
-	    json_string_nocheck(tx->backend_bdat ? "BDAT" : "DATA"));
+	jw_lit(&w, "]");
+	if (main_full) {
+		jw_key(&w, "rcpts_continued");
+		jw_int(&w, tx->rcpt_count - in_main);
+	}
+	jw_key(&w, "rcpt_count");
+	jw_int(&w, tx->rcpt_count);
+	jw_key(&w, "rcpt_accepted");
+	jw_int(&w, tx->rcpt_accepted);
+	jw_key(&w, "size");
+	jw_int(&w, (long long)tx->filter.out_bytes);
+	jw_key(&w, "message_id");
+	jw_text(&w, header_scan_message_id(&atx->hs));
+	jw_lit(&w, ",\"content\":[");
+	{
+		const char *sep = "";
+
+		if (atx->content & CONTENT_DATA) {
+			jw_lit(&w, "\"DATA\"");
+			sep = ",";
+		}
+		if (atx->content & CONTENT_BDAT) {
+			jw_raw(&w, sep, strlen(sep));
+			jw_lit(&w, "\"BDAT\"");
+			sep = ",";
+		}
+		if (atx->content & CONTENT_BURL) {
+			jw_raw(&w, sep, strlen(sep));
+			jw_lit(&w, "\"BURL\"");
+		}
+	}
+	jw_lit(&w, "]");
+	jw_key(&w, "backend_mode");
+	if (atx->content == 0)
+		jw_lit(&w, "null");
+	else if (tx->backend_bdat)
+		jw_lit(&w, "\"BDAT\"");
+	else
+		jw_lit(&w, "\"DATA\"");
 	if (tx->binary)
-		set(o, "body", json_string_nocheck("BINARYMIME"));
+		jw_lit(&w, ",\"body\":\"BINARYMIME\"");
 	if (tx->smtputf8)
-		set(o, "smtputf8", json_true());
-	return o;
+		jw_lit(&w, ",\"smtputf8\":true");
+	if (w.err) {
+		free(w.p);
+		return -1;
+	}
+	atx->body = w.p;
+	atx->body_len = w.len;
+	return 0;
 }
 
-/* The "tx" record: the "tx_pending" one, once sent, with its time and
- * type updated (built once: half the cost per message), else a new one. */
-static json_t *
-tx_final_record(struct session *s)
+/* Begin a "tx_pending" or "tx" record in A.pkt: the common members and
+ * the transaction's; the caller adds its own and ends with jw_send().
+ * -1 if the record cannot be made (counted as lost). */
+static int
+tx_begin(struct session *s, const char *type, struct jw *w)
 {
 	struct audit_tx *atx = s->tx.audit;
-	struct timespec now;
-	char ts[32];
-	json_t *o = atx->rec;
 
-	if (o == NULL)
-		return tx_record(s, "tx");
-	atx->rec = NULL;
-	clock_gettime(CLOCK_REALTIME, &now);
-	audit_format_time(&now, ts);
-	set(o, "ts", json_string_nocheck(ts));
-	set(o, "type", json_string_nocheck("tx"));
-	json_object_del(o, "timings");
-	return o;
+	/* first: it may send "tx_rcpts" records, through A.pkt */
+	if (tx_body(s) < 0) {
+		rec_lost();
+		return -1;
+	}
+	jw_begin(w, type, s);
+	jw_raw(w, atx->body, atx->body_len);
+	return 0;
 }
 
-static json_t *
-timings(const struct audit_tx *atx, uint64_t now)
+static void
+jw_timings(struct jw *w, const struct audit_tx *atx, uint64_t now)
 {
-	json_t *t = json_object();
+	jw_lit(w, ",\"timings\":{\"envelope_ms\":");
+	jw_int(w, (long long)ms_between(atx->t_mail,
+	    atx->t_content ? atx->t_content : now));
+	if (atx->t_content) {
+		jw_key(w, "content_ms");
+		jw_int(w, (long long)ms_between(atx->t_content,
+		    atx->t_eod ? atx->t_eod : now));
+	}
+	if (atx->t_intent) {
+		jw_key(w, "audit_ms");
+		jw_int(w, (long long)ms_between(atx->t_eod, atx->t_intent));
+	}
+	if (atx->t_verdict) {
+		jw_key(w, "backend_ms");
+		jw_int(w, (long long)ms_between(atx->t_intent ? atx->t_intent :
+		    atx->t_eod, atx->t_verdict));
+	}
+	jw_key(w, "total_ms");
+	jw_int(w, (long long)ms_between(atx->t_mail, now));
+	jw_lit(w, "}");
+}
 
-	set(t, "envelope_ms", json_integer((json_int_t)ms_between(atx->t_mail,
-	    atx->t_content ? atx->t_content : now)));
-	if (atx->t_content)
-		set(t, "content_ms", json_integer((json_int_t)ms_between(
-		    atx->t_content, atx->t_eod ? atx->t_eod : now)));
-	if (atx->t_intent)
-		set(t, "audit_ms", json_integer((json_int_t)ms_between(
-		    atx->t_eod, atx->t_intent)));
-	if (atx->t_verdict)
-		set(t, "backend_ms", json_integer((json_int_t)ms_between(
-		    atx->t_intent ? atx->t_intent : atx->t_eod,
-		    atx->t_verdict)));
-	set(t, "total_ms", json_integer((json_int_t)ms_between(atx->t_mail,
-	    now)));
-	return t;
+/* "reply", "code" and "enhanced" of a reply line (set_reply's). */
+static void
+jw_reply(struct jw *w, const char *line)
+{
+	size_t el, len = strlen(line);
+
+	jw_key(w, "reply");
+	jw_text(w, line);
+	if (len >= 3) {
+		jw_key(w, "code");
+		jw_int(w, atoi(line));
+	}
+	el = len > 4 ? smtp_enhanced_code_len(line + 4) : 0;
+	jw_key(w, "enhanced");
+	if (el > 0)
+		jw_strn(w, line + 4, el);
+	else
+		jw_lit(w, "null");
+}
+
+static void
+jw_queue_id(struct jw *w, const struct session *s)
+{
+	jw_key(w, "queue_id");
+	if (s->tx.queue_id[0])
+		jw_text(w, s->tx.queue_id);
+	else
+		jw_lit(w, "null");
 }
 
 int
@@ -1243,25 +1570,21 @@ audit_tx_intent(struct session *s, audit_done_cb cb)
 {
 	struct audit_tx *atx = s->tx.audit;
 	struct audit_req *req;
-	json_t *o;
+	struct jw w;
 
 	if (!A.enabled)
 		return 0;
 	if (atx == NULL)
 		return -1;	/* no audit state: nothing may be delivered */
 	atx->t_eod = util_now_ms();
-	o = tx_record(s, "tx_pending");
-	if (o == NULL)
+	if (tx_begin(s, "tx_pending", &w) < 0)
 		return -1;
-	set(o, "timings", timings(atx, atx->t_eod));
+	jw_timings(&w, atx, atx->t_eod);
 	req = req_new(s, cb, &atx->req);
-	if (req == NULL) {
-		json_decref(o);
+	if (req == NULL)
 		return -1;
-	}
 	req->intent = 1;
-	atx->rec = json_incref(o);
-	if (rec_send(o, req) < 0) {
+	if (jw_send(&w, req) < 0) {
 		atx->req = NULL;
 		free(req);
 		return -1;
@@ -1310,7 +1633,7 @@ audit_tx_verdict(struct session *s, audit_done_cb cb)
 	struct audit_req *req = NULL;
 	char line[300];
 	unsigned i, ok = 0;
-	json_t *o;
+	struct jw w;
 
 	if (atx == NULL)
 		return 0;
@@ -1318,9 +1641,9 @@ audit_tx_verdict(struct session *s, audit_done_cb cb)
 	for (i = 0; i < atx->nheld; i++)
 		if (atx->held[i].code / 100 == 2)
 			ok++;
-	o = tx_final_record(s);
-	if (o == NULL)
+	if (tx_begin(s, "tx", &w) < 0)
 		return ok > 0 ? -1 : 0;
+	jw_key(&w, "result");
 	if (ok == 0) {
 		/* refused for good (5xx), or for now (4xx: "failed") */
 		unsigned fivexx = 0;
@@ -1328,11 +1651,9 @@ audit_tx_verdict(struct session *s, audit_done_cb cb)
 		for (i = 0; i < atx->nheld; i++)
 			if (atx->held[i].code / 100 == 5)
 				fivexx++;
-		set(o, "result", json_string_nocheck(fivexx > 0 ? "refused" :
-		    "failed"));
+		jw_str(&w, fivexx > 0 ? "refused" : "failed");
 	} else {
-		set(o, "result", json_string_nocheck(ok == atx->nheld ?
-		    "delivered" : "partial"));
+		jw_str(&w, ok == atx->nheld ? "delivered" : "partial");
 	}
 	if (atx->nheld > 0) {
 		/* the summary: the first failure if any (what an SMTP client
@@ -1345,31 +1666,31 @@ audit_tx_verdict(struct session *s, audit_done_cb cb)
 				break;
 			}
 		reply_line(&atx->held[k], BE_EXPECT_DATA_END, line, sizeof(line));
-		set_reply(o, line);
+		jw_reply(&w, line);
 	}
 	if (atx->nheld > 1) {
 		/* LMTP backend: one verdict per accepted recipient, in order */
-		json_t *v = json_array();
-
+		jw_lit(&w, ",\"replies\":[");
 		for (i = 0; i < atx->nheld; i++) {
 			reply_line(&atx->held[i], BE_EXPECT_DATA_END, line,
 			    sizeof(line));
-			json_array_append_new(v, jtext(line));
+			if (i > 0)
+				jw_lit(&w, ",");
+			jw_text(&w, line);
 		}
-		set(o, "replies", v);
+		jw_lit(&w, "]");
 	}
-	set(o, "queue_id", s->tx.queue_id[0] ? jtext(s->tx.queue_id) :
-	    json_null());
-	set(o, "timings", timings(atx, atx->t_verdict));
+	jw_queue_id(&w, s);
+	jw_timings(&w, atx, atx->t_verdict);
 	atx->finalized = 1;
 	/* the client waits for this record too only with verdict_fsync:
 	 * "tx_pending" is on disk already (docs/AUDIT.md, "Durability") */
 	if (ok > 0 && A.conf->audit.verdict_fsync &&
 	    (req = req_new(s, cb, &atx->req)) == NULL) {
-		json_decref(o);
+		rec_lost();
 		return -1;
 	}
-	if (rec_send(o, req) < 0) {
+	if (jw_send(&w, req) < 0) {
 		if (req != NULL) {
 			atx->req = NULL;
 			free(req);
@@ -1384,21 +1705,25 @@ static void
 outcome(struct session *s, const char *result, int code, const char *detail)
 {
 	struct audit_tx *atx = s->tx.audit;
-	json_t *o;
+	struct jw w;
 
 	if (atx == NULL || atx->finalized)
 		return;
 	atx->finalized = 1;
-	o = tx_final_record(s);
-	if (o == NULL)
+	if (tx_begin(s, "tx", &w) < 0)
 		return;
-	set(o, "result", json_string_nocheck(result));
-	set(o, "code", code ? json_integer(code) : json_null());
-	set(o, "detail", jtext(detail));
-	set(o, "queue_id", s->tx.queue_id[0] ? jtext(s->tx.queue_id) :
-	    json_null());
-	set(o, "timings", timings(atx, util_now_ms()));
-	rec_send(o, NULL);
+	jw_key(&w, "result");
+	jw_str(&w, result);
+	jw_key(&w, "code");
+	if (code)
+		jw_int(&w, code);
+	else
+		jw_lit(&w, "null");
+	jw_key(&w, "detail");
+	jw_text(&w, detail);
+	jw_queue_id(&w, s);
+	jw_timings(&w, atx, util_now_ms());
+	jw_send(&w, NULL);
 }
 
 void
@@ -1439,7 +1764,7 @@ audit_tx_end(struct session *s)
 			break;
 		}
 	}
-	json_decref(atx->rec);
+	free(atx->body);
 	free(atx->rcpt);
 	free(atx->held);
 	free(atx);

@@ -29,6 +29,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
+#include <sys/resource.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,6 +63,14 @@
  * halves its time on ext4 (measured: docs/PERFORMANCE.md).  Readers see
  * the exact size; the reserve is given back at rotation and at exit. */
 #define PREALLOC_CHUNK (4 * 1024 * 1024)
+/* A batch that no one waits for (no record in it asks for an
+ * acknowledgement) is written without fdatasync(): the next batch that
+ * is waited for syncs it with its own, and it is synced on its own at the
+ * latest this many ms after it was written (docs/AUDIT.md, "Durability").
+ * Under load about half the batches hold only such records ("tx" after
+ * its "tx_pending", session records): each fdatasync saved is a data
+ * write, an inode write and a cache flush. */
+#define SYNC_LATER_MS 200
 /* While failed: try again this often without new records (ms). */
 #define RETRY_MS 1000
 /* Longest RFC 5424 message we send (RFC 5424 6.1: receivers should take
@@ -259,6 +268,7 @@ struct wchan {
 	int fd;
 	struct pkt *q, **qtail;	/* packets the socket would not take yet */
 	int ping;		/* a PING waits for the batch to be written */
+	int drained;		/* collect(): emptied in this call */
 };
 
 struct witem {
@@ -286,8 +296,15 @@ static struct {
 
 	struct audit_chain chain;
 	struct audit_chain saved;	/* at the start of the batch */
+	/* Written without fdatasync (SYNC_LATER_MS): a failure takes them
+	 * back with the batch that failed, to where the file was synced. */
+	struct audit_chain synced_chain;
+	uint64_t synced_fsize;
+	uint64_t unsynced;		/* records since then */
+	uint64_t t_unsynced;		/* ms (monotonic): the first of them */
 
 	int failed;			/* errno of the last failure; 0 = OK */
+	uint64_t t_attempt;		/* ms (monotonic): last write tried */
 	char failed_since[32];
 	uint64_t refused;		/* records refused while failed */
 
@@ -310,6 +327,8 @@ static struct {
 	int syslog_fd;
 	uint64_t syslog_dropped;
 } W;
+
+static void sync_unsynced(void);
 
 static void
 now_ts(char out[32])
@@ -536,10 +555,11 @@ collect(void)
 {
 	size_t taken = 0;
 	int progress;
+	unsigned i;
 
+	for (i = 0; i < W.nch; i++)
+		W.ch[i].drained = 0;
 	do {
-		unsigned i;
-
 		progress = 0;
 		for (i = 0; i < W.nch && !batch_full(); i++) {
 			/* room for each record and an audit_resume */
@@ -547,6 +567,11 @@ collect(void)
 			    2) / 2;
 			int n, k;
 
+			/* a recvmmsg() that got less than it asked for has
+			 * emptied the channel: asking again now would only
+			 * cost a call (new records wait for the next batch) */
+			if (W.ch[i].drained)
+				continue;
 			if (want > CHAN_BURST)
 				want = CHAN_BURST;
 			for (k = 0; k < (int)want; k++) {
@@ -557,6 +582,8 @@ collect(void)
 				W.mm[k].msg_hdr.msg_iovlen = 1;
 			}
 			n = recvmmsg(W.ch[i].fd, W.mm, want, MSG_DONTWAIT, NULL);
+			if (n < (int)want)
+				W.ch[i].drained = 1;
 			if (n < 0) {
 				if (errno != EAGAIN && errno != EWOULDBLOCK &&
 				    errno != EINTR)
@@ -571,8 +598,9 @@ collect(void)
 					len = W.rxsize + 1;	/* too long */
 				take_record((int)i, W.iov[k].iov_base, len);
 				taken++;
-				progress = 1;
 			}
+			if (n == (int)want)
+				progress = 1;
 		}
 	} while (progress && !batch_full());
 	return taken;
@@ -624,6 +652,12 @@ answer_pings(void)
 	struct audit_msg m;
 	unsigned i;
 
+	for (i = 0; i < W.nch; i++)
+		if (W.ch[i].ping)
+			break;
+	if (i == W.nch)
+		return;
+	sync_unsynced();	/* "writable" means on disk */
 	for (i = 0; i < W.nch; i++) {
 		if (!W.ch[i].ping)
 			continue;
@@ -716,12 +750,111 @@ syslog_items(void)
 
 /* --- the file --- */
 
-/* Write the batch; on failure take it back whole.  0 or an errno. */
+static uint64_t
+mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Must the batch be on disk before the writer goes on: a record in it
+ * waits for its acknowledgement, or is one of the writer's own, or a
+ * worker asked (PING) whether the log is writable.  While failed, and
+ * with syslog copies (sent once a record is on disk), every batch is. */
+static int
+batch_wants_sync(void)
+{
+	size_t i;
+	unsigned c;
+
+	if (W.failed != 0 || W.syslog_fd >= 0)
+		return 1;
+	for (i = 0; i < W.nitems; i++)
+		if (W.items[i].chan < 0 || W.items[i].ack)
+			return 1;
+	for (c = 0; c < W.nch; c++)
+		if (W.ch[c].ping)
+			return 1;
+	return 0;
+}
+
+/* The file is on disk up to here (or, with fsync = false, written). */
+static void
+mark_synced(void)
+{
+	W.synced_chain = W.chain;
+	W.synced_fsize = W.fsize;
+	W.unsynced = 0;
+}
+
+/*
+ * A write or sync failed: take the batch back.  A failed write (ENOSPC,
+ * EDQUOT, ...) leaves what was written before it alone: the batches
+ * written without a sync are still in the file, and the next sync covers
+ * them.  A failed sync does not say which pages reached the disk: what
+ * was written since the last good sync is taken back with the batch, so
+ * that the file never holds a record that may be missing from the disk
+ * under a later one (sync_all).  Exits if the file cannot be cut (a new
+ * writer, started by the master, recovers from it).
+ */
+static void
+take_back(int err, size_t written, int sync_all)
+{
+	size_t i;
+
+	if (!sync_all || W.unsynced == 0) {
+		if (written > 0 && ftruncate(W.fd, (off_t)W.fsize) < 0)
+			goto fatal;
+		W.chain = W.saved;
+	} else {
+		if (ftruncate(W.fd, (off_t)W.synced_fsize) < 0)
+			goto fatal;
+		log_err("audit log: %" PRIu64 " record(s) written but not yet "
+		    "synced taken back (%s)", W.unsynced, strerror(err));
+		W.refused += W.unsynced;
+		W.chain = W.synced_chain;
+		W.fsize = W.synced_fsize;
+		W.unsynced = 0;
+	}
+	for (i = 0; i < W.nitems; i++) {
+		if (W.items[i].status == 0) {
+			W.items[i].status = err;
+			W.items[i].seq = 0;
+			W.refused++;
+		}
+	}
+	return;
+fatal:
+	log_err("audit log: cannot take back a failed write (%s): restarting "
+	    "the writer", strerror(errno));
+	exit(1);
+}
+
+/* Sync what was written without a sync (SYNC_LATER_MS, a PING). */
+static void
+sync_unsynced(void)
+{
+	if (W.unsynced == 0)
+		return;
+	if (fdatasync(W.fd) < 0) {
+		int err = errno;
+
+		take_back(err, 0, 1);
+		set_failed(err);
+		return;
+	}
+	mark_synced();
+}
+
+/* Write the batch; on failure take it back whole (with the unsynced
+ * batches before it).  0 or an errno. */
 static int
 flush_batch(void)
 {
 	size_t off = 0, i;
-	int err = 0;
+	int err = 0, sync, sync_failed = 0;
 
 	if (W.nitems == 0)
 		return 0;
@@ -731,6 +864,7 @@ flush_batch(void)
 		items_clear();
 		return 0;
 	}
+	W.t_attempt = mono_ms();
 	if (W.fsize + W.len > W.reserved) {
 		uint64_t want = W.fsize + W.len + PREALLOC_CHUNK;
 
@@ -750,28 +884,26 @@ flush_batch(void)
 		}
 		off += (size_t)n;
 	}
-	if (err == 0 && W.conf->audit.fsync &&
-	    fdatasync(W.fd) < 0)
+	sync = !W.conf->audit.fsync || batch_wants_sync();
+	if (err == 0 && W.conf->audit.fsync && sync &&
+	    fdatasync(W.fd) < 0) {
 		err = errno;
+		sync_failed = 1;
+	}
 	if (err != 0) {
-		if (off > 0 && ftruncate(W.fd, (off_t)W.fsize) < 0) {
-			/* a torn batch we cannot take back: a new writer
-			 * (the master starts one) recovers from the file */
-			log_err("audit log: cannot take back a failed write "
-			    "(%s): restarting the writer", strerror(errno));
-			exit(1);
-		}
-		W.chain = W.saved;
-		for (i = 0; i < W.nitems; i++) {
-			if (W.items[i].status == 0) {
-				W.items[i].status = err;
-				W.items[i].seq = 0;
-				W.refused++;
-			}
-		}
+		take_back(err, off, sync_failed);
 		set_failed(err);
 	} else {
 		W.fsize += W.len;
+		if (sync) {
+			mark_synced();
+		} else {
+			if (W.unsynced == 0)
+				W.t_unsynced = mono_ms();
+			for (i = 0; i < W.nitems; i++)
+				if (W.items[i].status == 0)
+					W.unsynced++;
+		}
 		set_ok();
 		if (W.conf->audit.syslog)
 			syslog_items();
@@ -1112,6 +1244,7 @@ rotate(const char *reason)
 	W.fd = fd;
 	W.fsize = 0;
 	W.reserved = 0;
+	mark_synced();		/* the checkpoint was synced: nothing pending */
 	W.file_first_seq = W.chain.seq + 1;
 	W.file_t0 = now.tv_sec;
 	batch_add_own(file_start_record(rotated));
@@ -1172,8 +1305,13 @@ poll_timeout(void)
 	const struct conf_audit *ac = &W.conf->audit;
 	long ms = -1;
 
-	if (W.failed != 0)
-		return RETRY_MS;
+	if (W.failed != 0) {
+		/* the retry is due RETRY_MS after the last attempt, whatever
+		 * woke the loop meanwhile (a worker's PING each second) */
+		uint64_t since = mono_ms() - W.t_attempt;
+
+		return since >= RETRY_MS ? 0 : (int)(RETRY_MS - since);
+	}
 	if (ac->rotate_interval > 0) {
 		long left = (long)(W.file_t0 + (time_t)ac->rotate_interval -
 		    time(NULL));
@@ -1181,6 +1319,14 @@ poll_timeout(void)
 		ms = left <= 0 ? 0 : left * 1000;
 		if (ms > 60000)
 			ms = 60000;
+	}
+	if (W.unsynced > 0) {
+		uint64_t age = mono_ms() - W.t_unsynced;
+		long left = age >= SYNC_LATER_MS ? 0 :
+		    (long)(SYNC_LATER_MS - age);
+
+		if (ms < 0 || left < ms)
+			ms = left;
 	}
 	return (int)ms;
 }
@@ -1220,7 +1366,9 @@ writer_loop(void)
 		while (collect() > 0)
 			flush_batch();
 		answer_pings();
-		if (W.failed != 0 && n == 0) {
+		if (W.unsynced > 0 && mono_ms() - W.t_unsynced >= SYNC_LATER_MS)
+			sync_unsynced();
+		if (W.failed != 0 && mono_ms() - W.t_attempt >= RETRY_MS) {
 			/* a retry without waiting for records */
 			json_t *r = own_record("audit_resume");
 
@@ -1256,6 +1404,19 @@ audit_writer_main(const struct conf *conf, int ready_fd)
 	W.syslog_fd = -1;
 	log_set_prefix("audit");
 	signal(SIGPIPE, SIG_IGN);
+	/*
+	 * Below the workers (audit.writer_nice, 10 by default).  A writer
+	 * woken by a record or by the disk then does not preempt a busy
+	 * worker: it runs when the CPU has a moment, and by then more
+	 * records wait, so one fdatasync covers more of them.  On a machine
+	 * whose CPUs are all busy that is most of what the audit trail
+	 * costs (docs/PERFORMANCE.md, "The audit trail").  The writer needs
+	 * little CPU, so even at 19 it is not starved.
+	 */
+	if (conf->audit.writer_nice > 0 &&
+	    setpriority(PRIO_PROCESS, 0, (int)conf->audit.writer_nice) < 0)
+		log_warn("audit writer: setpriority(%u): %s",
+		    conf->audit.writer_nice, strerror(errno));
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGINT);
@@ -1314,6 +1475,7 @@ audit_writer_main(const struct conf *conf, int ready_fd)
 	}
 	if (recover(&torn, err, sizeof(err)) < 0)
 		goto fatal;
+	mark_synced();		/* what the file holds now is on disk */
 	if (ac->syslog) {
 		W.syslog_fd = socket(ac->syslog_address.ss.ss_family,
 		    SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);

@@ -3,8 +3,12 @@
  * alone writes the audit log.  Workers send it records (audit.h); it gives
  * each a sequence number and chains it (audit_format.h), writes whatever
  * has arrived in one write(), fdatasync()s once for the batch (group
- * commit), and then acknowledges the records that asked for it.  It also
- * rotates the file and copies records to syslog.
+ * commit), and then acknowledges the records that asked for it, one packet
+ * per channel.  A batch without such a record is not synced on its own: the
+ * next one that is waited for syncs it, or a sync 200 ms later at the
+ * latest (docs/AUDIT.md, "Durability").  It runs at audit.writer_nice, so
+ * that it does not preempt busy workers.  It also rotates the file and
+ * copies records to syslog.
  *
  * Why one process (docs/AUDIT.md, "Design"): the workers are separate
  * processes, and one verifiable chain needs one place that decides the

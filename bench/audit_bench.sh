@@ -25,6 +25,8 @@
 #   --verdict-fsync  the "on" instance with audit.verdict_fsync = true (the
 #               250 waits for the "tx" record too: two fsync waits)
 #   -c CONC     concurrent sessions (50)
+#   --writer-nice N  the "on" instance with audit.writer_nice = N (default:
+#               the configuration's default, 10)
 #
 # The backend is smtp-sink (-m 5000, as in run_bench.sh) on 127.0.0.1:20880,
 # the two msaproxy instances listen on 20881 (off) and 20882 (on).  Every
@@ -46,6 +48,7 @@ LOAD=$TOP/bench/msaload
 HMAC=0
 FSYNC=true
 VFSYNC=false
+WNICE=
 CONC=50
 SINK_PORT=20880
 OFF_PORT=20881
@@ -69,6 +72,7 @@ while [ $# -gt 0 ]; do
 	--hmac) HMAC=1 ;;
 	--no-fsync) FSYNC=false ;;
 	--verdict-fsync) VFSYNC=true ;;
+	--writer-nice) WNICE=${2:-}; shift ;;
 	-c) CONC=${2:-}; shift ;;
 	*) usage ;;
 	esac
@@ -154,6 +158,7 @@ EOF
 	if [ "$2" = on ]; then
 		echo "audit = { enabled = true; file = \"$OUT/audit/audit.log\";"
 		echo "  fsync = $FSYNC; verdict_fsync = $VFSYNC;"
+		[ -n "$WNICE" ] && echo "  writer_nice = $WNICE;"
 		echo "  rotate_size = \"1G\"; rotate_interval = 0;"
 		[ "$HMAC" = 1 ] && echo "  hmac_key_file = \"$OUT/hmac.key\";"
 		echo "};"
@@ -231,7 +236,7 @@ EXPECT=$((OK_ON + WARM))
 
 {
 	echo "audit_bench $START .. $END UTC; $ROUNDS rounds; workers=$WORKERS;" \
-	    "hmac=$HMAC; fsync=$FSYNC; verdict_fsync=$VFSYNC; sessions=$CONC; build $(sha256sum "$PROXY" | cut -c1-12)"
+	    "hmac=$HMAC; fsync=$FSYNC; verdict_fsync=$VFSYNC; writer_nice=${WNICE:-default}; sessions=$CONC; build $(sha256sum "$PROXY" | cut -c1-12)"
 	echo "audit log on $(df -T "$OUT/audit" | awk 'NR == 2 { print $2, $1 }')"
 	echo
 	echo "| profile | audit | runs | msgs/s median (min..max) | p50 ms median | p99 ms median | proxy CPU ms/msg median | on/off ratio, median (min..max) |"

@@ -1648,6 +1648,10 @@ static const struct conf_key conf_audit_keys[] = {
 	{ .name = "timeout", .type = CONF_UINT,
 	  CONF_FIELD(struct conf_audit, timeout), .def = "30",
 	  .min = 1, .max = 3600 },
+	/* below the workers: see audit_writer_main() */
+	{ .name = "writer_nice", .type = CONF_UINT,
+	  CONF_FIELD(struct conf_audit, writer_nice), .def = "10",
+	  .min = 0, .max = 19 },
 	{ .name = NULL },
 };
 

@@ -304,6 +304,7 @@ struct conf_audit {
 	unsigned timeout;		/* seconds a worker waits for the writer */
 	char user[64];			/* the writer runs as; "" = conf->user */
 	char group[64];			/* "" = that user's primary group */
+	unsigned writer_nice;		/* the writer's nice value (0..19) */
 };
 
 /*

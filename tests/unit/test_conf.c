@@ -297,6 +297,7 @@ assert_defaults(const struct conf *conf)
 	assert_string_equal(conf->audit.syslog_address.text, "/dev/log");
 	assert_true(conf->audit.syslog_address.is_unix);
 	assert_int_equal(conf->audit.timeout, 30);
+	assert_int_equal(conf->audit.writer_nice, 10);
 }
 
 static void
