@@ -80,11 +80,23 @@ def ensure_test_user(name=TEST_USER):
         return pwd.getpwnam(name)
 
 
+_ports_given = []
+
+
 def free_port():
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port on 127.0.0.1 that nothing listens on right now, and that
+    this process has not handed out recently: the kernel may give the same
+    ephemeral port to two binds in a row, and two listeners of one
+    configuration must not get the same one."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _ports_given:
+            break
+    _ports_given.append(port)
+    del _ports_given[:-4096]
+    return port
 
 
 def port_open(port, host="127.0.0.1"):
