@@ -36,6 +36,16 @@
 # "delivered" tx record per message msaload counted as accepted.
 set -u
 
+# msaproxy refuses to serve clients as root: as root, its workers run as
+# this account (scripts/install-deps.sh creates it); unprivileged, as is.
+if [ "$(id -u)" = 0 ]; then
+	MSA_USER=${MSA_USER:-msaproxy}
+	getent passwd "$MSA_USER" >/dev/null ||
+	    useradd --system --no-create-home --shell /usr/sbin/nologin "$MSA_USER"
+else
+	MSA_USER=${MSA_USER:-}
+fi
+
 TOP=$(cd "$(dirname "$0")/.." && pwd)
 ROUNDS=5
 PROFILES=A,B
@@ -90,6 +100,9 @@ SINK=$(command -v smtp-sink || echo /usr/sbin/smtp-sink)
 [ -x "$SINK" ] || die "smtp-sink not found (Debian package postfix)"
 [ -n "$OUT" ] || OUT=$(mktemp -d /tmp/auditbench.XXXXXX)
 mkdir -p "$OUT/audit" || die "cannot create $OUT"
+# the audit writer runs as $MSA_USER and writes (and rotates) here
+chmod 755 "$OUT"
+[ -n "$MSA_USER" ] && chown "$MSA_USER" "$OUT/audit"
 chmod 755 "$OUT"
 RES=$OUT/results.tsv
 SUM=$OUT/summary.txt
@@ -151,6 +164,7 @@ conf() { # port audit
 # written by bench/audit_bench.sh
 server_name = "bench.test";
 workers = $WORKERS;
+user = "$MSA_USER";
 log = { level = "warning"; };
 listeners = ( { name = "bench"; kind = "smtp"; address = "127.0.0.1:$1"; } );
 backend = { address = "127.0.0.1:$SINK_PORT"; protocol = "smtp"; };

@@ -336,6 +336,8 @@ def msaproxy_conf(args, d, port, backend_port, cyrus, kdc, sasldb, cert, key, pw
     return {
         "server_name": "bench.test",
         "workers": args.workers,
+        # msaproxy does not serve as root: its workers run as this account
+        "user": harness.ensure_test_user().pw_name if os.geteuid() == 0 else "",
         "log": {"level": args.log_level},
         "listeners": [{"name": "bench-burl", "kind": "submission",
                        "address": f"127.0.0.1:{port}", "require_auth": True}],

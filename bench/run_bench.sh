@@ -85,6 +85,16 @@
 # OUTDIR/events.txt and it is restarted for the next run.
 set -u
 
+# msaproxy refuses to serve clients as root: as root, its workers run as
+# this account (scripts/install-deps.sh creates it); unprivileged, as is.
+if [ "$(id -u)" = 0 ]; then
+	MSA_USER=${MSA_USER:-msaproxy}
+	getent passwd "$MSA_USER" >/dev/null ||
+	    useradd --system --no-create-home --shell /usr/sbin/nologin "$MSA_USER"
+else
+	MSA_USER=${MSA_USER:-}
+fi
+
 TOP=$(cd "$(dirname "$0")/.." && pwd)
 ROUNDS=3
 WORKERS=1
@@ -195,6 +205,9 @@ fi
 
 if [ -z "$OUT" ]; then
 	OUT=$(mktemp -d /tmp/mpbench.XXXXXX) || die "mktemp failed"
+	# msaproxy's workers run unprivileged (user below): they read the
+	# sasldb at run time, so the directory must be traversable
+	chmod 755 "$OUT"
 else
 	mkdir -p "$OUT" || die "cannot create $OUT"
 	OUT=$(cd "$OUT" && pwd)
@@ -495,6 +508,7 @@ make_tls_material() {
 	echo "$AUTH_PASS" | "$SASLPASSWD" -f "$TLSD/sasldb" -a msaproxy \
 	    -u localhost -c -p "$AUTH_USER" ||
 	    die "saslpasswd2 could not make $TLSD/sasldb"
+	chmod 644 "$TLSD/sasldb"
 }
 
 inst_name() { # index
@@ -512,6 +526,7 @@ write_conf() { # index
 # written by bench/run_bench.sh
 server_name = "bench.test";
 workers = ${IW[i]};
+user = "$MSA_USER";
 log = { level = "warning"; };
 listeners = (
   { name = "bench"; kind = "smtp"; address = "127.0.0.1:${PPORT[i]}"; }
@@ -524,6 +539,7 @@ EOF
 # written by bench/run_bench.sh
 server_name = "bench.test";
 workers = ${IW[i]};
+user = "$MSA_USER";
 log = { level = "warning"; };
 listeners = (
   { name = "bench-tls"; kind = "submission";

@@ -45,6 +45,16 @@
 # Everything runs from OUTDIR and is stopped on exit, by PID.
 set -u
 
+# msaproxy refuses to serve clients as root: as root, its workers run as
+# this account (scripts/install-deps.sh creates it); unprivileged, as is.
+if [ "$(id -u)" = 0 ]; then
+	MSA_USER=${MSA_USER:-msaproxy}
+	getent passwd "$MSA_USER" >/dev/null ||
+	    useradd --system --no-create-home --shell /usr/sbin/nologin "$MSA_USER"
+else
+	MSA_USER=${MSA_USER:-}
+fi
+
 TOP=$(cd "$(dirname "$0")/.." && pwd)
 IDLE=10000
 ACTIVE=1000
@@ -106,6 +116,7 @@ NEED=$((IDLE + 2 * ACTIVE + 256))
 
 if [ -z "$OUT" ]; then
 	OUT=$(mktemp -d /tmp/mpscale.XXXXXX) || die "mktemp"
+	chmod 755 "$OUT"	# the unprivileged workers read the sasldb
 else
 	mkdir -p "$OUT" || die "cannot create $OUT"
 	OUT=$(cd "$OUT" && pwd)
@@ -232,10 +243,12 @@ if [ "$TLS" = 1 ]; then
 	SASLPASSWD=$(command -v saslpasswd2 || echo /usr/sbin/saslpasswd2)
 	echo "$AUTH_PASS" | "$SASLPASSWD" -f "$TLSD/sasldb" -a msaproxy \
 	    -u localhost -c -p "$AUTH_USER" || die "saslpasswd2 failed"
+	chmod 644 "$TLSD/sasldb"
 	cat >"$W/msaproxy.conf" <<EOF
 # written by bench/run_scale.sh
 server_name = "bench.test";
 workers = $WORKERS;
+user = "$MSA_USER";
 log = { level = "warning"; };
 limits = { max_connections = $MAXC; };
 listeners = (
@@ -258,6 +271,7 @@ else
 # written by bench/run_scale.sh
 server_name = "bench.test";
 workers = $WORKERS;
+user = "$MSA_USER";
 log = { level = "warning"; };
 limits = { max_connections = $MAXC; };
 listeners = (
