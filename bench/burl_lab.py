@@ -538,6 +538,8 @@ def up(args):
         for u, pw in users.items():
             subprocess.run(["saslpasswd2", "-f", str(sasldb), "-a", "msaproxy", "-u",
                             "localhost", "-c", "-p", u], input=pw.encode(), check=True)
+        # msaproxy's unprivileged workers read the sasldb at every AUTH
+        os.chmod(sasldb, 0o644)
         pwfile = d / "submit.pw"
         pwfile.write_text(kdc_mod.SUBMIT_PASSWORD + "\n")
         os.chmod(pwfile, 0o600)
