@@ -934,6 +934,11 @@ def test_kill9_worker_under_load(sink, proxy_factory):
             "msaload made no progress"
         victim = before[1]
         at_kill = len(sink.dump_files())
+        # client sessions the victim holds now (SO_REUSEPORT may have
+        # given it few or none: the kernel hashes the connections)
+        ss = subprocess.run(["ss", "-tnpH", "state", "established",
+                             f"( sport = :{p.port} )"], capture_output=True, text=True)
+        victim_sessions = ss.stdout.count(f"pid={victim},")
         os.kill(victim, signal.SIGKILL)
         t_kill = time.monotonic()
         restarted = harness.wait_until(
@@ -958,7 +963,8 @@ def test_kill9_worker_under_load(sink, proxy_factory):
         sink_check(sink)), 5) or sink_check(sink)
     print(f"kill -9: restart after {t_restart:.2f} s; msaload: {res['accepted']} accepted, "
           f"{res['rejected']} rejected, {res['errors']} errors {res['error_kinds']}, "
-          f"{res['elapsed']:.1f} s; smtp-sink: {dumps} messages ({at_kill} at the kill)")
+          f"{res['elapsed']:.1f} s; smtp-sink: {dumps} messages ({at_kill} at the kill); "
+          f"the victim held {victim_sessions} session(s)")
     # nothing acknowledged that is not at the backend (whole: sink_check)
     assert res["accepted"] <= dumps, (res, dumps)
     # at most the messages in flight on the dead worker are there unacknowledged
@@ -966,7 +972,10 @@ def test_kill9_worker_under_load(sink, proxy_factory):
     # the other worker kept serving: the run went on well past the kill
     assert res["accepted"] >= at_kill + 500, (res, at_kill)
     assert res["rejected"] == 0, res
-    assert 0 < res["errors"] <= LOAD_CONC, res
+    assert res["errors"] <= LOAD_CONC, res
+    if victim_sessions >= 2:
+        # its sessions broke (one may have ended between ss and the kill)
+        assert res["errors"] > 0, (res, victim_sessions)
     # TODO(audit): a record "worker died (signal 9), restarted" from the
     # master, and one "session lost" per session of the dead worker.
     assert p.running()
