@@ -39,6 +39,7 @@ PKGS="build-essential autoconf automake libtool pkg-config clang libclang-rt-14-
   sasl2-bin libkrb5-dev krb5-kdc krb5-admin-server krb5-user libconfig-dev
   libcmocka-dev libjansson-dev postfix python3 python3-pytest python3-gssapi
   swaks msmtp faketime valgrind openssl procps iproute2 ca-certificates
+  passwd mount util-linux coreutils
   dovecot-core dovecot-imapd dovecot-gssapi cyrus-common
   libldap-dev slapd ldap-utils
   libhiredis-dev redis-server"
