@@ -36,17 +36,8 @@
 # "delivered" tx record per message msaload counted as accepted.
 set -u
 
-# msaproxy refuses to serve clients as root: as root, its workers run as
-# this account (scripts/install-deps.sh creates it); unprivileged, as is.
-if [ "$(id -u)" = 0 ]; then
-	MSA_USER=${MSA_USER:-msaproxy}
-	getent passwd "$MSA_USER" >/dev/null ||
-	    useradd --system --no-create-home --shell /usr/sbin/nologin "$MSA_USER"
-else
-	MSA_USER=${MSA_USER:-}
-fi
-
 TOP=$(cd "$(dirname "$0")/.." && pwd)
+. "$TOP/bench/msa_user.sh"	# MSA_USER: who the workers run as
 ROUNDS=5
 PROFILES=A,B
 A_MSGS=100000
