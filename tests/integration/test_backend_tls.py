@@ -191,7 +191,9 @@ def test_own_auth_to_backend(sasl_postfix, proxy_factory, marker):
         [(_, msg)] = sasl_postfix.wait_for(marker)
         assert b"with ESMTPA" in postfix_received(msg), msg
         assert "relaypw" not in p.log()
-        assert "sasl_username=relay" in sasl_postfix.log()
+        # postlogd writes the line a moment later
+        assert harness.wait_until(lambda: "sasl_username=relay" in sasl_postfix.log(),
+                                  timeout=5)
     finally:
         shutil.rmtree(d, ignore_errors=True)
 
