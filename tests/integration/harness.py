@@ -592,7 +592,100 @@ class FakeSession:
         self.closed = False
 
 
-class FakeBackend:
+class ServerClosed(Exception):
+    """Raised inside a fake server's dialogue to end the connection."""
+
+
+class ThreadedServer:
+    """A fake server on 127.0.0.1: an accept thread and one thread per
+    connection, for the tests' scriptable peers (FakeBackend here, the
+    hostile IMAP server in imap_servers.py).  A subclass makes a session
+    record per connection (_new_session) and speaks its protocol in
+    _dialogue(c, sess), raising ServerClosed (or letting OSError out) to
+    end the connection."""
+
+    def __init__(self, port=None):
+        self.port = port or free_port()
+        self.sessions = []
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+        self.sock = None
+        self.threads = []
+        self.conns = []
+
+    @property
+    def address(self):
+        return f"127.0.0.1:{self.port}"
+
+    def start(self):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", self.port))
+        s.listen(64)
+        s.settimeout(0.2)
+        self.sock = s
+        t = threading.Thread(target=self._accept_loop, daemon=True)
+        t.start()
+        self.threads.append(t)
+        return self
+
+    def stop(self):
+        self.stopping.set()
+        if self.sock:
+            try:
+                self.sock.close()
+            except OSError:
+                pass
+            self.sock = None
+        with self.lock:
+            conns = list(self.conns)
+        for c in conns:
+            for f in (lambda: c.shutdown(socket.SHUT_RDWR), c.close):
+                try:
+                    f()
+                except OSError:
+                    pass
+        for t in self.threads:
+            t.join(2)
+
+    cleanup = stop
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def _accept_loop(self):
+        while not self.stopping.is_set():
+            try:
+                c, peer = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            sess = self._new_session(peer)
+            with self.lock:
+                self.sessions.append(sess)
+                self.conns.append(c)
+            t = threading.Thread(target=self._serve, args=(c, sess), daemon=True)
+            t.start()
+            self.threads.append(t)
+
+    def _serve(self, c, sess):
+        try:
+            self._dialogue(c, sess)
+        except (OSError, ServerClosed):
+            pass
+        finally:
+            sess.closed = True
+            try:
+                c.close()
+            except OSError:
+                pass
+
+
+class FakeBackend(ThreadedServer):
     """A scriptable SMTP/LMTP server on 127.0.0.1 (one thread per connection).
 
     Knobs (set before or after start(); read per command):
@@ -629,59 +722,7 @@ class FakeBackend:
         self.die_in_data_after = None
         self.hang_in_data_after = None
         self.garbage_after_data = None
-        self.port = port or free_port()
-        self.sessions = []
-        self.lock = threading.Lock()
-        self.stopping = threading.Event()
-        self.sock = None
-        self.threads = []
-        self.conns = []
-
-    @property
-    def address(self):
-        return f"127.0.0.1:{self.port}"
-
-    def start(self):
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind(("127.0.0.1", self.port))
-        s.listen(64)
-        s.settimeout(0.2)
-        self.sock = s
-        t = threading.Thread(target=self._accept_loop, daemon=True)
-        t.start()
-        self.threads.append(t)
-        return self
-
-    def stop(self):
-        self.stopping.set()
-        if self.sock:
-            try:
-                self.sock.close()
-            except OSError:
-                pass
-            self.sock = None
-        with self.lock:
-            conns = list(self.conns)
-        for c in conns:
-            try:
-                c.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            try:
-                c.close()
-            except OSError:
-                pass
-        for t in self.threads:
-            t.join(2)
-
-    cleanup = stop
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
+        super().__init__(port)
 
     # -- observation --
     def connection_count(self):
@@ -715,44 +756,19 @@ class FakeBackend:
         return [c for s in sess for c in s.commands]
 
     # -- server --
-    def _accept_loop(self):
-        while not self.stopping.is_set():
-            try:
-                c, peer = self.sock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            sess = FakeSession(peer)
-            with self.lock:
-                self.sessions.append(sess)
-                self.conns.append(c)
-            t = threading.Thread(target=self._serve, args=(c, sess), daemon=True)
-            t.start()
-            self.threads.append(t)
+    def _new_session(self, peer):
+        return FakeSession(peer)
 
     def _hang(self):
         self.stopping.wait()
 
-    def _serve(self, c, sess):
-        try:
-            self._dialogue(c, sess)
-        except (OSError, _Closed):
-            pass
-        finally:
-            sess.closed = True
-            try:
-                c.close()
-            except OSError:
-                pass
-
     def _send(self, c, reply):
         if reply == "CLOSE":
             c.shutdown(socket.SHUT_RDWR)
-            raise _Closed()
+            raise ServerClosed()
         if reply == "HANG":
             self._hang()
-            raise _Closed()
+            raise ServerClosed()
         if isinstance(reply, bytes):
             c.sendall(reply)
         else:
@@ -902,10 +918,6 @@ class FakeBackend:
                 self._send(c, self.lmtp_data_replies.get(a, self.data_reply))
         else:
             self._send(c, self.data_reply)
-
-
-class _Closed(Exception):
-    pass
 
 
 class _Reader:

@@ -49,15 +49,14 @@ import shutil
 import signal
 import socket
 import subprocess
-import threading
 import time
 import urllib.parse
 from pathlib import Path
 
 import pytest
 
-from harness import (MAIL_GROUP, MAIL_USER, _pid_alive, free_port, make_tempdir, wait_port,
-                     wait_until)
+from harness import (MAIL_GROUP, MAIL_USER, ServerClosed, ThreadedServer, _pid_alive,
+                     free_port, make_tempdir, wait_port, wait_until)
 import kdc as kdc_mod
 
 __all__ = ["cyrus_imap", "dovecot_imap", "submit_keytab", "hostile_imap"]
@@ -888,11 +887,7 @@ class HostileSession:
         self.closed = False
 
 
-class _HostileClosed(Exception):
-    pass
-
-
-class HostileImap:
+class HostileImap(ThreadedServer):
     """A fake IMAP server that misbehaves on purpose (one thread per
     connection), for the proxy's URLFETCH client.
 
@@ -932,7 +927,6 @@ class HostileImap:
             raise ValueError(f"mode must be one of {HOSTILE_MODES}")
         self.mode = mode
         self.body = body
-        self.port = port or free_port()
         self.users = dict(USERS) if users is None else users
         self.caps = list(DEFAULT_HOSTILE_CAPS if caps is None else caps)
         self.drip_interval = drip_interval
@@ -941,16 +935,7 @@ class HostileImap:
         self.uidvalidity = uidvalidity
         self.uid = uid
         self.quote_urls = quote_urls
-        self.sessions = []
-        self.lock = threading.Lock()
-        self.stopping = threading.Event()
-        self.sock = None
-        self.threads = []
-        self.conns = []
-
-    @property
-    def address(self):
-        return f"127.0.0.1:{self.port}"
+        super().__init__(port)
 
     @property
     def url_authority(self):
@@ -959,43 +944,7 @@ class HostileImap:
     def start(self):
         if self.mode == "refuse":
             return self
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind(("127.0.0.1", self.port))
-        s.listen(64)
-        s.settimeout(0.2)
-        self.sock = s
-        t = threading.Thread(target=self._accept_loop, daemon=True)
-        t.start()
-        self.threads.append(t)
-        return self
-
-    def stop(self):
-        self.stopping.set()
-        if self.sock:
-            try:
-                self.sock.close()
-            except OSError:
-                pass
-            self.sock = None
-        with self.lock:
-            conns = list(self.conns)
-        for c in conns:
-            for f in (lambda: c.shutdown(socket.SHUT_RDWR), c.close):
-                try:
-                    f()
-                except OSError:
-                    pass
-        for t in self.threads:
-            t.join(2)
-
-    cleanup = stop
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
+        return super().start()
 
     # -- observation --
     def _sessions(self):
@@ -1025,36 +974,8 @@ class HostileImap:
         return wait_until(lambda: self.connection_count() >= n, timeout)
 
     # -- server --
-    def _accept_loop(self):
-        while not self.stopping.is_set():
-            try:
-                c, peer = self.sock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            sess = HostileSession(peer)
-            with self.lock:
-                self.sessions.append(sess)
-                self.conns.append(c)
-            t = threading.Thread(target=self._serve, args=(c, sess), daemon=True)
-            t.start()
-            self.threads.append(t)
-
-    def _serve(self, c, sess):
-        try:
-            if self.mode == "close":
-                c.shutdown(socket.SHUT_RDWR)
-                return
-            self._dialogue(c, sess)
-        except (OSError, _HostileClosed):
-            pass
-        finally:
-            sess.closed = True
-            try:
-                c.close()
-            except OSError:
-                pass
+    def _new_session(self, peer):
+        return HostileSession(peer)
 
     def _hang(self, c):
         """Say nothing until stopped or the client closes."""
@@ -1065,20 +986,23 @@ class HostileImap:
                     break
             except socket.timeout:
                 continue
-        raise _HostileClosed()
+        raise ServerClosed()
 
     def _drip(self, c, data):
         for i in range(len(data)):
             if self.stopping.is_set():
-                raise _HostileClosed()
+                raise ServerClosed()
             c.sendall(data[i:i + 1])
             if self.stopping.wait(self.drip_interval):
-                raise _HostileClosed()
+                raise ServerClosed()
 
     def _send(self, c, data):
         c.sendall(data if isinstance(data, bytes) else data.encode() + b"\r\n")
 
     def _dialogue(self, c, sess):
+        if self.mode == "close":
+            c.shutdown(socket.SHUT_RDWR)
+            return
         rd = _ImapReader(c, sess, self)
         greeting = f"* OK [CAPABILITY {' '.join(self.caps)}] hostile IMAP ready\r\n".encode()
         if self.phase == "greeting" and self.mode == "drip":
@@ -1149,7 +1073,7 @@ class HostileImap:
                 self._send(c, b"+ \r\n")
                 ir = rd.line()
                 if ir is None:
-                    raise _HostileClosed()
+                    raise ServerClosed()
                 ir = ir.rstrip(b"\r\n")
             if ir == b"*":
                 self._send(c, f"{tag} BAD Authentication cancelled")
@@ -1203,11 +1127,11 @@ class HostileImap:
                 c.sendall(chunk)          # raises once the client is gone
                 if self.stopping.wait(self.drip_interval):
                     break
-            raise _HostileClosed()
+            raise ServerClosed()
         elif mode == "disconnect_mid_literal":
             self._send(c, head + b"{%d}\r\n" % len(body) + body[:len(body) // 2])
             c.shutdown(socket.SHUT_RDWR)
-            raise _HostileClosed()
+            raise ServerClosed()
         elif mode == "drip":
             self._drip(c, head + b"{%d}\r\n" % len(body) + body + tail + done)
         else:                                       # ok, bye (after login)
@@ -1238,7 +1162,7 @@ class _ImapReader:
                 del self.buf[:i + 1]
                 return out
             if len(self.buf) > 1 << 20:
-                raise _HostileClosed()
+                raise ServerClosed()
             if not self._fill():
                 return None
 
