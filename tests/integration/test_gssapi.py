@@ -122,12 +122,15 @@ def test_expired_ticket_refused(krb5_env, alice_ccache, gssapi_conf, fake, proxy
     import os
     if not os.path.exists(FAKETIME_LIB):
         pytest.skip("libfaketime missing (apt-get install faketime)")
+    if "ASAN_OPTIONS" in os.environ:
+        # libfaketime preloaded ahead of ASan's runtime: under load its
+        # start-up sometimes meets ASan's first clock_gettime() and the
+        # process hangs before listening (seen once in CI).  The gcc pass
+        # runs this test; ASan still sees the other GSSAPI failures.
+        pytest.skip("libfaketime does not start reliably under ASan")
     monkeypatch.setenv("LD_PRELOAD", FAKETIME_LIB)
     monkeypatch.setenv("FAKETIME", "+1d")
     monkeypatch.setenv("DONT_FAKE_MONOTONIC", "1")
-    # an ASan build must tolerate the preload coming first
-    monkeypatch.setenv("ASAN_OPTIONS", os.environ.get("ASAN_OPTIONS", "") +
-                       ":verify_asan_link_order=0")
     p = gss_proxy(proxy_factory, fake, gssapi_conf)
     monkeypatch.delenv("LD_PRELOAD")        # not for the client side
     with p.client() as c:
