@@ -540,8 +540,10 @@ def test_postfix_flush_end_to_end(pki, sasldb, postfix_flush, flush_port, proxy_
             [(meta, msg)] = sink.wait_for(marker, timeout=10)
             assert time.monotonic() - t0 < 10
         assert any(f"carol@{ETRN_DOMAIN}" in rc for rc in meta["rcpt"]), meta
-        assert re.search(rf"{qid}: to=<carol@{ETRN_DOMAIN}>.*status=sent",
-                         postfix_flush.log())
+        # Postfix logs status=sent after the sink's 250, through postlogd
+        assert harness.wait_until(
+            lambda: re.search(rf"{qid}: to=<carol@{ETRN_DOMAIN}>.*status=sent",
+                              postfix_flush.log()), 10), postfix_flush.log()[-2000:]
         assert "etrn node=@etrn.test client=127.0.0.1 identity=alice " \
             "listener=submission result=250" in p.log()
     finally:
