@@ -3160,3 +3160,62 @@ conf_listener_kind_name(enum listener_kind kind)
 	}
 	return "unknown";
 }
+
+/* memcmp of two sections: conf_load() builds a struct conf in zeroed
+ * memory and sets members one by one, so padding bytes compare equal. */
+#define SECTION_DIFFERS(a, b, member) \
+	(memcmp(&(a)->member, &(b)->member, sizeof((a)->member)) != 0)
+
+const char *
+conf_restart_setting(const struct conf *run, const struct conf *next,
+		     const char *run_sasl_keytab)
+{
+	static char what[128];
+	struct conf_sasl sa, sb;
+	size_t i;
+
+	if (run->workers != next->workers)
+		return "workers";
+	if (strcmp(run->user, next->user) != 0 ||
+	    strcmp(run->group, next->group) != 0)
+		return "user/group";
+	if (strcmp(run->chroot, next->chroot) != 0)
+		return "chroot";
+	if (strcmp(run->pid_file, next->pid_file) != 0)
+		return "pid_file";
+	if (run->listener_count != next->listener_count)
+		return "listeners (their number)";
+	for (i = 0; i < run->listener_count; i++) {
+		const struct conf_listener *a = &run->listeners[i];
+		const struct conf_listener *b = &next->listeners[i];
+
+		if (strcmp(a->name, b->name) != 0 || a->kind != b->kind ||
+		    memcmp(&a->addr, &b->addr, sizeof(a->addr)) != 0) {
+			snprintf(what, sizeof(what), "listeners (\"%.64s\": "
+			    "name, kind or address)", a->name);
+			return what;
+		}
+	}
+	if (run->sasl.enabled != next->sasl.enabled)
+		return "sasl";
+	if (!run->sasl.enabled)
+		goto sasl_done;		/* no AUTH: nothing was set up */
+	if (strcmp(run->sasl.hostname, next->sasl.hostname) != 0)
+		return "sasl.hostname (its default is server_name)";
+	/* the running sasl.keytab names the memory copy (auth/keytab.h) */
+	memcpy(&sa, &run->sasl, sizeof(sa));
+	memcpy(&sb, &next->sasl, sizeof(sb));
+	memset(sa.keytab, 0, sizeof(sa.keytab));
+	memset(sb.keytab, 0, sizeof(sb.keytab));
+	if (memcmp(&sa, &sb, sizeof(sa)) != 0 ||
+	    strcmp(run_sasl_keytab, next->sasl.keytab) != 0)
+		return "sasl";
+sasl_done:
+	if (SECTION_DIFFERS(run, next, audit))
+		return "audit";
+	if (SECTION_DIFFERS(run, next, rate_limits))
+		return "rate_limits";
+	if (run->limits.max_connections != next->limits.max_connections)
+		return "limits.max_connections";
+	return NULL;
+}

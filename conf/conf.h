@@ -399,6 +399,22 @@ struct conf *conf_load(const char *file, char *errbuf, size_t errbuf_size);
 /* Frees *confp and sets it to NULL. */
 void conf_free(struct conf **confp);
 
+/*
+ * A reload (SIGHUP) re-reads the file, and the new generation of workers
+ * runs with it, except for what the master set up once for the instance:
+ * the sockets (listeners' number, names, kinds and addresses), the worker
+ * processes and their identity (workers, user, group, chroot, pid_file),
+ * SASL (one sasl_server_init per instance), the audit writer and the
+ * shared counters (audit, rate_limits, limits.max_connections, which
+ * sizes them).  Returns the first of these that differs between the
+ * running configuration and the new one, or NULL when the new one can be
+ * taken.  run_sasl_keytab is the running sasl.keytab as the file named
+ * it (the running struct names the memory copy).
+ */
+const char *conf_restart_setting(const struct conf *run,
+				 const struct conf *next,
+				 const char *run_sasl_keytab);
+
 /* The configuration key of a named limit ("messages_per_identity"). */
 const char *conf_limit_name(enum conf_limit_id id);
 

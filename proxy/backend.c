@@ -645,32 +645,41 @@ backend_flush(struct backend *be)
 int
 backend_global_init(const struct conf *conf, const char **error_r)
 {
-	if (conf->backend.auth_password_file[0] != '\0') {
-		static char err[700];
-		struct stat st;
-		FILE *f = fopen(conf->backend.auth_password_file, "r");
+	static char err[700];
+	char secret[sizeof(backend_auth_secret)] = "";
+	SSL_CTX *ctx = NULL;
 
-		if (f == NULL || fstat(fileno(f), &st) < 0 ||
-		    (st.st_mode & 077) != 0 ||
-		    fgets(backend_auth_secret, sizeof(backend_auth_secret), f) == NULL) {
-			snprintf(err, sizeof(err), "backend.auth_password_file %.500s: "
-			    "%s", conf->backend.auth_password_file, f == NULL ?
-			    "cannot open" : (st.st_mode & 077) != 0 ?
-			    "readable by others (chmod 600)" : "empty");
-			if (f != NULL)
-				fclose(f);
-			*error_r = err;
+	/* all or nothing: a reload that fails keeps what the master had */
+	if (conf->backend.auth_password_file[0] != '\0' &&
+	    util_read_secret(conf->backend.auth_password_file, secret,
+	    sizeof(secret), NULL, 1, error_r) < 0) {
+		snprintf(err, sizeof(err), "backend.auth_password_file %s",
+		    *error_r);
+		*error_r = err;
+		return -1;
+	}
+	if (conf->backend.tls != BACKEND_TLS_NONE) {
+		ctx = tls_client_ctx_new(conf->backend.tls ==
+		    BACKEND_TLS_VERIFY ? conf->backend.tls_ca_file : NULL,
+		    error_r);
+		if (ctx == NULL) {
+			OPENSSL_cleanse(secret, sizeof(secret));
 			return -1;
 		}
-		fclose(f);
-		backend_auth_secret[strcspn(backend_auth_secret, "\r\n")] = '\0';
 	}
-	if (conf->backend.tls == BACKEND_TLS_NONE)
-		return 0;
-	backend_tls_ctx = tls_client_ctx_new(
-	    conf->backend.tls == BACKEND_TLS_VERIFY ? conf->backend.tls_ca_file :
-	    NULL, error_r);
-	return backend_tls_ctx != NULL ? 0 : -1;
+	backend_global_deinit();
+	backend_tls_ctx = ctx;
+	memcpy(backend_auth_secret, secret, sizeof(secret));
+	OPENSSL_cleanse(secret, sizeof(secret));
+	return 0;
+}
+
+void
+backend_global_deinit(void)
+{
+	SSL_CTX_free(backend_tls_ctx);
+	backend_tls_ctx = NULL;
+	OPENSSL_cleanse(backend_auth_secret, sizeof(backend_auth_secret));
 }
 
 int

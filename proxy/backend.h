@@ -76,9 +76,11 @@ struct backend_cbs {
 
 struct backend;
 
-/* Once, in the master, before the workers start: the TLS client context
- * for backend.tls.  -1 with *error_r set on failure. */
+/* In the master, before the workers start, and again at a reload: the
+ * TLS client context for backend.tls and backend.auth_password_file.
+ * All or nothing: -1 with *error_r set leaves the previous ones. */
 int backend_global_init(const struct conf *conf, const char **error_r);
+void backend_global_deinit(void);
 
 /* Before the backend is ready: attributes for Postfix's XCLIENT
  * ("LOGIN=alice NAME=... ADDR=... PORT=... HELO=... PROTO=ESMTP", values

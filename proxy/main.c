@@ -292,29 +292,118 @@ count_alive(const struct wproc *procs, unsigned from, unsigned n)
 	return alive;
 }
 
+/* The first line of conf_load()'s report, and how many more there are. */
+static void
+log_conf_problems(const char *what, const char *report)
+{
+	size_t first = strcspn(report, "\n");
+	unsigned more = 0;
+	const char *p;
+
+	for (p = report + first; *p != '\0'; p++)
+		more += *p == '\n' && p[1] != '\0';
+	log_err("%s: %.*s%s", what, (int)first, report, more ? " (and more: "
+	    "msaproxy -t -c FILE lists them)" : "");
+}
+
 /*
- * SIGHUP: certificates, keys and keytabs again (as root), then a new
- * generation of workers in the other bank; the old ones drain.  Returns
- * the bank now serving.  Nothing changes if the certificates do not load.
+ * SIGHUP, first half: the configuration file again, and what the master
+ * loads from it as root (keytabs, certificates, password files).  All or
+ * nothing: returns the new configuration with all of it in place, or
+ * NULL with everything as it was (the file does not load, a setting
+ * changed that needs a restart, a file it names cannot be read).
+ */
+static struct conf *
+reread_conf(const struct conf *run, const char *run_sasl_keytab,
+	    int foreground)
+{
+	char err[8192];
+	const char *what, *error = NULL;
+	struct tls_server *ts = NULL;
+	struct conf *next;
+
+	next = conf_load(run->path, err, sizeof(err));
+	if (next == NULL) {
+		log_conf_problems("SIGHUP: configuration not reloaded", err);
+		return NULL;
+	}
+	if (!foreground && next->log.dest == LOG_DEST_STDERR)
+		next->log.dest = LOG_DEST_SYSLOG;	/* as at start */
+	what = conf_restart_setting(run, next, run_sasl_keytab);
+	if (what != NULL) {
+		log_err("SIGHUP: configuration not reloaded: %s changed, "
+		    "which needs a restart", what);
+		goto fail;
+	}
+	if (load_keytabs(next, err, sizeof(err)) < 0) {
+		log_err("SIGHUP: configuration not reloaded: %s", err);
+		goto fail;
+	}
+	if (next->tls.enabled &&
+	    (ts = tls_server_new(&next->tls, &error)) == NULL) {
+		log_err("SIGHUP: configuration not reloaded: tls: %s", error);
+		goto fail;
+	}
+	if (burl_global_init(next, &error) < 0) {
+		log_err("SIGHUP: configuration not reloaded: %s", error);
+		goto fail;
+	}
+	if (backend_global_init(next, &error) < 0) {
+		log_err("SIGHUP: configuration not reloaded: %s", error);
+		/* the running one's again; it loaded at start */
+		if (burl_global_init(run, &error) < 0)
+			log_err("SIGHUP: the running configuration's BURL "
+			    "files no longer load (%s): new workers use the "
+			    "new file's", error);
+		goto fail;
+	}
+	if (ts != NULL) {
+		tls_server_free(&worker_tls);
+		worker_tls = ts;
+		log_info("SIGHUP: TLS certificates reloaded");
+	}
+	return next;
+fail:
+	tls_server_free(&ts);
+	conf_free(&next);
+	return NULL;
+}
+
+/*
+ * SIGHUP: the configuration file, certificates, keys and keytabs again
+ * (as root), then a new generation of workers in the other bank; the old
+ * ones drain.  Returns the bank now serving.  If the new configuration
+ * cannot be taken, the certificates and keytabs are still reloaded (as
+ * before the file was read again) and the new generation runs with the
+ * running configuration; if the certificates do not load, nothing changes.
  */
 static unsigned
-reload(const struct conf *conf, const struct listener_set *set,
-       struct wproc *procs, unsigned nworkers, unsigned bank,
-       unsigned *generation)
+reload(struct conf **confp, char *sasl_keytab_file, int foreground,
+       const struct listener_set *set, struct wproc *procs,
+       unsigned nworkers, unsigned bank, unsigned *generation)
 {
-	unsigned next = 1 - bank, i, started = 0;
+	unsigned next_bank = 1 - bank, i, started = 0;
+	struct conf *next;
 	char err[800];
 
 	if (keytab_reload_all(err, sizeof(err)) < 0)
 		log_err("SIGHUP: %s", err);
-	if (worker_reload_tls(conf) < 0) {
+	next = reread_conf(*confp, sasl_keytab_file, foreground);
+	if (next != NULL) {
+		conf_free(confp);
+		*confp = next;
+		log_open(&next->log, foreground);
+		if (worker_privsep.drop)
+			log_chown(worker_privsep.uid, worker_privsep.gid);
+		log_info("SIGHUP: configuration %s reloaded", next->path);
+	} else if (worker_reload_tls(*confp) < 0) {
 		log_err("SIGHUP: reload abandoned; the workers keep running");
 		return bank;
 	}
 	for (i = 0; i < nworkers; i++) {
-		struct wproc *w = &procs[next * nworkers + i];
+		struct wproc *w = &procs[next_bank * nworkers + i];
 
-		w->pid = spawn_worker(conf, set, next * nworkers + i,
+		w->pid = spawn_worker(*confp, set, next_bank * nworkers + i,
 		    nworkers);
 		w->started = time(NULL);
 		w->draining = 0;
@@ -337,7 +426,7 @@ reload(const struct conf *conf, const struct listener_set *set,
 	log_info("SIGHUP: generation %u: %u new worker(s); %u draining",
 	    *generation, started, count_alive(procs, bank * nworkers,
 	    nworkers));
-	return next;
+	return next_bank;
 }
 
 int
@@ -345,7 +434,7 @@ main(int argc, char **argv)
 {
 	const char *conf_file = DEFAULT_CONF;
 	int foreground = 0, check_only = 0, ch, reload_pending = 0;
-	char err[8192];
+	char err[8192], sasl_keytab_file[sizeof(((struct conf *)0)->sasl.keytab)];
 	struct conf *conf;
 	struct listener_set set = { 0, 0, NULL };
 	unsigned nworkers, nslots, i, alive, bank = 0, generation = 1;
@@ -441,6 +530,9 @@ main(int argc, char **argv)
 			goto fail;
 		}
 	}
+	/* what the file says, for a reload's comparison (conf_restart_setting) */
+	snprintf(sasl_keytab_file, sizeof(sasl_keytab_file), "%s",
+	    conf->sasl.keytab);
 	if (load_keytabs(conf, err, sizeof(err)) < 0) {
 		log_err("%s", err);
 		fprintf(stderr, "msaproxy: %s\n", err);
@@ -573,7 +665,8 @@ main(int argc, char **argv)
 				    "they are gone");
 				reload_pending = 1;
 			} else {
-				bank = reload(conf, &set, procs, nworkers, bank,
+				bank = reload(&conf, sasl_keytab_file,
+				    foreground, &set, procs, nworkers, bank,
 				    &generation);
 			}
 			if (writer > 0)
@@ -657,7 +750,8 @@ main(int argc, char **argv)
 			if (reload_pending && count_alive(procs,
 			    (1 - bank) * nworkers, nworkers) == 0) {
 				reload_pending = 0;
-				bank = reload(conf, &set, procs, nworkers, bank,
+				bank = reload(&conf, sasl_keytab_file,
+				    foreground, &set, procs, nworkers, bank,
 				    &generation);
 			}
 		}

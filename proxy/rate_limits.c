@@ -1317,46 +1317,6 @@ limits_session_end(struct session *s)
 /* ------------------------------------------------------------------ */
 /* Set-up */
 
-static int
-read_secret(const char *path, uint8_t *out, size_t size, size_t *len_r,
-	    int text, const char **error_r)
-{
-	static char err[700];
-	struct stat st;
-	ssize_t n;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-
-	if (fd < 0) {
-		snprintf(err, sizeof(err), "%.500s: %s", path, strerror(errno));
-		*error_r = err;
-		return -1;
-	}
-	if (fstat(fd, &st) < 0 || (st.st_mode & 077) != 0) {
-		snprintf(err, sizeof(err), "%.500s: must not be readable by "
-		    "group or others (chmod 600)", path);
-		*error_r = err;
-		close(fd);
-		return -1;
-	}
-	n = read(fd, out, size - 1);
-	close(fd);
-	if (n < 0) {
-		snprintf(err, sizeof(err), "%.500s: %s", path, strerror(errno));
-		*error_r = err;
-		return -1;
-	}
-	if (text) {
-		out[n] = '\0';
-		n = (ssize_t)strcspn((char *)out, "\r\n");
-		out[n] = '\0';
-	} else {
-		while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == '\r'))
-			n--;
-	}
-	*len_r = (size_t)n;
-	return 0;
-}
-
 /*
  * Without Redis: one store for the instance, a table per limit that is on.
  * A gauge table keeps spare room for the entries its sessions hold (never
@@ -1446,7 +1406,7 @@ limits_global_init(const struct conf *conf, unsigned nslots,
 	size_t i, len;
 
 	if (rl->url_key_file[0] != '\0') {
-		if (read_secret(rl->url_key_file, url_key, sizeof(url_key),
+		if (util_read_secret(rl->url_key_file, url_key, sizeof(url_key),
 		    &url_key_len, 0, error_r) < 0) {
 			snprintf(err, sizeof(err), "rate_limits.url_key_file %s",
 			    *error_r);
@@ -1478,15 +1438,11 @@ limits_global_init(const struct conf *conf, unsigned nslots,
 	for (i = 0; i < sizeof(tag); i++)
 		snprintf(instance_tag + 2 * i, 3, "%02x", tag[i]);
 	if (rl->redis.enabled && rl->redis.password_file[0] != '\0') {
-		if (read_secret(rl->redis.password_file, (uint8_t *)redis_password,
+		if (util_read_secret(rl->redis.password_file, redis_password,
 		    sizeof(redis_password), &len, 1, error_r) < 0) {
 			snprintf(err, sizeof(err), "rate_limits.redis.password_file "
 			    "%s", *error_r);
 			*error_r = err;
-			return -1;
-		}
-		if (len == 0) {
-			*error_r = "rate_limits.redis.password_file is empty";
 			return -1;
 		}
 	}

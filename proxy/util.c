@@ -2,6 +2,9 @@
  * util.c - see util.h.
  */
 #include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
@@ -187,4 +190,51 @@ util_xtext_encode(const char *s, char *out, size_t outsize)
 			out[o++] = (char)c;
 	}
 	out[o] = '\0';
+}
+
+int
+util_read_secret(const char *path, void *out, size_t size, size_t *len_r,
+		 int text, const char **error_r)
+{
+	static char err[700];
+	char *buf = out;
+	struct stat st;
+	ssize_t n;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0) {
+		snprintf(err, sizeof(err), "%.500s: %s", path, strerror(errno));
+		*error_r = err;
+		return -1;
+	}
+	if (fstat(fd, &st) < 0 || (st.st_mode & 077) != 0) {
+		snprintf(err, sizeof(err), "%.500s: readable by others "
+		    "(chmod 600)", path);
+		*error_r = err;
+		close(fd);
+		return -1;
+	}
+	n = read(fd, buf, size - 1);
+	close(fd);
+	if (n < 0) {
+		snprintf(err, sizeof(err), "%.500s: %s", path, strerror(errno));
+		*error_r = err;
+		return -1;
+	}
+	if (text) {
+		buf[n] = '\0';
+		n = (ssize_t)strcspn(buf, "\r\n");
+		buf[n] = '\0';
+	} else {
+		while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+			n--;
+	}
+	if (n == 0) {
+		snprintf(err, sizeof(err), "%.500s: empty", path);
+		*error_r = err;
+		return -1;
+	}
+	if (len_r != NULL)
+		*len_r = (size_t)n;
+	return 0;
 }

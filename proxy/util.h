@@ -35,6 +35,16 @@ long util_b64_encode(const unsigned char *in, size_t len, char *out,
 /* RFC 3461 xtext encoding of s into out (NUL-terminated, cut to fit). */
 void util_xtext_encode(const char *s, char *out, size_t outsize);
 
+/*
+ * Read a secret the master loads before it forks (a password or key
+ * file): it must not be readable by group or others.  text: the first
+ * line only, NUL-terminated; otherwise the bytes with trailing CR/LF
+ * removed.  An empty secret is an error.  0 with the length in *len_r
+ * (len_r may be NULL), or -1 with *error_r = "PATH: why" (static).
+ */
+int util_read_secret(const char *path, void *out, size_t size,
+		     size_t *len_r, int text, const char **error_r);
+
 /* Monotonic milliseconds. */
 uint64_t util_now_ms(void);
 

@@ -20,7 +20,7 @@
 #include "krb_creds.h"
 #include "mailhost.h"
 #include "log.h"
-#include "mailhost.h"
+#include "util.h"
 #include "tls.h"
 
 /* Read by the master, inherited by the workers. */
@@ -39,36 +39,33 @@ int
 burl_global_init(const struct conf *conf, const char **error_r)
 {
 	static char err[700];
+	static char pw[CONF_MAX_IMAP_SERVERS][256];
 	size_t i;
 
+	/* all or nothing: a reload that fails keeps the previous ones */
+	memset(pw, 0, sizeof(pw));
 	for (i = 0; i < conf->burl.server_count; i++) {
 		const struct conf_imap_server *is = &conf->burl.servers[i];
-		struct stat st;
-		FILE *f;
-		char *nl;
 
 		if (is->credentials != CONF_IMAP_CRED_PASSWORD)
 			continue;
-		f = fopen(is->password_file, "r");
-		if (f == NULL || fstat(fileno(f), &st) < 0 ||
-		    (st.st_mode & 077) != 0 ||
-		    fgets(burl_passwords[i], sizeof(burl_passwords[i]), f) == NULL) {
+		if (util_read_secret(is->password_file, pw[i], sizeof(pw[i]),
+		    NULL, 1, error_r) < 0) {
 			snprintf(err, sizeof(err), "burl.imap_servers %s: "
-			    "password_file %.400s: %s", is->name, is->password_file,
-			    f == NULL ? strerror(errno) : (st.st_mode & 077) != 0 ?
-			    "readable by others (chmod 600)" : "empty");
-			if (f != NULL)
-				fclose(f);
+			    "password_file %s", is->name, *error_r);
 			*error_r = err;
+			OPENSSL_cleanse(pw, sizeof(pw));
 			return -1;
 		}
-		fclose(f);
-		nl = strpbrk(burl_passwords[i], "\r\n");
-		if (nl != NULL)
-			*nl = '\0';
 	}
 	/* the mailHost map file and LDAP bind password, before the drop */
-	return mailhost_global_init(&conf->burl, error_r);
+	if (mailhost_global_init(&conf->burl, error_r) < 0) {
+		OPENSSL_cleanse(pw, sizeof(pw));
+		return -1;
+	}
+	memcpy(burl_passwords, pw, sizeof(pw));
+	OPENSSL_cleanse(pw, sizeof(pw));
+	return 0;
 }
 
 /* One refresher for every server with the same principal and keytab. */

@@ -28,6 +28,7 @@
 #include "log.h"
 #include "mailhost.h"
 #include "mailhost_ldap.h"
+#include "util.h"
 
 /* Longest map file line, with its newline. */
 #define MH_MAP_LINE_MAX 1024
@@ -530,51 +531,34 @@ mailhost_global_init(const struct conf_burl *cb, const char **error_r)
 {
 	static char err[700];
 	const struct conf_mailhost *m = &cb->mailhost;
+	struct mailhost_map *map = NULL;
+	char password[sizeof(mh_global.password)] = "";
 
-	mailhost_global_deinit();
-	if (!m->enabled) {
-		mh_global.done = 1;
-		return 0;
-	}
-	if (m->map_file[0] != '\0') {
+	/* all or nothing: a reload that fails keeps the previous ones */
+	if (m->enabled && m->map_file[0] != '\0') {
 		const char *e = NULL;
 
-		mh_global.map = mailhost_map_load(m->map_file, &e);
-		if (mh_global.map == NULL) {
+		map = mailhost_map_load(m->map_file, &e);
+		if (map == NULL) {
 			*error_r = e;	/* "FILE:LINE: problem" lines */
 			return -1;
 		}
 		log_info("mailhost: %zu users from %s",
-		    mailhost_map_count(mh_global.map), m->map_file);
+		    mailhost_map_count(map), m->map_file);
 	}
-	if (m->ldap_bind_password_file[0] != '\0') {
-		struct stat st;
-		FILE *f;
-		char *nl;
-
-		f = fopen(m->ldap_bind_password_file, "r");
-		if (f == NULL || fstat(fileno(f), &st) < 0 ||
-		    (st.st_mode & 077) != 0 ||
-		    fgets(mh_global.password, sizeof(mh_global.password),
-		    f) == NULL) {
-			snprintf(err, sizeof(err), "burl.mailhost."
-			    "ldap_bind_password_file %.400s: %s",
-			    m->ldap_bind_password_file,
-			    f == NULL ? strerror(errno) : (st.st_mode & 077) ?
-			    "readable by others (chmod 600)" : "empty");
-			if (f != NULL)
-				fclose(f);
-			OPENSSL_cleanse(mh_global.password,
-			    sizeof(mh_global.password));
-			mailhost_global_deinit();
-			*error_r = err;
-			return -1;
-		}
-		fclose(f);
-		nl = strpbrk(mh_global.password, "\r\n");
-		if (nl != NULL)
-			*nl = '\0';
+	if (m->enabled && m->ldap_bind_password_file[0] != '\0' &&
+	    util_read_secret(m->ldap_bind_password_file, password,
+	    sizeof(password), NULL, 1, error_r) < 0) {
+		snprintf(err, sizeof(err), "burl.mailhost.ldap_bind_password_file "
+		    "%s", *error_r);
+		*error_r = err;
+		mailhost_map_free(&map);
+		return -1;
 	}
+	mailhost_global_deinit();
+	mh_global.map = map;
+	memcpy(mh_global.password, password, sizeof(password));
+	OPENSSL_cleanse(password, sizeof(password));
 	mh_global.done = 1;
 	return 0;
 }

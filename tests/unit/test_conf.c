@@ -2219,6 +2219,117 @@ test_rate_limits(void **state)
 	    "'rate_limits.redis.password_file' is empty");
 }
 
+/* What a reload may not change (conf_restart_setting), and what it may. */
+#define RELOAD_BASE(extra) \
+	"listeners = ( { name = \"sub\"; address = \"127.0.0.1:587\"; } );\n" \
+	"backend = { address = \"127.0.0.1:25\"; };\n" \
+	"user = \"msaproxy\";\n" \
+	"sasl = { mechanisms = \"SCRAM-SHA-256\"; " \
+	"keytab = \"/etc/msaproxy/smtp.keytab\"; };\n" \
+	"audit = { enabled = true; file = \"/var/log/msaproxy/audit.log\"; };\n" \
+	"rate_limits = { messages_per_identity = { max = 10; window = 60; }; };\n" \
+	extra
+
+static void
+test_restart_setting(void **state)
+{
+	static const struct {
+		const char *extra;
+		const char *what;	/* NULL: a reload may take it */
+	} cases[] = {
+		{ "", NULL },
+		{ "limits = { max_recipients = 5; };\n", NULL },
+		{ "timeouts = { command = 30; };\n", NULL },
+		{ "log = { level = \"debug\"; };\n", NULL },
+		{ "etrn = { listeners = [ \"sub\" ]; };\n", NULL },
+		/* SASL's host name: set once per instance */
+		{ "server_name = \"mx.example.org\";\n",
+		  "sasl.hostname (its default is server_name)" },
+		{ "workers = 3;\n", "workers" },
+		{ "group = \"mail\";\n", "user/group" },
+		{ "chroot = \"/var/empty\";\n", "chroot" },
+		{ "pid_file = \"/run/msaproxy.pid\";\n", "pid_file" },
+		{ "limits = { max_connections = 10; };\n",
+		  "limits.max_connections" },
+	};
+	const char *base = RELOAD_BASE("");
+	struct conf *run, *next;
+	size_t i;
+
+	(void)state;
+	run = load_ok(base);
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char text[4096];
+		const char *what;
+
+		snprintf(text, sizeof(text), "%s%s", base, cases[i].extra);
+		next = load_ok(text);
+		what = conf_restart_setting(run, next, run->sasl.keytab);
+		if (cases[i].what == NULL && what != NULL)
+			fail_msg("case %zu: %s", i, what);
+		if (cases[i].what != NULL)
+			assert_string_equal(what != NULL ? what : "(null)",
+					    cases[i].what);
+		conf_free(&next);
+	}
+	/* a section that differs in one setting */
+	{
+		static const struct {
+			const char *text;
+			const char *what;
+		} sections[] = {
+			{ "listeners = ( { name = \"sub\"; address = "
+			  "\"127.0.0.1:588\"; } );\n", "listeners (\"sub\": "
+			  "name, kind or address)" },
+			{ "listeners = ( { name = \"sub\"; address = "
+			  "\"127.0.0.1:587\"; require_auth = false; } );\n",
+			  NULL },
+			{ "sasl = { mechanisms = \"PLAIN\"; "
+			  "keytab = \"/etc/msaproxy/smtp.keytab\"; };\n", "sasl" },
+			{ "sasl = { mechanisms = \"SCRAM-SHA-256\"; "
+			  "keytab = \"/etc/msaproxy/other.keytab\"; };\n", "sasl" },
+			{ "audit = { enabled = true; file = "
+			  "\"/var/log/msaproxy/audit.log\"; fsync = false; };\n",
+			  "audit" },
+			{ "rate_limits = { messages_per_identity = { max = 11; "
+			  "window = 60; }; };\n", "rate_limits" },
+		};
+
+		for (i = 0; i < sizeof(sections) / sizeof(sections[0]); i++) {
+			char text[4096];
+			const char *what, *key = sections[i].text;
+			const char *line = strstr(base, key[0] == 'l' ?
+			    "listeners" : key[0] == 's' ? "sasl" : key[0] == 'a' ?
+			    "audit" : "rate_limits");
+			size_t before = (size_t)(line - base);
+			const char *after = strchr(line, '\n') + 1;
+
+			/* the base with that section's line replaced */
+			snprintf(text, sizeof(text), "%.*s%s%s", (int)before,
+			    base, key, after);
+			next = load_ok(text);
+			what = conf_restart_setting(run, next, run->sasl.keytab);
+			if (sections[i].what == NULL && what != NULL)
+				fail_msg("section %zu: %s", i, what);
+			if (sections[i].what != NULL)
+				assert_string_equal(what != NULL ? what :
+				    "(null)", sections[i].what);
+			conf_free(&next);
+		}
+	}
+	conf_free(&run);
+	/* without a sasl section, server_name is free to change */
+	run = load_ok(MINIMAL);
+	next = load_ok(MINIMAL "server_name = \"mx.example.org\";\n");
+	assert_null(conf_restart_setting(run, next, run->sasl.keytab));
+	conf_free(&next);
+	next = load_ok(MINIMAL "sasl = { mechanisms = \"PLAIN\"; };\n");
+	assert_string_equal(conf_restart_setting(run, next, run->sasl.keytab),
+	    "sasl");
+	conf_free(&next);
+	conf_free(&run);
+}
+
 int
 main(void)
 {
@@ -2267,6 +2378,7 @@ main(void)
 		cmocka_unit_test(test_etrn_errors),
 		cmocka_unit_test(test_audit),
 		cmocka_unit_test(test_rate_limits),
+		cmocka_unit_test(test_restart_setting),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
