@@ -46,12 +46,20 @@ def send(c, rcpt="bob@example.net"):
     return c.reply()
 
 
-def hup(p, expect):
-    """SIGHUP, then wait for the log line that says how it went."""
-    before = p.log().count(expect)
+TOOK_OVER = "reload: a new worker took over"
+
+
+def hup(p, expect, generation=True):
+    """SIGHUP, then wait for the log line that says how it went and, when a
+    new generation starts, until the old worker has stopped accepting
+    (until it handles SIGUSR2 it shares the listening socket)."""
+    before, drained = p.log().count(expect), p.log().count(TOOK_OVER)
     os.kill(p.proc.pid, signal.SIGHUP)
     assert harness.wait_until(lambda: p.log().count(expect) > before, timeout=10), \
         p.log()[-3000:]
+    if generation:
+        assert harness.wait_until(lambda: p.log().count(TOOK_OVER) > drained,
+                                  timeout=10), p.log()[-3000:]
 
 
 def test_new_backend_and_limits_for_new_sessions(sasldb, fake, proxy_factory):

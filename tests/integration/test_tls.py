@@ -224,6 +224,10 @@ def test_sighup_reloads_certificates_without_dropping_sessions(pki, fake, proxy_
         assert harness.wait_until(
             lambda: "SIGHUP: generation 2: 1 new worker(s); 1 draining" in p.log(),
             timeout=5), p.log()[-2000:]
+        # until the old worker handles SIGUSR2 it may still accept
+        assert harness.wait_until(
+            lambda: "reload: a new worker took over" in p.log(), timeout=5), \
+            p.log()[-2000:]
         assert p.log().count("TLS certificates reloaded") == 1
         with p.client() as c:
             assert c.reply().code == 220
