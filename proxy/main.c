@@ -471,6 +471,9 @@ main(int argc, char **argv)
 		usage(stderr);
 		return 1;
 	}
+	/* not whatever the caller had: the pid file is 0644; the log, the
+	 * audit files and unix sockets get explicit modes */
+	umask(022);
 	conf = conf_load(conf_file, err, sizeof(err));
 	if (conf == NULL) {
 		fprintf(stderr, "%s\n", err);

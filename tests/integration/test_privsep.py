@@ -11,6 +11,7 @@ import os
 import re
 import signal
 import subprocess
+import stat
 import shutil
 import time
 
@@ -277,4 +278,24 @@ def test_log_file_reopened_by_unprivileged_workers(fake, proxy_factory):
                                   logf.read_bytes().split(b"log reopened", 1)[1], 5)
         assert b"cannot open log file" not in logf.read_bytes()
     finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def test_umask_whatever_was_inherited(fake, proxy_factory):
+    """Started with umask 000, the master still makes its pid file 0644
+    and its log file 0640 (it sets umask 022 itself)."""
+    d = harness.make_tempdir("msaproxy-privsep-umask.")
+    old = os.umask(0)
+    try:
+        p = proxy_factory(fake, {"pid_file": str(d / "msaproxy.pid"),
+                                 "log": {"destination": "file",
+                                         "file": str(d / "msaproxy.log")}},
+                          start=False)
+        p.start(backend=fake)
+        os.umask(old)
+        assert stat.S_IMODE(os.stat(d / "msaproxy.pid").st_mode) == 0o644
+        assert stat.S_IMODE(os.stat(d / "msaproxy.log").st_mode) == 0o640
+        assert (d / "msaproxy.pid").read_text().strip() == str(p.proc.pid)
+    finally:
+        os.umask(old)
         shutil.rmtree(d, ignore_errors=True)
