@@ -94,9 +94,19 @@ audit_master_init(const struct conf *conf, unsigned nworkers,
 	unsigned i;
 
 	if (conf->audit.hmac_key_file[0] != '\0') {
-		long n = audit_key_load(conf->audit.hmac_key_file, am.key,
-		    sizeof(am.key), error_r);
+		struct stat st;
+		long n;
 
+		/* as for every other secret file (util_read_secret()): a key
+		 * others can read lets them forge the chain */
+		if (stat(conf->audit.hmac_key_file, &st) == 0 &&
+		    (st.st_mode & 077) != 0) {
+			*error_r = "audit.hmac_key_file is readable by others "
+			    "(chmod 600)";
+			return -1;
+		}
+		n = audit_key_load(conf->audit.hmac_key_file, am.key,
+		    sizeof(am.key), error_r);
 		if (n < 0)
 			return -1;
 		am.keylen = (size_t)n;

@@ -859,3 +859,23 @@ def test_chain_continues_from_rotated_file(fake, proxy_factory, auditdir, have_t
     assert start["continued_from"] == rotated.name
     r = audit_tool("verify", rotated, new)
     assert r.returncode == 0, r.stdout
+
+
+def test_hmac_key_readable_by_others_refused(fake, proxy_factory, auditdir, binary):
+    """The HMAC key is what makes the chain tamper-evident: a key file that
+    others can read is refused at start, as every other secret file is."""
+    keyf = auditdir / "key"
+    keyf.write_text(KEY + "\n")
+    keyf.chmod(0o644)
+    p = proxy_factory(fake, aconf(auditdir, hmac_key_file=str(keyf)), start=False)
+    p.write_conf()
+    r = subprocess.run([binary, "-f", "-c", str(p.conffile)], capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode == 1
+    assert "audit.hmac_key_file is readable by others (chmod 600)" in r.stderr, r.stderr
+    keyf.chmod(0o600)
+    p.start(backend=fake)
+    with p.client() as c:
+        assert c.reply().code == 220
+        r = c.send_message(b"Subject: k\r\n\r\nk\r\n")
+        assert (r.code, r.enhanced) == (250, "2.0.0"), r
