@@ -2,6 +2,9 @@
  * data_filter.c - see data_filter.h.
  */
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "data_filter.h"
 
@@ -109,6 +112,65 @@ raw_lines(struct data_filter *f, const char *in, size_t i, size_t len,
 	return i;
 }
 
+#if defined(__SSE2__)
+/*
+ * Raw content from in[i..len), not after a CR (f->state != DF_CR): the
+ * longest prefix, in 16-octet blocks, in which every CR is followed by LF
+ * and every LF follows a CR, i.e. well-formed lines (text CRLF) and perhaps
+ * the text of a last, unfinished line.  Checked with two compares per block
+ * instead of a look at every octet; the line ends found (the set bits of
+ * the LF mask) give the line lengths for max_line_len.  That prefix is
+ * emitted in one piece and counted as raw_lines() would count it; the
+ * caller goes on octet by octet at the first block that is not like that
+ * (a bare CR or LF, or the last 1-15 octets).  Returns the new index.
+ */
+static size_t
+raw_fast(struct data_filter *f, const char *in, size_t i, size_t len)
+{
+	const __m128i vcr = _mm_set1_epi8('\r'), vlf = _mm_set1_epi8('\n');
+	size_t start = i, ls = i, end = i;	/* ls: start of the line */
+	uint64_t line0 = f->line_len;		/* octets of the line before in */
+	unsigned carry = 0;			/* the last block ended in CR */
+	int lines = 0;
+
+	while (end + 16 <= len) {
+		__m128i v = _mm_loadu_si128((const __m128i *)(const void *)(in + end));
+		unsigned cr = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, vcr));
+		unsigned lf = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, vlf));
+
+		if (lf != (((cr << 1) | carry) & 0xffff))
+			break;
+		carry = cr >> 15;
+		while (lf != 0) {
+			size_t at = end + (size_t)__builtin_ctz(lf);
+			uint64_t n = (lines ? 0 : line0) + (at - 1 - ls);
+
+			if (f->max_line_len && n + 2 > f->max_line_len)
+				f->line_too_long = 1;
+			lines = 1;
+			ls = at + 1;
+			lf &= lf - 1;
+		}
+		end += 16;
+	}
+	if (carry)
+		end--;		/* a CR whose LF is in the next block */
+	if (end == start)
+		return i;
+	/* in[ls..end) is text without CR or LF: the line goes on */
+	if (lines) {
+		f->line_len = 0;
+		f->state = DF_BOL;
+	}
+	if (end > ls) {
+		count_line(f, end - ls);
+		f->state = DF_MID;
+	}
+	f->out_bytes += end - start;
+	return end;
+}
+#endif
+
 size_t
 data_filter_decode_dot(struct data_filter *f, const char *in, size_t len,
 		       struct evbuffer *out)
@@ -204,8 +266,20 @@ data_filter_raw(struct data_filter *f, const char *in, size_t len,
 		return;
 	}
 	while (i < len) {
-		char c = in[i];
+		char c;
 
+#if defined(__SSE2__)
+		if (f->state != DF_CR && len - i >= 16) {
+			size_t j = raw_fast(f, in, i, len);
+
+			if (j > i) {
+				evbuffer_add(out, in + i, j - i);
+				i = j;
+				continue;
+			}
+		}
+#endif
+		c = in[i];
 		if (f->state == DF_CR) {
 			if (c == '\n') {
 				emit_crlf(f, out);
@@ -252,31 +326,26 @@ void
 dot_encode(struct dot_encoder *e, const char *in, size_t len,
 	   struct evbuffer *out)
 {
-	const char *p = in, *q, *end, *nl;
+	const char *p = in, *q, *end = in + len;
 
 	if (len == 0)
 		return;
-	end = in + len;
-	while (p < end) {
-		if (e->bol && *p == '.')
+	/* Only a dot at the start of a line needs a second one, and dots are
+	 * rarer than line ends: look for dots, not lines.  One piece up to
+	 * each line that starts with a dot. */
+	if (e->bol && *p == '.')
+		evbuffer_add(out, ".", 1);
+	q = p + 1;		/* q[-1] is in in[] from here on */
+	while ((q = memchr(q, '.', (size_t)(end - q))) != NULL) {
+		if (q[-1] == '\n') {
+			evbuffer_add(out, p, (size_t)(q - p));
 			evbuffer_add(out, ".", 1);
-		/* one piece up to the next line that starts with a dot */
-		q = p;
-		for (;;) {
-			nl = memchr(q, '\n', (size_t)(end - q));
-			if (nl == NULL) {
-				evbuffer_add(out, p, (size_t)(end - p));
-				e->bol = 0;
-				return;
-			}
-			q = nl + 1;
-			if (q == end || *q == '.')
-				break;
+			p = q;
 		}
-		evbuffer_add(out, p, (size_t)(q - p));
-		e->bol = 1;
-		p = q;
+		q++;
 	}
+	evbuffer_add(out, p, (size_t)(end - p));
+	e->bol = end[-1] == '\n';
 }
 
 void
