@@ -195,6 +195,12 @@ tx_reset(struct session *s)
 	struct tx *tx = &s->tx;
 	unsigned i;
 
+	if (tx->burl_fetch != NULL)
+		log_info("%s: tx=%s BURL %s %s via %s: abandoned after %llu "
+		    "octets, %llu ms", s->id, tx->id, tx->burl_log_url,
+		    tx->burl_why, s->conf->burl.servers[tx->burl_server].name,
+		    (unsigned long long)tx->burl_bytes,
+		    (unsigned long long)(util_now_ms() - tx->burl_t0));
 	imap_fetch_cancel(&tx->burl_fetch);
 	mailhost_cancel(&tx->burl_mh);
 	if (tx->burl_url != NULL) {
@@ -1113,8 +1119,9 @@ burl_on_done(void *ctx, enum imap_fetch_result r, const char *reason,
 		fail = R_BURL_IMAP_UNAVAIL;
 		break;
 	}
-	log_info("%s: tx=%s BURL %s via %s: %s%s%s, %llu octets, %llu ms", s->id,
-	    tx->id, tx->burl_log_url, s->conf->burl.servers[tx->burl_server].name,
+	log_info("%s: tx=%s BURL %s %s via %s: %s%s%s, %llu octets, %llu ms",
+	    s->id, tx->id, tx->burl_log_url, tx->burl_why,
+	    s->conf->burl.servers[tx->burl_server].name,
 	    fail == R_REPLY_COUNT ? "fetched" : "failed",
 	    reason != NULL && reason[0] ? ": " : "", reason != NULL ? reason : "",
 	    (unsigned long long)total,

@@ -410,7 +410,8 @@ fetch_complete(struct imap_fetch *f, enum imap_fetch_result result,
 	vsnprintf(f->reason, sizeof(f->reason), fmt, ap);
 	va_end(ap);
 	fetch_dequeue(f);
-	log_msg(result == IMAP_FETCH_OK ? LOG_INFO : result ==
+	/* a fetch that worked: the caller logs it (one line per BURL) */
+	log_msg(result == IMAP_FETCH_OK ? LOG_DEBUG : result ==
 	    IMAP_FETCH_UNAVAILABLE ? LOG_WARNING : LOG_NOTICE,
 	    "%s: fetch %s: %s (%s), %llu bytes, %llu ms",
 	    ic != NULL ? ic->log_id : f->srv->cfg->name, f->what,
