@@ -112,64 +112,87 @@ raw_lines(struct data_filter *f, const char *in, size_t i, size_t len,
 	return i;
 }
 
-#if defined(__SSE2__)
 /*
- * Raw content from in[i..len), not after a CR (f->state != DF_CR): the
- * longest prefix, in 16-octet blocks, in which every CR is followed by LF
- * and every LF follows a CR, i.e. well-formed lines (text CRLF) and perhaps
- * the text of a last, unfinished line.  Checked with two compares per block
- * instead of a look at every octet; the line ends found (the set bits of
- * the LF mask) give the line lengths for max_line_len.  That prefix is
- * emitted in one piece and counted as raw_lines() would count it; the
- * caller goes on octet by octet at the first block that is not like that
- * (a bare CR or LF, or the last 1-15 octets).  Returns the new index.
+ * See data_filter.h.  Well-formed lines are found 16 octets at a time with
+ * SSE2 (every CR of a block followed by LF, every LF after a CR: two
+ * compares per block instead of a look at every octet; the set bits of the
+ * LF mask give the line ends for max_line_len), the rest line by line.
  */
-static size_t
-raw_fast(struct data_filter *f, const char *in, size_t i, size_t len)
+size_t
+data_filter_raw_prefix(struct data_filter *f, const char *in, size_t len)
 {
-	const __m128i vcr = _mm_set1_epi8('\r'), vlf = _mm_set1_epi8('\n');
-	size_t start = i, ls = i, end = i;	/* ls: start of the line */
+	size_t ls = 0, end = 0;			/* ls: start of the line */
 	uint64_t line0 = f->line_len;		/* octets of the line before in */
-	unsigned carry = 0;			/* the last block ended in CR */
 	int lines = 0;
 
-	while (end + 16 <= len) {
-		__m128i v = _mm_loadu_si128((const __m128i *)(const void *)(in + end));
-		unsigned cr = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, vcr));
-		unsigned lf = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, vlf));
+	if (f->binary) {
+		f->out_bytes += len;
+		return len;
+	}
+	if (f->state == DF_CR)
+		return 0;
+#if defined(__SSE2__)
+	{
+		const __m128i vcr = _mm_set1_epi8('\r'), vlf = _mm_set1_epi8('\n');
+		unsigned carry = 0;		/* the last block ended in CR */
 
-		if (lf != (((cr << 1) | carry) & 0xffff))
+		while (end + 16 <= len) {
+			__m128i v = _mm_loadu_si128((const __m128i *)
+			    (const void *)(in + end));
+			unsigned cr = (unsigned)_mm_movemask_epi8(
+			    _mm_cmpeq_epi8(v, vcr));
+			unsigned lf = (unsigned)_mm_movemask_epi8(
+			    _mm_cmpeq_epi8(v, vlf));
+
+			if (lf != (((cr << 1) | carry) & 0xffff))
+				break;
+			carry = cr >> 15;
+			while (lf != 0) {
+				size_t at = end + (size_t)__builtin_ctz(lf);
+				uint64_t n = (lines ? 0 : line0) + (at - 1 - ls);
+
+				if (f->max_line_len && n + 2 > f->max_line_len)
+					f->line_too_long = 1;
+				lines = 1;
+				ls = at + 1;
+				lf &= lf - 1;
+			}
+			end += 16;
+		}
+		if (carry)
+			end--;	/* back to the CR whose LF is in the next block */
+	}
+#endif
+	/* the rest (a block that is not all well-formed, the last 0-15
+	 * octets), line by line, up to a bare CR or LF or a CR at the end */
+	while (end < len) {
+		size_t j = find_crlf(in, end, len);
+
+		if (j + 1 >= len || in[j] != '\r' || in[j + 1] != '\n') {
+			end = j;
 			break;
-		carry = cr >> 15;
-		while (lf != 0) {
-			size_t at = end + (size_t)__builtin_ctz(lf);
-			uint64_t n = (lines ? 0 : line0) + (at - 1 - ls);
+		}
+		{
+			uint64_t n = (lines ? 0 : line0) + (j - ls);
 
 			if (f->max_line_len && n + 2 > f->max_line_len)
 				f->line_too_long = 1;
-			lines = 1;
-			ls = at + 1;
-			lf &= lf - 1;
 		}
-		end += 16;
+		lines = 1;
+		ls = end = j + 2;
 	}
-	if (carry)
-		end--;		/* a CR whose LF is in the next block */
-	if (end == start)
-		return i;
-	/* in[ls..end) is text without CR or LF: the line goes on */
 	if (lines) {
 		f->line_len = 0;
 		f->state = DF_BOL;
 	}
 	if (end > ls) {
+		/* in[ls..end) is text without CR or LF: the line goes on */
 		count_line(f, end - ls);
 		f->state = DF_MID;
 	}
-	f->out_bytes += end - start;
+	f->out_bytes += end;
 	return end;
 }
-#endif
 
 size_t
 data_filter_decode_dot(struct data_filter *f, const char *in, size_t len,
@@ -266,19 +289,15 @@ data_filter_raw(struct data_filter *f, const char *in, size_t len,
 		return;
 	}
 	while (i < len) {
+		/* well-formed lines pass in one piece */
+		size_t j = data_filter_raw_prefix(f, in + i, len - i);
 		char c;
 
-#if defined(__SSE2__)
-		if (f->state != DF_CR && len - i >= 16) {
-			size_t j = raw_fast(f, in, i, len);
-
-			if (j > i) {
-				evbuffer_add(out, in + i, j - i);
-				i = j;
-				continue;
-			}
+		if (j > 0) {
+			evbuffer_add(out, in + i, j);
+			i += j;
+			continue;
 		}
-#endif
 		c = in[i];
 		if (f->state == DF_CR) {
 			if (c == '\n') {
@@ -346,6 +365,22 @@ dot_encode(struct dot_encoder *e, const char *in, size_t len,
 	}
 	evbuffer_add(out, p, (size_t)(end - p));
 	e->bol = end[-1] == '\n';
+}
+
+int
+dot_encode_clean(struct dot_encoder *e, const char *in, size_t len)
+{
+	const char *q, *end = in + len;
+
+	if (len == 0)
+		return 1;
+	if (e->bol && *in == '.')
+		return 0;
+	for (q = in + 1; (q = memchr(q, '.', (size_t)(end - q))) != NULL; q++)
+		if (q[-1] == '\n')
+			return 0;
+	e->bol = end[-1] == '\n';
+	return 1;
 }
 
 void

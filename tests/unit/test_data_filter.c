@@ -768,7 +768,17 @@ test_raw_model(void **state)
 			n = rng() % 4 == 0 ? rng() % 20 : rng() % 3000;
 			if (n > len - pos)
 				n = len - pos;
-			data_filter_raw(&f, in + pos, n, b);
+			if (rng() % 2) {
+				/* as session.c burl_on_data: the unchanged
+				 * prefix passed on by the caller, the rest
+				 * filtered */
+				size_t k = data_filter_raw_prefix(&f, in + pos, n);
+
+				assert_true(k <= n);
+				evbuffer_add(b, in + pos, k);
+				data_filter_raw(&f, in + pos + k, n - k, b);
+			} else
+				data_filter_raw(&f, in + pos, n, b);
 		}
 		data_filter_raw_end(&f, b);
 		got = take(b);
@@ -808,7 +818,12 @@ test_encode_model(void **state)
 			n = rng() % 4 == 0 ? rng() % 3 : rng() % 3000;
 			if (n > len - pos)
 				n = len - pos;
-			dot_encode(&e, in + pos, n, b);
+			/* as session.c forward_content: a piece that needs
+			 * no stuffing is passed on as it is */
+			if (rng() % 2 && dot_encode_clean(&e, in + pos, n))
+				evbuffer_add(b, in + pos, n);
+			else
+				dot_encode(&e, in + pos, n, b);
 		}
 		dot_encode_end(&e, b);
 		got = take(b);
