@@ -1095,6 +1095,15 @@ burl_on_data(void *ctx, struct evbuffer *buf)
 	forward_content(s);
 	/* backpressure: the backend sets the pace of the IMAP server */
 	if (s->be != NULL) {
+		/* The last piece of BURL ... LAST content waits for the end of
+		 * the fetch (burl_on_done, as a rule from the same read) and
+		 * leaves with the end of data in one write.  Never when it
+		 * would need the pause below: only a flush ends that. */
+		if (tx->burl_last && tx->burl_fetch != NULL &&
+		    imap_fetch_content_done(tx->burl_fetch) &&
+		    backend_pending_output(s->be) <=
+		    s->conf->limits.session_buffer)
+			return;
 		backend_flush(s->be);
 		if (backend_pending_output(s->be) > s->conf->limits.session_buffer &&
 		    tx->burl_fetch != NULL) {

@@ -100,6 +100,7 @@ struct imap_fetch {
 	struct evbuffer *data;		/* content handed to on_data */
 	uint64_t total;
 	uint64_t start_ms;
+	int lit_done;			/* its literal was read to the end */
 	int paused;
 	int retried;			/* once, after a stale pooled connection */
 	enum { ITEM_NONE, ITEM_NIL, ITEM_DATA } item;
@@ -1141,6 +1142,7 @@ ic_process(struct imap_conn *ic)
 			}
 			evbuffer_remove_buffer(in, f->data, n);
 			f->total += n;
+			f->lit_done = n == rem;
 			if (fetch_deliver(f) < 0)
 				return;
 			continue;
@@ -1603,6 +1605,12 @@ imap_fetch_start(struct imap_pool *pool, size_t server_index,
 	srv->nqueued++;
 	server_kick(srv);
 	return f;
+}
+
+int
+imap_fetch_content_done(const struct imap_fetch *f)
+{
+	return f->lit_done;
 }
 
 void
