@@ -104,10 +104,13 @@ CYRUS_RUN=tmpfs
 CYRUS_CONF=()
 # msaproxy's log lines (level info) for a new, authenticated IMAP
 # connection ("imap cyrus#3: connected to 127.0.0.1:port (...),
-# authenticated with GSSAPI as submit@LAB.TEST") and for a fetch
-# ("imap cyrus#3: fetch <redacted URL>: ... bytes, ... ms")
+# authenticated with GSSAPI as submit@LAB.TEST") and for a fetch, the
+# session's line ("<sid>: tx=<id> BURL <redacted URL> [by alice allowed
+# (...)] via cyrus: fetched: complete, ... octets, ... ms"; the IMAP
+# client's own "imap cyrus#3: fetch ..." line is at debug level since
+# 2026-11-23 burlperf2; this pattern matches older binaries too)
 IMAP_CONN_RE=${IMAP_CONN_RE:-'imap [^ ]*#[0-9]+: connected to'}
-IMAP_FETCH_RE=${IMAP_FETCH_RE:-'imap [^ ]*#[0-9]+: fetch '}
+IMAP_FETCH_RE=${IMAP_FETCH_RE:-': tx=[^ ]+ BURL .* via [^ ]+: (fetched|failed)'}
 
 usage() {
 	sed -n '2,/^set -u/p' "$0" | sed '$d; s/^# \{0,1\}//'

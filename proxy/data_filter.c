@@ -2,6 +2,9 @@
  * data_filter.c - see data_filter.h.
  */
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "data_filter.h"
 
@@ -109,6 +112,88 @@ raw_lines(struct data_filter *f, const char *in, size_t i, size_t len,
 	return i;
 }
 
+/*
+ * See data_filter.h.  Well-formed lines are found 16 octets at a time with
+ * SSE2 (every CR of a block followed by LF, every LF after a CR: two
+ * compares per block instead of a look at every octet; the set bits of the
+ * LF mask give the line ends for max_line_len), the rest line by line.
+ */
+size_t
+data_filter_raw_prefix(struct data_filter *f, const char *in, size_t len)
+{
+	size_t ls = 0, end = 0;			/* ls: start of the line */
+	uint64_t line0 = f->line_len;		/* octets of the line before in */
+	int lines = 0;
+
+	if (f->binary) {
+		f->out_bytes += len;
+		return len;
+	}
+	if (f->state == DF_CR)
+		return 0;
+#if defined(__SSE2__)
+	{
+		const __m128i vcr = _mm_set1_epi8('\r'), vlf = _mm_set1_epi8('\n');
+		unsigned carry = 0;		/* the last block ended in CR */
+
+		while (end + 16 <= len) {
+			__m128i v = _mm_loadu_si128((const __m128i *)
+			    (const void *)(in + end));
+			unsigned cr = (unsigned)_mm_movemask_epi8(
+			    _mm_cmpeq_epi8(v, vcr));
+			unsigned lf = (unsigned)_mm_movemask_epi8(
+			    _mm_cmpeq_epi8(v, vlf));
+
+			if (lf != (((cr << 1) | carry) & 0xffff))
+				break;
+			carry = cr >> 15;
+			while (lf != 0) {
+				size_t at = end + (size_t)__builtin_ctz(lf);
+				uint64_t n = (lines ? 0 : line0) + (at - 1 - ls);
+
+				if (f->max_line_len && n + 2 > f->max_line_len)
+					f->line_too_long = 1;
+				lines = 1;
+				ls = at + 1;
+				lf &= lf - 1;
+			}
+			end += 16;
+		}
+		if (carry)
+			end--;	/* back to the CR whose LF is in the next block */
+	}
+#endif
+	/* the rest (a block that is not all well-formed, the last 0-15
+	 * octets), line by line, up to a bare CR or LF or a CR at the end */
+	while (end < len) {
+		size_t j = find_crlf(in, end, len);
+
+		if (j + 1 >= len || in[j] != '\r' || in[j + 1] != '\n') {
+			end = j;
+			break;
+		}
+		{
+			uint64_t n = (lines ? 0 : line0) + (j - ls);
+
+			if (f->max_line_len && n + 2 > f->max_line_len)
+				f->line_too_long = 1;
+		}
+		lines = 1;
+		ls = end = j + 2;
+	}
+	if (lines) {
+		f->line_len = 0;
+		f->state = DF_BOL;
+	}
+	if (end > ls) {
+		/* in[ls..end) is text without CR or LF: the line goes on */
+		count_line(f, end - ls);
+		f->state = DF_MID;
+	}
+	f->out_bytes += end;
+	return end;
+}
+
 size_t
 data_filter_decode_dot(struct data_filter *f, const char *in, size_t len,
 		       struct evbuffer *out)
@@ -204,8 +289,16 @@ data_filter_raw(struct data_filter *f, const char *in, size_t len,
 		return;
 	}
 	while (i < len) {
-		char c = in[i];
+		/* well-formed lines pass in one piece */
+		size_t j = data_filter_raw_prefix(f, in + i, len - i);
+		char c;
 
+		if (j > 0) {
+			evbuffer_add(out, in + i, j);
+			i += j;
+			continue;
+		}
+		c = in[i];
 		if (f->state == DF_CR) {
 			if (c == '\n') {
 				emit_crlf(f, out);
@@ -252,31 +345,42 @@ void
 dot_encode(struct dot_encoder *e, const char *in, size_t len,
 	   struct evbuffer *out)
 {
-	const char *p = in, *q, *end, *nl;
+	const char *p = in, *q, *end = in + len;
 
 	if (len == 0)
 		return;
-	end = in + len;
-	while (p < end) {
-		if (e->bol && *p == '.')
+	/* Only a dot at the start of a line needs a second one, and dots are
+	 * rarer than line ends: look for dots, not lines.  One piece up to
+	 * each line that starts with a dot. */
+	if (e->bol && *p == '.')
+		evbuffer_add(out, ".", 1);
+	q = p + 1;		/* q[-1] is in in[] from here on */
+	while ((q = memchr(q, '.', (size_t)(end - q))) != NULL) {
+		if (q[-1] == '\n') {
+			evbuffer_add(out, p, (size_t)(q - p));
 			evbuffer_add(out, ".", 1);
-		/* one piece up to the next line that starts with a dot */
-		q = p;
-		for (;;) {
-			nl = memchr(q, '\n', (size_t)(end - q));
-			if (nl == NULL) {
-				evbuffer_add(out, p, (size_t)(end - p));
-				e->bol = 0;
-				return;
-			}
-			q = nl + 1;
-			if (q == end || *q == '.')
-				break;
+			p = q;
 		}
-		evbuffer_add(out, p, (size_t)(q - p));
-		e->bol = 1;
-		p = q;
+		q++;
 	}
+	evbuffer_add(out, p, (size_t)(end - p));
+	e->bol = end[-1] == '\n';
+}
+
+int
+dot_encode_clean(struct dot_encoder *e, const char *in, size_t len)
+{
+	const char *q, *end = in + len;
+
+	if (len == 0)
+		return 1;
+	if (e->bol && *in == '.')
+		return 0;
+	for (q = in + 1; (q = memchr(q, '.', (size_t)(end - q))) != NULL; q++)
+		if (q[-1] == '\n')
+			return 0;
+	e->bol = end[-1] == '\n';
+	return 1;
 }
 
 void

@@ -61,6 +61,16 @@ size_t data_filter_decode_dot(struct data_filter *f, const char *in,
 void data_filter_raw(struct data_filter *f, const char *in, size_t len,
 		     struct evbuffer *out);
 
+/*
+ * BDAT: the longest prefix of in[0..len) that data_filter_raw() would pass
+ * on unchanged (well-formed lines, perhaps the start of a last one, never a
+ * CR at the end), counted as data_filter_raw() counts it.  The caller
+ * passes those octets on itself (e.g. by moving an evbuffer chain instead
+ * of copying it) and gives data_filter_raw() the rest.  Returns its length.
+ */
+size_t data_filter_raw_prefix(struct data_filter *f, const char *in,
+			      size_t len);
+
 /* BDAT LAST: finish (a CR left pending at the end is a bare CR). */
 void data_filter_raw_end(struct data_filter *f, struct evbuffer *out);
 
@@ -72,6 +82,12 @@ struct dot_encoder {
 void dot_encoder_init(struct dot_encoder *e);
 void dot_encode(struct dot_encoder *e, const char *in, size_t len,
 		struct evbuffer *out);
+/*
+ * 1 if in[0..len) needs no dot-stuffing: then e is where dot_encode() would
+ * leave it and the caller passes in on as it is (e.g. by moving an
+ * evbuffer chain).  0 if it does: e is unchanged, use dot_encode().
+ */
+int dot_encode_clean(struct dot_encoder *e, const char *in, size_t len);
 /* The end of data: CRLF if the content did not end with one, then ".\r\n". */
 void dot_encode_end(struct dot_encoder *e, struct evbuffer *out);
 

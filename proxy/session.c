@@ -195,6 +195,12 @@ tx_reset(struct session *s)
 	struct tx *tx = &s->tx;
 	unsigned i;
 
+	if (tx->burl_fetch != NULL)
+		log_info("%s: tx=%s BURL %s %s via %s: abandoned after %llu "
+		    "octets, %llu ms", s->id, tx->id, tx->burl_log_url,
+		    tx->burl_why, s->conf->burl.servers[tx->burl_server].name,
+		    (unsigned long long)tx->burl_bytes,
+		    (unsigned long long)(util_now_ms() - tx->burl_t0));
 	imap_fetch_cancel(&tx->burl_fetch);
 	mailhost_cancel(&tx->burl_mh);
 	if (tx->burl_url != NULL) {
@@ -392,23 +398,26 @@ forward_content(struct session *s)
 			flush_bdat_chunk(s, 0);
 		return;
 	}
-	/* dot-stuff for a DATA backend, a few contiguous pieces at a time;
-	 * drain exactly what was encoded (evbuffer_peek() with len -1 does
-	 * not report more extents than it was given room for) */
+	/* dot-stuff for a DATA backend, one contiguous piece at a time: a
+	 * piece without a line that starts with a dot is moved as it is (its
+	 * evbuffer chain, no copy), any other is encoded into a copy */
 	while (evbuffer_get_length(s->content) > 0) {
-		struct evbuffer_iovec v[8];
-		size_t done = 0;
-		int i, n = evbuffer_peek(s->content, -1, NULL, v, 8);
+		struct evbuffer_iovec v;
 
-		if (n > 8)
-			n = 8;
-		for (i = 0; i < n; i++) {
-			dot_encode(&tx->enc, v[i].iov_base, v[i].iov_len, s->chunk);
-			done += v[i].iov_len;
-		}
-		if (done == 0)
+		if (evbuffer_peek(s->content, -1, NULL, &v, 1) < 1 ||
+		    v.iov_len == 0)
 			break;
-		evbuffer_drain(s->content, done);
+		if (dot_encode_clean(&tx->enc, v.iov_base, v.iov_len)) {
+			if (evbuffer_remove_buffer(s->content, s->chunk,
+			    v.iov_len) == (int)v.iov_len)
+				continue;
+			/* -1 (a frozen buffer, not expected): nothing
+			 * was moved; copy it */
+			evbuffer_add(s->chunk, v.iov_base, v.iov_len);
+		} else {
+			dot_encode(&tx->enc, v.iov_base, v.iov_len, s->chunk);
+		}
+		evbuffer_drain(s->content, v.iov_len);
 	}
 	backend_send_buffer(s->be, s->chunk, (size_t)-1);
 }
@@ -1046,11 +1055,21 @@ burl_on_data(void *ctx, struct evbuffer *buf)
 		    !(bc->flags & CAP_8BITMIME) &&
 		    has_8bit(v.iov_base, v.iov_len))))
 			tx->burl_fail = R_BURL_8BIT;
-		if (tx->discard || tx->burl_fail != R_REPLY_COUNT)
+		if (tx->discard || tx->burl_fail != R_REPLY_COUNT) {
 			tx->filter.out_bytes += v.iov_len;
-		else
-			data_filter_raw(&tx->filter, v.iov_base, v.iov_len,
-			    s->content);
+		} else {
+			/* what passes unchanged (as a rule, all of it) is
+			 * moved, not copied: the piece is a whole chain */
+			size_t n = data_filter_raw_prefix(&tx->filter,
+			    v.iov_base, v.iov_len);
+
+			if (n == v.iov_len &&
+			    evbuffer_remove_buffer(buf, s->content, n) == (int)n)
+				continue;
+			evbuffer_add(s->content, v.iov_base, n);
+			data_filter_raw(&tx->filter, (const char *)v.iov_base + n,
+			    v.iov_len - n, s->content);
+		}
 		evbuffer_drain(buf, v.iov_len);
 	}
 	check_content_limits(s);
@@ -1076,6 +1095,15 @@ burl_on_data(void *ctx, struct evbuffer *buf)
 	forward_content(s);
 	/* backpressure: the backend sets the pace of the IMAP server */
 	if (s->be != NULL) {
+		/* The last piece of BURL ... LAST content waits for the end of
+		 * the fetch (burl_on_done, as a rule from the same read) and
+		 * leaves with the end of data in one write.  Never when it
+		 * would need the pause below: only a flush ends that. */
+		if (tx->burl_last && tx->burl_fetch != NULL &&
+		    imap_fetch_content_done(tx->burl_fetch) &&
+		    backend_pending_output(s->be) <=
+		    s->conf->limits.session_buffer)
+			return;
 		backend_flush(s->be);
 		if (backend_pending_output(s->be) > s->conf->limits.session_buffer &&
 		    tx->burl_fetch != NULL) {
@@ -1113,8 +1141,9 @@ burl_on_done(void *ctx, enum imap_fetch_result r, const char *reason,
 		fail = R_BURL_IMAP_UNAVAIL;
 		break;
 	}
-	log_info("%s: tx=%s BURL %s via %s: %s%s%s, %llu octets, %llu ms", s->id,
-	    tx->id, tx->burl_log_url, s->conf->burl.servers[tx->burl_server].name,
+	log_info("%s: tx=%s BURL %s %s via %s: %s%s%s, %llu octets, %llu ms",
+	    s->id, tx->id, tx->burl_log_url, tx->burl_why,
+	    s->conf->burl.servers[tx->burl_server].name,
 	    fail == R_REPLY_COUNT ? "fetched" : "failed",
 	    reason != NULL && reason[0] ? ": " : "", reason != NULL ? reason : "",
 	    (unsigned long long)total,

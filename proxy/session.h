@@ -127,6 +127,7 @@ struct tx {
 	struct mailhost_req *burl_mh;	/* $M: the mailHost lookup */
 	char *burl_url;			/* the URL as sent (token inside: never log) */
 	char burl_log_url[300];		/* redacted, for logs */
+	char burl_why[400];		/* "by ID allowed (RULE)", for the fetch's log line */
 	size_t burl_server;
 	int burl_last;
 	int burl_tls;			/* -1 burl.fetch_tls decides; 1 $T; 0 $X */

@@ -865,11 +865,16 @@ cmd_burl(struct session *s, char *args)
 	{
 		char clean[300];
 
-		log_info("%s: BURL %s by %s allowed (%s), via %s", s->id,
-		    tx->burl_log_url, s->identity, v.reason[0] ?
-		    log_sanitize(clean, sizeof(clean), v.reason,
-		    strlen(v.reason)) : "built-in rule", v.mailhost ?
-		    "the user's mailHost" : s->conf->burl.servers[v.server].name);
+		snprintf(tx->burl_why, sizeof(tx->burl_why), "by %s allowed (%s)",
+		    s->identity, v.reason[0] ? log_sanitize(clean,
+		    sizeof(clean), v.reason, strlen(v.reason)) : "built-in rule");
+		/* At info, the fetch's own line (session.c burl_on_done) says
+		 * this too, with its outcome: one line per BURL.  A rewritten
+		 * URL is logged here as it was sent. */
+		log_msg(rewritten != NULL ? LOG_INFO : LOG_DEBUG,
+		    "%s: BURL %s %s, via %s", s->id, tx->burl_log_url,
+		    tx->burl_why, v.mailhost ? "the user's mailHost" :
+		    s->conf->burl.servers[v.server].name);
 	}
 	if (tx->burl_url != NULL) {
 		/* the previous BURL of this message */

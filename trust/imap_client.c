@@ -100,6 +100,7 @@ struct imap_fetch {
 	struct evbuffer *data;		/* content handed to on_data */
 	uint64_t total;
 	uint64_t start_ms;
+	int lit_done;			/* its literal was read to the end */
 	int paused;
 	int retried;			/* once, after a stale pooled connection */
 	enum { ITEM_NONE, ITEM_NIL, ITEM_DATA } item;
@@ -410,7 +411,8 @@ fetch_complete(struct imap_fetch *f, enum imap_fetch_result result,
 	vsnprintf(f->reason, sizeof(f->reason), fmt, ap);
 	va_end(ap);
 	fetch_dequeue(f);
-	log_msg(result == IMAP_FETCH_OK ? LOG_INFO : result ==
+	/* a fetch that worked: the caller logs it (one line per BURL) */
+	log_msg(result == IMAP_FETCH_OK ? LOG_DEBUG : result ==
 	    IMAP_FETCH_UNAVAILABLE ? LOG_WARNING : LOG_NOTICE,
 	    "%s: fetch %s: %s (%s), %llu bytes, %llu ms",
 	    ic != NULL ? ic->log_id : f->srv->cfg->name, f->what,
@@ -1140,6 +1142,7 @@ ic_process(struct imap_conn *ic)
 			}
 			evbuffer_remove_buffer(in, f->data, n);
 			f->total += n;
+			f->lit_done = n == rem;
 			if (fetch_deliver(f) < 0)
 				return;
 			continue;
@@ -1602,6 +1605,12 @@ imap_fetch_start(struct imap_pool *pool, size_t server_index,
 	srv->nqueued++;
 	server_kick(srv);
 	return f;
+}
+
+int
+imap_fetch_content_done(const struct imap_fetch *f)
+{
+	return f->lit_done;
 }
 
 void

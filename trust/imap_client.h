@@ -154,6 +154,9 @@ struct imap_fetch *imap_fetch_start(struct imap_pool *pool, size_t server_index,
  * buffered) and fetch_timeout does not run: the caller's own timeouts
  * bound a pause. */
 void imap_fetch_pause(struct imap_fetch *f, int paused);
+/* In on_data: 1 if this is the content literal's last piece (on_done
+ * follows, as a rule as soon as the tagged response is read), else 0. */
+int imap_fetch_content_done(const struct imap_fetch *f);
 /* Cancel: no callback follows.  A connection with our command in flight
  * (in mid-literal or not) is discarded; one still being set up for the
  * fetch finishes and goes to the pool.  Sets *fp to NULL.  Allowed inside

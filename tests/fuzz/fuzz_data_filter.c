@@ -144,7 +144,11 @@ check_reencode(const unsigned char *raw, size_t n, size_t split)
 		split = n;
 	dot_encoder_init(&e);
 	dot_encode(&e, (const char *)raw, split, enc);
-	dot_encode(&e, (const char *)raw + split, n - split, enc);
+	/* the second piece as session.c forward_content() passes it */
+	if (dot_encode_clean(&e, (const char *)raw + split, n - split))
+		evbuffer_add(enc, raw + split, n - split);
+	else
+		dot_encode(&e, (const char *)raw + split, n - split, enc);
 	dot_encode_end(&e, enc);
 	/* and the client's next command, which must stay unread */
 	elen = evbuffer_get_length(enc);
@@ -168,8 +172,26 @@ check_reencode(const unsigned char *raw, size_t n, size_t split)
 	evbuffer_free(enc);
 }
 
+/* One piece as data_filter_raw(), or as session.c burl_on_data() feeds
+ * it: the unchanged prefix passed on by the caller, the rest filtered. */
+static void
+raw_piece(struct data_filter *f, const char *in, size_t len, int prefix,
+	  struct evbuffer *out)
+{
+	size_t k = 0;
+
+	if (prefix) {
+		k = data_filter_raw_prefix(f, in, len);
+		if (k > len)
+			abort();
+		evbuffer_add(out, in, k);
+	}
+	data_filter_raw(f, in + k, len - k, out);
+}
+
 static struct evbuffer *
-raw2(const char *in, size_t len, size_t split, int binary, unsigned *bare_r)
+raw2(const char *in, size_t len, size_t split, int binary, unsigned *bare_r,
+     int prefix)
 {
 	struct data_filter f;
 	struct evbuffer *out = evbuffer_new();
@@ -177,8 +199,8 @@ raw2(const char *in, size_t len, size_t split, int binary, unsigned *bare_r)
 	if (out == NULL)
 		abort();
 	data_filter_init(&f, 0, binary);
-	data_filter_raw(&f, in, split, out);
-	data_filter_raw(&f, in + split, len - split, out);
+	raw_piece(&f, in, split, prefix, out);
+	raw_piece(&f, in + split, len - split, prefix, out);
 	data_filter_raw_end(&f, out);
 	if (f.out_bytes != evbuffer_get_length(out))
 		abort();
@@ -193,8 +215,8 @@ check_raw(const char *in, size_t len, size_t split)
 	unsigned bare_a, bare_b;
 	size_t n;
 
-	a = raw2(in, len, 0, 0, &bare_a);
-	b = raw2(in, len, split, 0, &bare_b);
+	a = raw2(in, len, 0, 0, &bare_a, 0);
+	b = raw2(in, len, split, 0, &bare_b, 0);
 	n = evbuffer_get_length(a);
 	if (n != evbuffer_get_length(b) || bare_a != bare_b)
 		abort();
@@ -205,6 +227,12 @@ check_raw(const char *in, size_t len, size_t split)
 			abort();
 		check_crlf_only(pa, n);
 	}
+	evbuffer_free(b);
+	b = raw2(in, len, split, 0, &bare_b, 1);
+	if (n != evbuffer_get_length(b) || bare_a != bare_b ||
+	    (n > 0 && memcmp(evbuffer_pullup(a, -1), evbuffer_pullup(b, -1),
+	    n) != 0))
+		abort();
 	/* no bare newline in the input: the output is the input */
 	if (bare_a == 0 && (n != len ||
 	    (n > 0 && memcmp(evbuffer_pullup(a, -1), in, n) != 0)))
@@ -212,7 +240,7 @@ check_raw(const char *in, size_t len, size_t split)
 	evbuffer_free(a);
 	evbuffer_free(b);
 
-	a = raw2(in, len, split, 1, &bare_a);
+	a = raw2(in, len, split, 1, &bare_a, split & 1);
 	if (bare_a != 0 || evbuffer_get_length(a) != len ||
 	    (len > 0 && memcmp(evbuffer_pullup(a, -1), in, len) != 0))
 		abort();

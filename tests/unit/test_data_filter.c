@@ -668,6 +668,171 @@ test_roundtrip(void **state)
 	roundtrip_one(S("a\r\n."));
 }
 
+/*
+ * The raw checker and the encoder against byte-at-a-time models, on random
+ * content long enough for the 16-octet fast path (mostly CRLF lines, now
+ * and then a bare CR or LF, a dot at the start of a line, a long line),
+ * fed in random pieces.
+ */
+struct raw_model {
+	int cr;			/* after a CR */
+	uint64_t line_len, out_bytes;
+	unsigned bare;
+	int too_long;
+};
+
+static void
+raw_model_byte(struct raw_model *m, char c, uint64_t max, char *out,
+	       size_t *o)
+{
+	if (m->cr) {
+		m->cr = 0;
+		out[(*o)++] = '\r';
+		out[(*o)++] = '\n';
+		m->line_len = 0;
+		if (c == '\n')
+			return;
+		m->bare++;	/* c is processed as the next line's */
+	}
+	if (c == '\r') {
+		m->cr = 1;
+	} else if (c == '\n') {
+		m->bare++;
+		out[(*o)++] = '\r';
+		out[(*o)++] = '\n';
+		m->line_len = 0;
+	} else {
+		out[(*o)++] = c;
+		m->line_len++;
+		if (max && m->line_len + 2 > max)
+			m->too_long = 1;
+	}
+}
+
+static size_t
+random_lines(char *p, size_t size)
+{
+	size_t n = 0, k;
+
+	while (n + 300 < size) {
+		unsigned r = rng() % 100;
+
+		if (r < 3)
+			p[n++] = '\r';			/* bare CR (or CRLF) */
+		else if (r < 6)
+			p[n++] = '\n';			/* bare LF */
+		else if (r < 10)
+			p[n++] = '.';
+		else if (r < 20) {
+			p[n++] = '\r';
+			p[n++] = '\n';			/* empty line */
+		} else {
+			size_t len = r < 22 ? 100 + rng() % 150 : rng() % 80;
+
+			for (k = 0; k < len; k++)
+				p[n++] = (char)('a' + rng() % 26);
+			p[n++] = '\r';
+			p[n++] = '\n';
+		}
+	}
+	return n;
+}
+
+static void
+test_raw_model(void **state)
+{
+	static const uint64_t maxes[] = { 0, 3, 20, 80, 102, 1000 };
+	static char in[8192], want[16384];
+	int round;
+
+	(void)state;
+	for (round = 0; round < 3000; round++) {
+		uint64_t max = maxes[round % N_ELEMENTS(maxes)];
+		size_t len = random_lines(in, (size_t)(rng() % sizeof(in))), pos, n, o;
+		struct raw_model m;
+		struct data_filter f;
+		struct evbuffer *b = evbuffer_new();
+		struct bytes got;
+
+		memset(&m, 0, sizeof(m));
+		o = 0;
+		for (pos = 0; pos < len; pos++)
+			raw_model_byte(&m, in[pos], max, want, &o);
+		if (m.cr) {
+			m.bare++;
+			want[o++] = '\r';
+			want[o++] = '\n';
+		}
+		data_filter_init(&f, max, 0);
+		for (pos = 0; pos < len; pos += n) {
+			n = rng() % 4 == 0 ? rng() % 20 : rng() % 3000;
+			if (n > len - pos)
+				n = len - pos;
+			if (rng() % 2) {
+				/* as session.c burl_on_data: the unchanged
+				 * prefix passed on by the caller, the rest
+				 * filtered */
+				size_t k = data_filter_raw_prefix(&f, in + pos, n);
+
+				assert_true(k <= n);
+				evbuffer_add(b, in + pos, k);
+				data_filter_raw(&f, in + pos + k, n - k, b);
+			} else
+				data_filter_raw(&f, in + pos, n, b);
+		}
+		data_filter_raw_end(&f, b);
+		got = take(b);
+		evbuffer_free(b);
+		assert_bytes(&got, want, o, "raw vs model");
+		assert_int_equal(f.out_bytes, o);
+		assert_int_equal(f.bare_newlines, m.bare);
+		assert_int_equal(f.line_too_long, m.too_long);
+		free(got.p);
+	}
+}
+
+static void
+test_encode_model(void **state)
+{
+	static char in[8192], want[16384];
+	int round;
+
+	(void)state;
+	for (round = 0; round < 3000; round++) {
+		size_t len = random_lines(in, (size_t)(rng() % sizeof(in))), pos, n, o = 0;
+		int bol = 1;
+		struct dot_encoder e;
+		struct evbuffer *b = evbuffer_new();
+		struct bytes got;
+
+		for (pos = 0; pos < len; pos++) {
+			if (bol && in[pos] == '.')
+				want[o++] = '.';
+			want[o++] = in[pos];
+			bol = in[pos] == '\n';
+		}
+		memcpy(want + o, bol ? ".\r\n" : "\r\n.\r\n", bol ? 3 : 5);
+		o += bol ? 3 : 5;
+		dot_encoder_init(&e);
+		for (pos = 0; pos < len; pos += n) {
+			n = rng() % 4 == 0 ? rng() % 3 : rng() % 3000;
+			if (n > len - pos)
+				n = len - pos;
+			/* as session.c forward_content: a piece that needs
+			 * no stuffing is passed on as it is */
+			if (rng() % 2 && dot_encode_clean(&e, in + pos, n))
+				evbuffer_add(b, in + pos, n);
+			else
+				dot_encode(&e, in + pos, n, b);
+		}
+		dot_encode_end(&e, b);
+		got = take(b);
+		evbuffer_free(b);
+		assert_bytes(&got, want, o, "encode vs model");
+		free(got.p);
+	}
+}
+
 int
 main(void)
 {
@@ -682,6 +847,8 @@ main(void)
 		cmocka_unit_test(test_encode),
 		cmocka_unit_test(test_encode_end_resets),
 		cmocka_unit_test(test_roundtrip),
+		cmocka_unit_test(test_raw_model),
+		cmocka_unit_test(test_encode_model),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
