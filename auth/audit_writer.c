@@ -268,8 +268,7 @@ struct wchan {
 	int fd;
 	struct pkt *q, **qtail;	/* packets the socket would not take yet */
 	int ping;		/* a PING waits for the batch to be written */
-	int readable;		/* poll() said so, and no recvmmsg() has
-				 * emptied it since */
+	int drained;		/* collect(): emptied in this call */
 };
 
 struct witem {
@@ -558,6 +557,8 @@ collect(void)
 	int progress;
 	unsigned i;
 
+	for (i = 0; i < W.nch; i++)
+		W.ch[i].drained = 0;
 	do {
 		progress = 0;
 		for (i = 0; i < W.nch && !batch_full(); i++) {
@@ -566,14 +567,10 @@ collect(void)
 			    2) / 2;
 			int n, k;
 
-			/* Only what poll() found readable: a recvmmsg() that
-			 * got less than it asked for has emptied the channel,
-			 * and asking again (or asking an idle channel: with
-			 * a spare slot per worker, half of them are) would
-			 * only meet EAGAIN.  Records that arrive meanwhile
-			 * (during the fdatasync) make the next poll() return
-			 * at once. */
-			if (!W.ch[i].readable)
+			/* a recvmmsg() that got less than it asked for has
+			 * emptied the channel: asking again now would only
+			 * cost a call (new records wait for the next batch) */
+			if (W.ch[i].drained)
 				continue;
 			if (want > CHAN_BURST)
 				want = CHAN_BURST;
@@ -586,7 +583,7 @@ collect(void)
 			}
 			n = recvmmsg(W.ch[i].fd, W.mm, want, MSG_DONTWAIT, NULL);
 			if (n < (int)want)
-				W.ch[i].readable = 0;
+				W.ch[i].drained = 1;
 			if (n < 0) {
 				if (errno != EAGAIN && errno != EWOULDBLOCK &&
 				    errno != EINTR)
@@ -1363,9 +1360,6 @@ writer_loop(void)
 		if (pfd[W.nch].revents & POLLIN)
 			handle_signals();
 		for (i = 0; i < W.nch; i++)
-			if (pfd[i].revents & (POLLIN | POLLHUP | POLLERR))
-				W.ch[i].readable = 1;
-		for (i = 0; i < W.nch; i++)
 			if (pfd[i].revents & POLLOUT)
 				chan_flush(&W.ch[i]);
 		/* take everything there is, batch after batch */
@@ -1517,8 +1511,6 @@ audit_writer_main(const struct conf *conf, int ready_fd)
 	writer_loop();
 
 	/* stop: everything the workers sent, then a last record */
-	for (i = 0; i < W.nch; i++)
-		W.ch[i].readable = 1;
 	while (collect() > 0)
 		flush_batch();
 	{
