@@ -1600,7 +1600,11 @@ audit_tx_intent(struct session *s, audit_done_cb cb)
 		 * in the channel (with everything queued before it): then a
 		 * crash of this worker cannot lose it.  If the socket is full,
 		 * wait for the acknowledgement as with before_backend. */
-		if (chan_flush() == 0) {
+		unsigned epoch = A.epoch;
+
+		/* (a send error drops packets and starts a new epoch: then
+		 * the record may not be in the channel; its request fails) */
+		if (chan_flush() == 0 && A.epoch == epoch) {
 			atx->overlap = 1;
 			return 2;
 		}

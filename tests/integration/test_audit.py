@@ -407,6 +407,32 @@ def test_no_250_until_on_disk(fake, proxy_factory, auditdir, marker,
         assert tx["timings"]["backend_ms"] < 1000
 
 
+def test_before_reply_refusal_not_held(fake, proxy_factory, auditdir, marker):
+    """pending_sync = before_reply: a refusal by the backend has nothing to
+    wait for, the writer stopped or not; no 250 is ever given early."""
+    fake.data_reply = "554 5.7.1 Rejected for policy reasons"
+    p = proxy_factory(fake, aconf(auditdir, pending_sync="before_reply"))
+    wpid = writer_pid(auditdir)
+    with p.client() as c:
+        greet(c)
+        c.expect("MAIL FROM:<a@example.org>", 250)
+        c.expect("RCPT TO:<b@example.net>", 250)
+        c.expect("DATA", 354)
+        os.kill(wpid, signal.SIGSTOP)
+        try:
+            c.send(message(marker) + b"\r\n.\r\n")
+            r = c.reply(timeout=3)
+            assert (r.code, r.raw) == (554, b"554 5.7.1 Rejected for policy reasons\r\n")
+        finally:
+            os.kill(wpid, signal.SIGCONT)
+    tx = wait_for(auditdir, lambda r: r["type"] == "tx" and
+                  r.get("message_id") == f"<{marker}@client.example>")[0]
+    assert (tx["result"], tx["code"]) == ("refused", 554)
+    pend = wait_for(auditdir, lambda r: r["type"] == "tx_pending" and
+                    r.get("message_id") == f"<{marker}@client.example>")[0]
+    assert pend["seq"] < tx["seq"]
+
+
 @pytest.mark.parametrize("pending_sync", PENDING_SYNC)
 def test_writer_timeout_451(fake, proxy_factory, auditdir, marker,
                             pending_sync):
