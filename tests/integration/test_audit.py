@@ -1,8 +1,9 @@
 """The audit trail (issue 6, docs/AUDIT.md): every event leaves exactly the
 expected record; a transaction's record is on disk before the backend gets
-the end of data and before the client sees 250 (the writer stopped: no
-250; kill -9 right after the 250: the record is there); a full disk gives
-451 4.3.0 and no 250; msaproxy-audit verify passes on a clean log and names
+the end of data (audit.pending_sync = before_backend, the default) and, in
+both modes, before the client sees 250 (the writer stopped: no 250; kill
+-9 right after the 250: the record is there); a full disk or a writer
+that does not answer gives 451 4.3.0 and no 250; msaproxy-audit verify passes on a clean log and names
 the exact line after a byte edit, a deleted line, reordered lines; rotation
 (SIGUSR1, SIGHUP, size under load) loses and duplicates nothing; the syslog
 copy is RFC 5424.
