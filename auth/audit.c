@@ -84,6 +84,9 @@ struct audit_tx {
 	unsigned content;		/* CONTENT_* bits */
 	struct header_scan hs;
 	uint64_t t_mail, t_content, t_eod, t_intent, t_verdict;
+	int overlap;			/* pending_sync = before_reply: the end
+					 * of data went out with "tx_pending"
+					 * in the channel, not yet on disk */
 	char *body;			/* the members "tx_pending" and "tx"
 					 * share (",\"tx\":...", JSON text),
 					 * made once */
@@ -1526,9 +1529,11 @@ jw_timings(struct jw *w, const struct audit_tx *atx, uint64_t now)
 		jw_int(w, (long long)ms_between(atx->t_eod, atx->t_intent));
 	}
 	if (atx->t_verdict) {
+		/* before_reply: the backend's work began at the end of data,
+		 * alongside the audit's */
 		jw_key(w, "backend_ms");
-		jw_int(w, (long long)ms_between(atx->t_intent ? atx->t_intent :
-		    atx->t_eod, atx->t_verdict));
+		jw_int(w, (long long)ms_between(atx->t_intent && !atx->overlap ?
+		    atx->t_intent : atx->t_eod, atx->t_verdict));
 	}
 	jw_key(w, "total_ms");
 	jw_int(w, (long long)ms_between(atx->t_mail, now));
@@ -1590,6 +1595,21 @@ audit_tx_intent(struct session *s, audit_done_cb cb)
 		return -1;
 	}
 	atx->pending_sent = 1;
+	if (A.conf->audit.pending_sync == AUDIT_PENDING_BEFORE_REPLY) {
+		/* The end of data may go out now, but only once the record is
+		 * in the channel (with everything queued before it): then a
+		 * crash of this worker cannot lose it.  If the socket is full,
+		 * wait for the acknowledgement as with before_backend. */
+		unsigned epoch = A.epoch;
+
+		/* (a send error drops packets and starts a new epoch: then
+		 * the record may not be in the channel; its request fails) */
+		if (chan_flush() == 0 && A.epoch == epoch) {
+			atx->overlap = 1;
+			return 2;
+		}
+		/* (the deferred flush goes on with the rest) */
+	}
 	return 1;
 }
 
@@ -1615,6 +1635,8 @@ audit_tx_hold(struct session *s, const struct backend_reply *r,
 	if (atx->nheld >= atx->capheld)
 		return -1;
 	atx->held[atx->nheld++] = *r;
+	if (atx->nheld == expected)
+		atx->t_verdict = util_now_ms();	/* a wait may follow */
 	return 0;
 }
 
@@ -1637,7 +1659,8 @@ audit_tx_verdict(struct session *s, audit_done_cb cb)
 
 	if (atx == NULL)
 		return 0;
-	atx->t_verdict = util_now_ms();
+	if (atx->t_verdict == 0)
+		atx->t_verdict = util_now_ms();
 	for (i = 0; i < atx->nheld; i++)
 		if (atx->held[i].code / 100 == 2)
 			ok++;
@@ -1753,6 +1776,18 @@ audit_tx_end(struct session *s)
 		case TX_AUDIT_INTENT:
 			outcome(s, "aborted", 0, "connection closed before the "
 			    "end of data reached the backend");
+			break;
+		case TX_AUDIT_VERDICT:
+			/* before_reply: the verdict came, "tx_pending" was not
+			 * yet on disk, and the session ended */
+			if (atx->nheld > 0)
+				outcome(s, atx->held[0].code / 100 == 2 ?
+				    "delivered" : atx->held[0].code / 100 == 4 ?
+				    "failed" : "refused", atx->held[0].code,
+				    "session ended before the reply was relayed");
+			else
+				outcome(s, "unknown", 0, "session ended before "
+				    "the reply was relayed");
 			break;
 		default:
 			if (atx->mail_code != 0 && atx->mail_code / 100 != 2)

@@ -17,7 +17,12 @@
  *   1. end of content from the client -> "tx_pending" on disk -> only then
  *      the final dot (or BDAT LAST) goes to the backend.  If it cannot be
  *      written, the backend transaction is aborted (nothing delivered) and
- *      the client gets 451 4.3.0.
+ *      the client gets 451 4.3.0.  With audit.pending_sync = before_reply,
+ *      the end of data goes out as soon as "tx_pending" is in the channel,
+ *      and the client's 250 (not the end of data) waits for it to be on
+ *      disk; if it cannot be written, the client gets 451 4.3.0 instead
+ *      of the backend's 250 (the backend may have the message: a resend
+ *      is a duplicate).
  *   2. with audit.verdict_fsync only: the backend's verdict -> "tx" on
  *      disk -> only then the client sees the 250.  If it cannot be
  *      written, the client gets 451 4.3.0 instead of 250: the backend has
@@ -157,7 +162,11 @@ void audit_tx_scan(struct session *s, struct evbuffer *content);
  * The end of content: send "tx_pending" and wait for it to be on disk.
  * Returns 1 if cb will be called (0: on disk; else an errno), 0 if the
  * audit trail is off (go on at once), -1 if the record could not even be
- * queued (treat as failed now, with 451 4.3.0).
+ * queued (treat as failed now, with 451 4.3.0).  With audit.pending_sync
+ * = before_reply, 2: the record is in the channel already (a crash of
+ * this worker cannot lose it), the end of data may go to the backend at
+ * once, and cb will be called as for 1 (the client's 250 waits for it).
+ * 1 then means the channel was full: wait, as with before_backend.
  */
 int audit_tx_intent(struct session *s, audit_done_cb cb);
 

@@ -25,6 +25,9 @@
 #   --verdict-fsync  the "on" instance with audit.verdict_fsync = true (the
 #               250 waits for the "tx" record too: two fsync waits)
 #   -c CONC     concurrent sessions (50)
+#   --pending-sync MODE  the "on" instance with audit.pending_sync = MODE
+#               (before_backend or before_reply; default: the
+#               configuration's default)
 #   --writer-nice N  the "on" instance with audit.writer_nice = N (default:
 #               the configuration's default, 10)
 #
@@ -50,6 +53,7 @@ HMAC=0
 FSYNC=true
 VFSYNC=false
 WNICE=
+PSYNC=
 CONC=50
 SINK_PORT=20880
 OFF_PORT=20881
@@ -74,6 +78,7 @@ while [ $# -gt 0 ]; do
 	--no-fsync) FSYNC=false ;;
 	--verdict-fsync) VFSYNC=true ;;
 	--writer-nice) WNICE=${2:-}; shift ;;
+	--pending-sync) PSYNC=${2:-}; shift ;;
 	-c) CONC=${2:-}; shift ;;
 	*) usage ;;
 	esac
@@ -164,6 +169,7 @@ EOF
 		echo "audit = { enabled = true; file = \"$OUT/audit/audit.log\";"
 		echo "  fsync = $FSYNC; verdict_fsync = $VFSYNC;"
 		[ -n "$WNICE" ] && echo "  writer_nice = $WNICE;"
+		[ -n "$PSYNC" ] && echo "  pending_sync = \"$PSYNC\";"
 		echo "  rotate_size = \"1G\"; rotate_interval = 0;"
 		[ "$HMAC" = 1 ] && echo "  hmac_key_file = \"$OUT/hmac.key\";"
 		echo "};"
@@ -241,7 +247,7 @@ EXPECT=$((OK_ON + WARM))
 
 {
 	echo "audit_bench $START .. $END UTC; $ROUNDS rounds; workers=$WORKERS;" \
-	    "hmac=$HMAC; fsync=$FSYNC; verdict_fsync=$VFSYNC; writer_nice=${WNICE:-default}; sessions=$CONC; build $(sha256sum "$PROXY" | cut -c1-12)"
+	    "hmac=$HMAC; fsync=$FSYNC; verdict_fsync=$VFSYNC; writer_nice=${WNICE:-default}; pending_sync=${PSYNC:-default}; sessions=$CONC; build $(sha256sum "$PROXY" | cut -c1-12)"
 	echo "audit log on $(df -T "$OUT/audit" | awk 'NR == 2 { print $2, $1 }')"
 	echo
 	echo "| profile | audit | runs | msgs/s median (min..max) | p50 ms median | p99 ms median | proxy CPU ms/msg median | on/off ratio, median (min..max) |"

@@ -870,6 +870,12 @@ static const struct conf_enum conf_bare_newline_names[] = {
 	{ NULL, 0 },
 };
 
+static const struct conf_enum conf_audit_pending_sync_names[] = {
+	{ "before_backend", AUDIT_PENDING_BEFORE_BACKEND },
+	{ "before_reply", AUDIT_PENDING_BEFORE_REPLY },
+	{ NULL, 0 },
+};
+
 static const struct conf_enum conf_listener_kind_names[] = {
 	{ "submission", LISTENER_SUBMISSION },
 	{ "submissions", LISTENER_SUBMISSIONS },
@@ -1625,6 +1631,9 @@ static const struct conf_key conf_audit_keys[] = {
 	  CONF_FIELD(struct conf_audit, fsync), .def = "true" },
 	{ .name = "verdict_fsync", .type = CONF_BOOL,
 	  CONF_FIELD(struct conf_audit, verdict_fsync), .def = "false" },
+	{ .name = "pending_sync", .type = CONF_ENUM,
+	  CONF_FIELD(struct conf_audit, pending_sync), .def = "before_backend",
+	  .arg = conf_audit_pending_sync_names },
 	{ .name = "hmac_key_file", .type = CONF_STRING,
 	  CONF_FIELD(struct conf_audit, hmac_key_file), .def = "",
 	  .valid = conf_valid_path },

@@ -47,6 +47,16 @@ enum bare_newline_policy {
 	BARE_NEWLINE_NORMALIZE,	/* bare CR or LF becomes CRLF before forwarding */
 };
 
+/* audit.pending_sync: when the "tx_pending" record must be on disk
+ * (auth/audit.h, docs/AUDIT.md "Durability"). */
+enum audit_pending_sync {
+	AUDIT_PENDING_BEFORE_BACKEND,	/* before the end of data goes to the
+					 * backend (default) */
+	AUDIT_PENDING_BEFORE_REPLY,	/* before the client's 250: the end of
+					 * data goes out at once, the fsync
+					 * overlaps the backend's work */
+};
+
 /* A socket address, TCP (host:port) or a unix socket path. */
 struct conf_addr {
 	int is_unix;
@@ -296,6 +306,7 @@ struct conf_audit {
 	char file[512];			/* the active log file (absolute path) */
 	int fsync;			/* fdatasync before a record counts */
 	int verdict_fsync;		/* 250 also waits for the "tx" record */
+	int pending_sync;		/* enum audit_pending_sync */
 	char hmac_key_file[512];	/* "" = a plain SHA-256 chain */
 	uint64_t rotate_size;		/* octets; 0 = no size rotation */
 	unsigned rotate_interval;	/* seconds; 0 = no time rotation */

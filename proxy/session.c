@@ -57,6 +57,7 @@ static void session_read_content(struct session *s);
 static void send_end_of_data(struct session *s);
 static void refuse_after_intent(struct session *s, enum smtp_reply_id why);
 static void intent_done(struct session *s, int error);
+static void verdict_step(struct session *s);
 static void session_greet(struct session *s);
 static void start_greeting(struct session *s);
 static void session_admit(struct session *s, limits_done_fn next);
@@ -488,6 +489,11 @@ end_of_content(struct session *s)
 	s->outstanding++;
 	session_enter_state(s, S_COMMAND);
 	switch (audit_tx_intent(s, intent_done)) {
+	case 2:
+		/* before_reply: "tx_pending" is in the channel; the end of
+		 * data goes now, the 250 waits for the record on disk */
+		tx->intent_wait = 1;
+		break;
 	case 1:
 		/* the end of data waits for "tx_pending" on disk */
 		tx->state = TX_AUDIT_INTENT;
@@ -557,6 +563,22 @@ intent_done(struct session *s, int error)
 	struct tx *tx = &s->tx;
 	enum smtp_reply_id why = R_REPLY_COUNT;
 
+	if (tx->intent_wait) {
+		/* before_reply: the end of data is out already */
+		tx->intent_wait = 0;
+		if (error != 0) {
+			tx->intent_failed = 1;
+			log_warn("%s: tx=%s audit record not written (%s) after "
+			    "the end of data went to the backend: no 250 for "
+			    "it", s->id, tx->id, strerror(error));
+		}
+		if (tx->state == TX_AUDIT_VERDICT) {
+			/* the verdict waited for this */
+			verdict_step(s);
+			session_continue(s);
+		}
+		return;
+	}
 	if (s->state == S_CLOSING) {
 		/* the client was told 421 meanwhile (shutdown): deliver
 		 * nothing it was not told about */
@@ -1474,6 +1496,45 @@ verdict_done(struct session *s, int error)
 	session_continue(s);
 }
 
+/* Every final reply is held (audit_tx_hold): on with the "tx" record,
+ * and the client's reply. */
+static void
+verdict_step(struct session *s)
+{
+	struct tx *tx = &s->tx;
+
+	if (tx->intent_failed) {
+		/* before_reply: "tx_pending" is not on disk, the backend may
+		 * have the message: no 250 (a resend is a duplicate) */
+		verdict_replay(s, 1);
+		return;
+	}
+	switch (audit_tx_verdict(s, verdict_done)) {
+	case 1:
+		tx->state = TX_AUDIT_VERDICT;
+		return;
+	case 0:		/* no 2xx: nothing to hold back */
+		verdict_replay(s, 0);
+		return;
+	default:	/* not even queued: no 250 */
+		verdict_replay(s, 1);
+		return;
+	}
+}
+
+/* Is any held final reply a 2xx? */
+static int
+held_any_2xx(const struct session *s)
+{
+	const struct backend_reply *r;
+	unsigned i;
+
+	for (i = 0; (r = audit_tx_held(s, i)) != NULL; i++)
+		if (r->code / 100 == 2)
+			return 1;
+	return 0;
+}
+
 static void
 final_reply(struct session *s, const struct backend_reply *r)
 {
@@ -1490,17 +1551,14 @@ final_reply(struct session *s, const struct backend_reply *r)
 		}
 		if (tx->finals_seen < tx->finals_expected)
 			return;
-		switch (audit_tx_verdict(s, verdict_done)) {
-		case 1:
+		if (tx->intent_wait && held_any_2xx(s)) {
+			/* before_reply: a 250 waits until "tx_pending" is on
+			 * disk (intent_done goes on) */
 			tx->state = TX_AUDIT_VERDICT;
 			return;
-		case 0:		/* no 2xx: nothing to hold back */
-			verdict_replay(s, 0);
-			return;
-		default:	/* not even queued: no 250 */
-			verdict_replay(s, 1);
-			return;
 		}
+		verdict_step(s);
+		return;
 	}
 	final_relay(s, r, 0);
 }

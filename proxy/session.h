@@ -26,7 +26,10 @@
  * (auth/audit.h): TX_AUDIT_INTENT between the client's end of data and
  * the end of data to the backend, TX_AUDIT_VERDICT between the backend's
  * verdict and the client's reply.  s->outstanding covers both waits, so
- * pipelined commands wait behind them.
+ * pipelined commands wait behind them.  With audit.pending_sync =
+ * before_reply there is no TX_AUDIT_INTENT: the end of data goes out at
+ * once (tx.intent_wait), and TX_AUDIT_VERDICT also covers a verdict that
+ * came before "tx_pending" was on disk.
  */
 #ifndef MSA_SESSION_H
 #define MSA_SESSION_H
@@ -77,7 +80,8 @@ enum tx_state {
 	TX_AUDIT_INTENT,/* content read; the end of data waits until the
 			 * "tx_pending" record is on disk */
 	TX_AUDIT_VERDICT,/* the backend's verdict is held until the "tx"
-			 * record is on disk */
+			 * record is on disk (before_reply: or until
+			 * "tx_pending" is) */
 };
 
 enum helo_kind { HELO_NONE, HELO_HELO, HELO_EHLO, HELO_LHLO };
@@ -137,6 +141,10 @@ struct tx {
 	uint64_t burl_bytes, burl_t0;
 	enum smtp_reply_id burl_fail;	/* why the current fetch failed */
 	struct audit_tx *audit;		/* audit state (audit.c); NULL if off */
+	/* audit.pending_sync = before_reply: the end of data went out while
+	 * "tx_pending" was on its way to disk */
+	int intent_wait;		/* its acknowledgement is awaited */
+	int intent_failed;		/* it failed: no 250 for this message */
 };
 
 struct session {

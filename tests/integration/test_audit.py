@@ -1,8 +1,9 @@
 """The audit trail (issue 6, docs/AUDIT.md): every event leaves exactly the
 expected record; a transaction's record is on disk before the backend gets
-the end of data and before the client sees 250 (the writer stopped: no
-250; kill -9 right after the 250: the record is there); a full disk gives
-451 4.3.0 and no 250; msaproxy-audit verify passes on a clean log and names
+the end of data (audit.pending_sync = before_backend, the default) and, in
+both modes, before the client sees 250 (the writer stopped: no 250; kill
+-9 right after the 250: the record is there); a full disk or a writer
+that does not answer gives 451 4.3.0 and no 250; msaproxy-audit verify passes on a clean log and names
 the exact line after a byte edit, a deleted line, reordered lines; rotation
 (SIGUSR1, SIGHUP, size under load) loses and duplicates nothing; the syslog
 copy is RFC 5424.
@@ -367,10 +368,16 @@ def test_gssapi_principal(krb5_env, alice_ccache, gssapi_conf, fake, proxy_facto
 
 # --------------------------------------------------------- durability ---
 
-def test_no_250_until_on_disk(fake, proxy_factory, auditdir, marker):
-    """The writer stopped: the end of data does not reach the backend and
-    the client gets nothing; the writer goes on: both happen."""
-    p = proxy_factory(fake, aconf(auditdir))
+PENDING_SYNC = ["before_backend", "before_reply"]
+
+
+@pytest.mark.parametrize("pending_sync", PENDING_SYNC)
+def test_no_250_until_on_disk(fake, proxy_factory, auditdir, marker,
+                              pending_sync):
+    """The writer stopped: the client gets nothing; the writer goes on: the
+    250 comes.  before_backend: the end of data does not reach the backend
+    meanwhile either; before_reply: it does (the backend's 250 is held)."""
+    p = proxy_factory(fake, aconf(auditdir, pending_sync=pending_sync))
     wpid = writer_pid(auditdir)
     with p.client() as c:
         greet(c)
@@ -380,18 +387,60 @@ def test_no_250_until_on_disk(fake, proxy_factory, auditdir, marker):
         os.kill(wpid, signal.SIGSTOP)
         try:
             c.send(message(marker) + b"\r\n.\r\n")
+            if pending_sync == "before_reply":
+                # the backend has it and has answered: the 250 is held
+                fake.wait_transactions(1)
             with pytest.raises(socket.timeout):
                 c.reply(timeout=1.5)
-            assert not any(t["complete"] for t in fake.transactions(False))
+            if pending_sync == "before_backend":
+                assert not any(t["complete"] for t in fake.transactions(False))
         finally:
             os.kill(wpid, signal.SIGCONT)
         assert c.reply().code == 250
     [t] = fake.wait_transactions(1)
     assert marker.encode() in t["content"]
+    tx = wait_for(auditdir, lambda r: r["type"] == "tx" and
+                  r.get("message_id") == f"<{marker}@client.example>")[0]
+    assert tx["result"] == "delivered"
+    assert tx["timings"]["audit_ms"] >= 1000
+    if pending_sync == "before_reply":
+        # the backend's work ran alongside the wait, not after it
+        assert tx["timings"]["backend_ms"] < 1000
 
 
-def test_writer_timeout_451(fake, proxy_factory, auditdir, marker):
-    p = proxy_factory(fake, aconf(auditdir, timeout=2))
+def test_before_reply_refusal_not_held(fake, proxy_factory, auditdir, marker):
+    """pending_sync = before_reply: a refusal by the backend has nothing to
+    wait for, the writer stopped or not; no 250 is ever given early."""
+    fake.data_reply = "554 5.7.1 Rejected for policy reasons"
+    p = proxy_factory(fake, aconf(auditdir, pending_sync="before_reply"))
+    wpid = writer_pid(auditdir)
+    with p.client() as c:
+        greet(c)
+        c.expect("MAIL FROM:<a@example.org>", 250)
+        c.expect("RCPT TO:<b@example.net>", 250)
+        c.expect("DATA", 354)
+        os.kill(wpid, signal.SIGSTOP)
+        try:
+            c.send(message(marker) + b"\r\n.\r\n")
+            r = c.reply(timeout=3)
+            assert (r.code, r.raw) == (554, b"554 5.7.1 Rejected for policy reasons\r\n")
+        finally:
+            os.kill(wpid, signal.SIGCONT)
+    tx = wait_for(auditdir, lambda r: r["type"] == "tx" and
+                  r.get("message_id") == f"<{marker}@client.example>")[0]
+    assert (tx["result"], tx["code"]) == ("refused", 554)
+    pend = wait_for(auditdir, lambda r: r["type"] == "tx_pending" and
+                    r.get("message_id") == f"<{marker}@client.example>")[0]
+    assert pend["seq"] < tx["seq"]
+
+
+@pytest.mark.parametrize("pending_sync", PENDING_SYNC)
+def test_writer_timeout_451(fake, proxy_factory, auditdir, marker,
+                            pending_sync):
+    """No answer from the writer within audit.timeout: 451 4.3.0, never a
+    250, in both modes (before_reply: the backend said 250 meanwhile)."""
+    p = proxy_factory(fake, aconf(auditdir, timeout=2,
+                                  pending_sync=pending_sync))
     wpid = writer_pid(auditdir)
     with p.client() as c:
         greet(c)
@@ -417,18 +466,31 @@ def test_writer_timeout_451(fake, proxy_factory, auditdir, marker):
         c.expect("DATA", 354)
         c.send(message(marker + "-2") + b"\r\n.\r\n")
         assert c.reply().code == 250
-    # the first message never reached the backend's end of data
-    assert not any(f"<{marker}@client.example>".encode() in t["content"]
-                   for t in fake.transactions())
+    first = [t for t in fake.transactions()
+             if f"<{marker}@client.example>".encode() in t["content"]]
+    if pending_sync == "before_backend":
+        # the first message never reached the backend's end of data
+        assert not first
+    else:
+        # it did (the client was told 451: a resend is a duplicate), and
+        # the record the client waited for was written once the writer
+        # went on: it was in the channel
+        assert len(first) == 1
+        wait_for(auditdir, lambda r: r["type"] == "tx_pending" and
+                 r.get("message_id") == f"<{marker}@client.example>")
+        assert "after the end of data went to the backend: no 250" in p.log()
 
 
-@pytest.mark.parametrize("verdict_fsync", [False, True])
+@pytest.mark.parametrize("verdict_fsync,pending_sync", [
+    (False, "before_backend"), (True, "before_backend"),
+    (False, "before_reply"), (True, "before_reply")])
 def test_kill9_after_250(fake, proxy_factory, auditdir, marker, have_tool,
-                         verdict_fsync):
+                         verdict_fsync, pending_sync):
     """Everything killed the moment the 250 arrives: the transaction's
     record is on disk ("tx_pending" always; with verdict_fsync the "tx"
-    record with the backend's verdict too)."""
-    p = proxy_factory(fake, aconf(auditdir, verdict_fsync=verdict_fsync))
+    record with the backend's verdict too), whichever pending_sync."""
+    p = proxy_factory(fake, aconf(auditdir, verdict_fsync=verdict_fsync,
+                                  pending_sync=pending_sync))
     with p.client() as c:
         greet(c)
         c.expect("MAIL FROM:<a@example.org>", 250)
@@ -533,8 +595,10 @@ def fill(d):
             os.close(fd)
 
 
-def test_disk_full_451(fake, proxy_factory, small_fs, marker, have_tool):
-    p = proxy_factory(fake, aconf(small_fs))
+@pytest.mark.parametrize("pending_sync", PENDING_SYNC)
+def test_disk_full_451(fake, proxy_factory, small_fs, marker, have_tool,
+                       pending_sync):
+    p = proxy_factory(fake, aconf(small_fs, pending_sync=pending_sync))
     with p.client() as c:
         greet(c)
         assert send(c, message(marker + "-before")).code == 250
@@ -552,8 +616,10 @@ def test_disk_full_451(fake, proxy_factory, small_fs, marker, have_tool):
         r = c.cmd("MAIL FROM:<a@example.org>")
         harness.check_reply(r, 451, "4.3.0", "R_AUDIT_UNAVAIL")
     time.sleep(0.5)
-    assert not any(f"<{marker}@".encode() in t["content"]
-                   for t in fake.transactions(False) if t["complete"])
+    if pending_sync == "before_backend":
+        # nothing reached the backend that the log does not show
+        assert not any(f"<{marker}@".encode() in t["content"]
+                       for t in fake.transactions(False) if t["complete"])
     assert "cannot be written" in p.log()
     # room again: the writer notices, transactions go through
     (small_fs / "filler").unlink()

@@ -290,6 +290,7 @@ assert_defaults(const struct conf *conf)
 	assert_string_equal(conf->audit.file, "/var/log/msaproxy/audit.log");
 	assert_int_equal(conf->audit.fsync, 1);
 	assert_int_equal(conf->audit.verdict_fsync, 0);
+	assert_int_equal(conf->audit.pending_sync, AUDIT_PENDING_BEFORE_BACKEND);
 	assert_string_equal(conf->audit.hmac_key_file, "");
 	assert_int_equal(conf->audit.rotate_size, 100 * 1024 * 1024);
 	assert_int_equal(conf->audit.rotate_interval, 86400);
@@ -651,6 +652,13 @@ test_audit(void **state)
 	assert_int_equal(conf->audit.verdict_fsync, 1);
 	assert_string_equal(conf->audit.syslog_address.text, "/run/log");
 	conf_free(&conf);
+	conf = load_ok(MINIMAL "audit = {\n  enabled = true;\n"
+		       "  pending_sync = \"before_reply\";\n};\n");
+	assert_int_equal(conf->audit.pending_sync, AUDIT_PENDING_BEFORE_REPLY);
+	conf_free(&conf);
+	conf = load_text(MINIMAL "audit = {\n  enabled = true;\n"
+			 "  pending_sync = \"later\";\n};\n");
+	assert_null(conf);
 	/* enabled: the file must be absolute, the key file readable */
 	conf = load_text(MINIMAL "audit = {\n  enabled = true;\n"
 			 "  file = \"audit.log\";\n};\n");
