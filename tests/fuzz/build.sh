@@ -42,7 +42,7 @@ sources() {
 	header_scan)	echo "proxy/header_scan.c" ;;
 	# a whole session: everything of libmsa.a (Makefile.am) but main()
 	session)	libmsa_sources ;;
-	mailhost)	echo "trust/mailhost.c trust/mailhost_ldap.c proxy/log.c auth/tls.c conf/conf.c proxy/smtp_parse.c trust/mapping.c" ;;
+	mailhost)	echo "trust/mailhost.c trust/mailhost_ldap.c proxy/log.c proxy/util.c auth/tls.c conf/conf.c proxy/smtp_parse.c trust/mapping.c" ;;
 	*)		echo "build.sh: no sources listed for fuzz_$1" >&2
 			return 1 ;;
 	esac
