@@ -1299,6 +1299,22 @@ class Msaproxy:
     def running(self):
         return self.proc is not None and self.proc.poll() is None
 
+    def children(self):
+        """The pids of the master's live children (workers and the audit
+        writer), sorted."""
+        out = []
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == self.proc.pid and fields[0] != "Z":
+                out.append(int(pid))
+        return sorted(out)
+
     def rss_kb(self, field="VmRSS"):
         """Resident memory (kB) of the master and its workers, summed;
         field="VmHWM" gives the peaks."""

@@ -896,21 +896,6 @@ def sink_check(sink):
     return sum(1 for _, m in msgs if b"msaload test message" in m)
 
 
-def worker_pids(p):
-    out = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == p.proc.pid and fields[0] != "Z":
-            out.append(int(pid))
-    return sorted(out)
-
-
 LOAD_CONC = 16
 
 
@@ -924,8 +909,8 @@ def test_kill9_worker_under_load(sink, proxy_factory):
     is not whole at the backend, and at most one message per broken
     session is at the backend without its 250 (a possible duplicate)."""
     p = proxy_factory(sink, conf({"workers": 2}))
-    assert harness.wait_until(lambda: len(worker_pids(p)) == 2, 5), p.log()
-    before = worker_pids(p)
+    assert harness.wait_until(lambda: len(p.children()) == 2, 5), p.log()
+    before = p.children()
     load = start_msaload(p.port, "-c", str(LOAD_CONC), "-n", "2000", "-m", "20",
                          "-s", str(MSALOAD_SIZE), "-d", "30", "--timeout", "10")
     try:
@@ -942,9 +927,9 @@ def test_kill9_worker_under_load(sink, proxy_factory):
         os.kill(victim, signal.SIGKILL)
         t_kill = time.monotonic()
         restarted = harness.wait_until(
-            lambda: (lambda w: w if len(w) == 2 and victim not in w else None)(worker_pids(p)), 5)
+            lambda: (lambda w: w if len(w) == 2 and victim not in w else None)(p.children()), 5)
         t_restart = time.monotonic() - t_kill
-        assert restarted, f"dead worker not restarted: {worker_pids(p)}\n{p.log()[-2000:]}"
+        assert restarted, f"dead worker not restarted: {p.children()}\n{p.log()[-2000:]}"
         res = finish_msaload(load)
     finally:
         if load.poll() is None:
@@ -1000,8 +985,8 @@ def test_sighup_reload_under_load(pki, sink, proxy_factory, tmp_path):
         "workers": 2,
         "tls": {"certificates": [{"cert": str(certdir / "ecdsa.pem"),
                                   "key": str(certdir / "ecdsa.key")}]}}))
-    assert harness.wait_until(lambda: len(worker_pids(p)) == 2, 5), p.log()
-    workers = worker_pids(p)
+    assert harness.wait_until(lambda: len(p.children()) == 2, 5), p.log()
+    workers = p.children()
     total = 2000
     load = start_msaload(p.port, "-c", str(LOAD_CONC), "-n", str(total), "-m", "5",
                          "-s", str(MSALOAD_SIZE), "--starttls", "-d", "30", "--timeout", "10")
@@ -1029,7 +1014,7 @@ def test_sighup_reload_under_load(pki, sink, proxy_factory, tmp_path):
         (total, 0, 0, 0), res["out"]
     assert dumps == total
     # the old generations drained and exited; two workers of the last remain
-    assert harness.wait_until(lambda: len(worker_pids(p)) == 2, 10), p.log()[-3000:]
+    assert harness.wait_until(lambda: len(p.children()) == 2, 10), p.log()[-3000:]
     log = p.log()
     # a SIGHUP that comes while the previous generation drains waits for it:
     # three signals give two or three reloads
@@ -1039,7 +1024,7 @@ def test_sighup_reload_under_load(pki, sink, proxy_factory, tmp_path):
     assert log.count("SIGHUP: TLS certificates reloaded") == len(gens), log[-3000:]
     assert len(re.findall(r"of the previous generation drained, exited 0", log)) \
         == 2 * len(gens), log[-3000:]
-    assert not set(worker_pids(p)) & set(workers), "the first generation is still there"
+    assert not set(p.children()) & set(workers), "the first generation is still there"
     assert_no_worker_died(p)
     # TODO(audit): a record "configuration reloaded" per SIGHUP.
     ctx = ssl.create_default_context(cafile=str(pki / "ca.pem"))

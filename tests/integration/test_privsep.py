@@ -24,23 +24,6 @@ from pki import pki  # noqa: F401  (fixture)
 AUDIT_USER = "msaproxy-audit"
 
 
-def children(p):
-    """(pid, name) of the master's live children."""
-    out = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                st = f.read()
-        except OSError:
-            continue
-        fields = st.rsplit(")", 1)[1].split()
-        if int(fields[1]) == p.proc.pid and fields[0] != "Z":
-            out.append(int(pid))
-    return sorted(out)
-
-
 def status(pid):
     d = {}
     with open(f"/proc/{pid}/status") as f:
@@ -104,10 +87,10 @@ def test_workers_and_writer_unprivileged_keys_root_only(
             "listeners": [{"name": "submission", "kind": "submission",
                            "require_auth": True}],
             "audit": {"enabled": True, "file": str(auditdir / "audit.log")}})
-        assert harness.wait_until(lambda: len(children(p)) == 3, 5), p.log()
+        assert harness.wait_until(lambda: len(p.children()) == 3, 5), p.log()
         # the master: root, as the only process that never reads the network
         assert status(p.proc.pid)["Uid"][0] == "0"
-        kids = children(p)
+        kids = p.children()
         for pid in kids:
             assert_is(pid, pw)
             held = open_files(pid)
@@ -149,8 +132,8 @@ def test_audit_writer_as_its_own_user(fake, proxy_factory):
         p = proxy_factory(fake, {
             "audit": {"enabled": True, "file": str(auditdir / "audit.log"),
                       "user": AUDIT_USER}})
-        assert harness.wait_until(lambda: len(children(p)) == 2, 5), p.log()
-        uids = {status(pid)["Uid"][0] for pid in children(p)}
+        assert harness.wait_until(lambda: len(p.children()) == 2, 5), p.log()
+        uids = {status(pid)["Uid"][0] for pid in p.children()}
         assert uids == {str(apw.pw_uid), str(wpw.pw_uid)}, uids
         with p.client() as c:
             hello(c)
@@ -190,8 +173,8 @@ def test_chroot(fake, proxy_factory, tmp_path, monkeypatch):
     jail = harness.make_tempdir("msaproxy-jail.")
     try:
         p = proxy_factory(fake, {"chroot": str(jail), "workers": 2})
-        assert harness.wait_until(lambda: len(children(p)) == 2, 5), p.log()
-        for pid in children(p):
+        assert harness.wait_until(lambda: len(p.children()) == 2, 5), p.log()
+        for pid in p.children():
             assert os.readlink(f"/proc/{pid}/root") == str(jail)
             assert_is(pid, harness.ensure_test_user())
         with p.client() as c:

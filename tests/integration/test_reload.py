@@ -46,6 +46,14 @@ def send(c, rcpt="bob@example.net"):
     return c.reply()
 
 
+def send_new_session(p, port=None):
+    """A message in a session of its own, accepted."""
+    with harness.SmtpClient(port or p.port) as c:
+        assert c.reply().code == 220
+        r = c.send_message(BODY)
+        assert (r.code, r.enhanced) == (250, "2.0.0"), r
+
+
 TOOK_OVER = "reload: a new worker took over"
 
 
@@ -113,19 +121,13 @@ def test_broken_file_changes_nothing(fake, proxy_factory):
         # certificates and keytabs were still reloaded: a new generation on
         # the running configuration, the old backend
         assert harness.wait_until(lambda: "SIGHUP: generation 2" in p.log(), 5)
-        with p.client() as c:
-            assert c.reply().code == 220
-            r = c.send_message(BODY)
-            assert (r.code, r.enhanced) == (250, "2.0.0"), r
+        send_new_session(p)
         assert len(fake.wait_transactions(1)) == 1
         assert other.transactions() == []
         # fixed: taken
         p.conffile.write_text(good.replace(fake.address, other.address))
         hup(p, "SIGHUP: generation 3")
-        with p.client() as c:
-            assert c.reply().code == 220
-            r = c.send_message(BODY)
-            assert (r.code, r.enhanced) == (250, "2.0.0"), r
+        send_new_session(p)
         assert len(other.wait_transactions(1)) == 1
     finally:
         other.stop()
@@ -142,10 +144,7 @@ def test_restart_setting_refused(fake, proxy_factory):
         hup(p, "SIGHUP: configuration not reloaded: ")
         assert ('SIGHUP: configuration not reloaded: listeners ("submission": '
                 'name, kind or address) changed, which needs a restart') in p.log()
-        with harness.SmtpClient(port) as c:
-            assert c.reply().code == 220
-            r = c.send_message(BODY)
-            assert (r.code, r.enhanced) == (250, "2.0.0"), r
+        send_new_session(p, port)
         assert len(fake.wait_transactions(1)) == 1
         assert other.transactions() == []
         # workers = 2 is no better
@@ -171,10 +170,7 @@ def test_unreadable_secret_refused(fake, proxy_factory):
         hup(p, "SIGHUP: configuration not reloaded: ")
         assert f"backend.auth_password_file {pw}: readable by others (chmod 600)" \
             in p.log()
-        with p.client() as c:
-            assert c.reply().code == 220
-            r = c.send_message(BODY)
-            assert (r.code, r.enhanced) == (250, "2.0.0"), r
+        send_new_session(p)
         assert len(fake.wait_transactions(1)) == 1
         assert other.transactions() == []
         assert "relaypw" not in p.log()
