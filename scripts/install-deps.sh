@@ -117,7 +117,10 @@ if [ ! -x "$CYRUS_DIR/usr/lib/cyrus/bin/imapd" ]; then
   ver=$(dpkg-query -W -f='${Version}' cyrus-common)
   tmp=$(mktemp -d)
   chown _apt "$tmp" 2>/dev/null || true   # apt downloads as _apt if it can
-  (cd "$tmp" && apt-get download -q "cyrus-imapd=$ver")
+  # the package lists may be older than the installed cyrus-common when
+  # nothing else was missing above (no apt-get update then): refresh once
+  (cd "$tmp" && apt-get download -q "cyrus-imapd=$ver") ||
+    { apt-get update -q && (cd "$tmp" && apt-get download -q "cyrus-imapd=$ver"); }
   mkdir -p "$CYRUS_DIR"
   dpkg-deb -x "$tmp"/cyrus-imapd_*.deb "$CYRUS_DIR"
   echo "install-deps.sh: unpacked cyrus-imapd $ver into $CYRUS_DIR (package not installed on purpose)"
